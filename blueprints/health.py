@@ -1,0 +1,39 @@
+"""GET /api/health and GET /api/openapi.yaml, both anonymous."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import azure.functions as func
+
+from shared.container import Container
+from shared.errors import TransientError
+from blueprints.responses import json_response
+
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+
+def blueprint(container: Container) -> func.Blueprint:
+    bp = func.Blueprint()
+
+    @bp.function_name("health")
+    @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def health(req: func.HttpRequest) -> func.HttpResponse:
+        checks = {"database": _check(lambda: container.store.ping()),
+                  "queue": _check(lambda: container.queues.ping())}
+        healthy = all(result == "ok" for result in checks.values())
+        return json_response(200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks})
+
+    @bp.function_name("openapi")
+    @bp.route(route="openapi.yaml", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def openapi(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(OPENAPI.read_bytes(), status_code=200, mimetype="application/yaml")
+
+    return bp
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+    except TransientError as exc:
+        return str(exc)
+    return "ok"

@@ -1,0 +1,45 @@
+"""POST /api/leads: Hunter's webhook."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+import azure.functions as func
+
+from shared.accept import accept_leads
+from shared.container import Container
+from shared.errors import TransientError
+from shared.intake import IntakeError, delivery_id, parse_leads, verify_signature
+from blueprints.responses import json_response, unavailable
+
+logger = logging.getLogger(__name__)
+
+
+def blueprint(container: Container) -> func.Blueprint:
+    bp = func.Blueprint()
+    settings = container.settings
+
+    @bp.function_name("receive_leads")
+    @bp.route(route="leads", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+    def receive_leads(req: func.HttpRequest) -> func.HttpResponse:
+        body = req.get_body()
+        try:
+            if settings.hunter_webhook_secret:
+                verify_signature(body, req.headers, secret=settings.hunter_webhook_secret,
+                                 tolerance_seconds=settings.hunter_signature_tolerance_seconds, now=time.time())
+            delivery = delivery_id(req.headers)
+            leads = parse_leads(body, req.headers.get("Content-Type"))
+        except IntakeError as exc:
+            logger.info("webhook_refused status=%s problems=%s", exc.status, len(exc.problems),
+                        extra={"http_status": exc.status})
+            return json_response(exc.status, exc.response_body())
+        try:
+            accepted = accept_leads(leads, store=container.store, queues=container.queues,
+                                    received_at=datetime.now(timezone.utc), delivery_id=delivery)
+        except TransientError as exc:
+            logger.warning("webhook_unavailable: %s", exc)
+            return unavailable("service")
+        return json_response(202, accepted)
+
+    return bp

@@ -1,0 +1,22 @@
+"""lead push: Hunter leads into the Dynamics 365 `lead` table.
+
+The composition root: settings are read and validated here, at start-up (one error naming every
+missing or malformed setting); dependencies are built on first use, once per worker process.
+"""
+from __future__ import annotations
+
+import os
+
+import azure.functions as func
+
+from blueprints import admin, health, lead_queue, lead_status, webhook
+from shared.container import Container
+from shared.logging_setup import configure_logging
+from shared.settings import Settings
+
+configure_logging()
+container = Container(Settings.from_env(os.environ))
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+for module in (webhook, lead_status, lead_queue, health, admin):
+    app.register_functions(module.blueprint(container))

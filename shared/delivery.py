@@ -1,0 +1,83 @@
+"""One queue delivery, start to finish: decode, push, and carry out the queue side of the outcome.
+
+Success: acknowledge. Permanent: record why, copy the message to the poison queue, acknowledge.
+Throttled for longer than we wait in-process: re-enqueue with that delay, acknowledge. Transient:
+record, push the next delivery back (exponential, jittered) and raise `RetryLater`, so the runtime
+delivers it again, and moves it to the poison queue after host.json's maxDequeueCount.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from shared.errors import TransientError
+from shared.messages import LeadMessage, MalformedMessage
+from shared.push import Action, LeadPusher, PushResult
+from shared.queue import LeadQueues
+from shared.store import LeadStore
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class RetryLater(Exception):
+    """Raised to the runtime so it delivers the message again."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    message_id: str
+    pop_receipt: str
+    dequeue_count: int
+
+
+def backoff_seconds(dequeue_count: int, *, base: float, rng: random.Random = random.Random()) -> float:
+    """base, 2*base, 4*base ... capped, with +-20% jitter so retries of a burst spread out."""
+    delay = min(max(base, 1.0) * 2 ** max(dequeue_count - 1, 0), MAX_BACKOFF_SECONDS)
+    return delay * rng.uniform(0.8, 1.2)
+
+
+def handle_delivery(
+    delivery: Delivery,
+    *,
+    pusher: LeadPusher,
+    queues: LeadQueues,
+    store: LeadStore,
+    backoff_base_seconds: float,
+    max_dequeue_count: int,
+) -> PushResult:
+    """Raises RetryLater for a transient failure; anything else unexpected propagates."""
+    wire_text = delivery.body.decode("utf-8", errors="replace")
+    try:
+        message = LeadMessage.from_wire(delivery.body)
+    except MalformedMessage as exc:
+        logger.error("d365_push_failed message_id=%s company_id=%s: malformed message: %s", delivery.message_id,
+                     exc.company_id, exc.reason,
+                     extra={"message_id": delivery.message_id, "company_id": exc.company_id})
+        if exc.company_id is not None:
+            store.record_rejected_message(exc.company_id, f"malformed message: {exc.reason}",
+                                          dequeue_count=delivery.dequeue_count)
+        queues.send_to_poison(wire_text)
+        return PushResult(Action.POISON, "failed", exc.reason)
+
+    try:
+        result = pusher.push(message, dequeue_count=delivery.dequeue_count)
+    except TransientError as exc:
+        result = PushResult(Action.RETRY, "error", str(exc))
+        logger.warning("d365_push_error company_id=%s: %s", message.company_id, exc,
+                       extra={"company_id": message.company_id, "correlation_id": message.correlation_id})
+
+    if result.action is Action.POISON:
+        queues.send_to_poison(wire_text)
+    elif result.action is Action.DEFER:
+        queues.send([wire_text], delay_seconds=max(1, round(result.delay_seconds)))
+    elif result.action is Action.RETRY:
+        if delivery.dequeue_count < max_dequeue_count:
+            # Not on the last delivery: the runtime's own move to the poison queue needs its pop receipt.
+            queues.delay_redelivery(delivery.message_id, delivery.pop_receipt,
+                                    backoff_seconds(delivery.dequeue_count, base=backoff_base_seconds))
+        raise RetryLater(result.reason)
+    return result

@@ -1,0 +1,27 @@
+"""Domain errors of the sync use cases.
+
+```
+SyncError
+├── TransientError          retrying later can succeed (Dataverse 408/429/5xx, network, database down)
+│   └── StoreUnavailable    PostgreSQL could not be reached or the connection broke
+└── PermanentError          retrying cannot help (validation, 400/403, mapping, malformed message)
+```
+Dataverse's own errors (`d365.errors`) are classified into these at the use-case boundary.
+"""
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of the sync errors."""
+
+
+class TransientError(SyncError):
+    """A later attempt may succeed."""
+
+
+class StoreUnavailable(TransientError):
+    """PostgreSQL could not be reached, or the connection broke mid-statement."""
+
+
+class PermanentError(SyncError):
+    """No attempt can succeed until something outside the app changes."""

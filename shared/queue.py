@@ -1,0 +1,133 @@
+"""The lead queue and its poison queue, on Azure Storage (Azurite locally).
+
+The adapter moves wire text as it is: messages are encoded by `shared.messages` (base64 JSON), and a
+message moved to the poison queue or replayed from it keeps its exact bytes, even one that is not ours.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueClient
+
+from shared.errors import TransientError
+
+logger = logging.getLogger(__name__)
+
+_SEND_THREADS = 8
+_MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
+
+
+class QueueUnavailable(TransientError):
+    """The storage queue could not be reached."""
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    id: str
+    pop_receipt: str
+    text: str
+
+
+class LeadQueues:
+    """Sends to the lead queue and its poison queue, and moves messages between them."""
+
+    def __init__(self, connection_string: str, queue_name: str) -> None:
+        self.main = _client(connection_string, queue_name)
+        self.poison = _client(connection_string, f"{queue_name}-poison")
+        self._ensured = False
+
+    def ensure(self) -> None:
+        """Create both queues if missing (idempotent; the host also creates the main one)."""
+        if self._ensured:
+            return
+        for client in (self.main, self.poison):
+            try:
+                client.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise QueueUnavailable(f"cannot create queue {client.queue_name}: {exc.message}") from exc
+        self._ensured = True
+
+    def send(self, texts: Sequence[str], *, delay_seconds: int = 0) -> None:
+        """Put wire texts on the lead queue. Raises QueueUnavailable; some may have been sent."""
+        self.ensure()
+        delay = min(max(int(delay_seconds), 0), _MAX_VISIBILITY_SECONDS) or None
+
+        def send_one(text: str) -> None:
+            self.main.send_message(text, visibility_timeout=delay)
+
+        try:
+            if len(texts) == 1:
+                send_one(texts[0])
+            else:
+                with ThreadPoolExecutor(max_workers=min(_SEND_THREADS, len(texts))) as pool:
+                    list(pool.map(send_one, texts))
+        except AzureError as exc:
+            raise QueueUnavailable(f"cannot send to queue {self.main.queue_name}: {exc.message}") from exc
+
+    def send_to_poison(self, text: str) -> None:
+        self.ensure()
+        try:
+            self.poison.send_message(text)
+        except AzureError as exc:
+            raise QueueUnavailable(f"cannot send to queue {self.poison.queue_name}: {exc.message}") from exc
+
+    def delay_redelivery(self, message_id: str, pop_receipt: str, seconds: float) -> None:
+        """Push back when the runtime will see this message again (a back-off for a retry).
+
+        The runtime then fails to update the message with its own, now stale, pop receipt, which it
+        tolerates; the message comes back after `seconds` with its dequeue count raised by one.
+        """
+        try:
+            self.main.update_message(message_id, pop_receipt, visibility_timeout=int(seconds))
+        except AzureError as exc:
+            logger.warning("queue_backoff_failed %s", exc.__class__.__name__, extra={"message_id": message_id})
+
+    def drain_poison(self, *, visibility_seconds: int = 60) -> Iterator[ReceivedMessage]:
+        """Every poison message once, hidden while the caller decides what to do with it."""
+        self.ensure()
+        seen: set[str] = set()
+        while True:
+            batch = list(self.poison.receive_messages(messages_per_page=32, visibility_timeout=visibility_seconds,
+                                                      max_messages=32))
+            fresh = [m for m in batch if m.id not in seen]
+            if not fresh:
+                return
+            for m in fresh:
+                seen.add(m.id)
+                yield ReceivedMessage(id=m.id, pop_receipt=m.pop_receipt, text=m.content)
+
+    def remove_from_poison(self, message: ReceivedMessage) -> None:
+        try:
+            self.poison.delete_message(message.id, message.pop_receipt)
+        except ResourceNotFoundError:
+            pass
+
+    def release_poison(self, message: ReceivedMessage) -> None:
+        """Make a poison message visible again, untouched."""
+        try:
+            self.poison.update_message(message.id, message.pop_receipt, visibility_timeout=0)
+        except ResourceNotFoundError:
+            pass
+
+    def ping(self) -> None:
+        try:
+            self.main.get_queue_properties()
+        except ResourceNotFoundError:
+            self.ensure()
+        except AzureError as exc:
+            raise QueueUnavailable(f"queue {self.main.queue_name} unreachable: {exc.message}") from exc
+
+
+def _client(connection_string: str, name: str) -> QueueClient:
+    return QueueClient.from_connection_string(
+        connection_string,
+        name,
+        connection_timeout=5,
+        read_timeout=10,
+    )

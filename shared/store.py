@@ -1,0 +1,299 @@
+"""PostgreSQL: the sync state of every lead and the audit of every attempt.
+
+All SQL lives in `queries.sql` (by name) and `migrations/` (numbered, forward only). Driver errors
+that mean the database is unreachable become `StoreUnavailable`, a transient error.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+import psycopg2.pool
+
+from shared.errors import StoreUnavailable, TransientError
+from shared.messages import LeadMessage
+
+logger = logging.getLogger(__name__)
+
+_HERE = Path(__file__).resolve().parent
+MIGRATIONS_DIR = _HERE / "migrations"
+_MIGRATION_LOCK = -727_001  # advisory lock key; lead locks use positive company ids
+_LEAD_LOCK_TIMEOUT = "30s"
+
+
+def _load_queries(path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", path.read_text(), flags=re.M)[1:]:
+        name, _, body = block.partition("\n")
+        queries[name.strip()] = body.strip()
+    return queries
+
+
+Q = _load_queries(_HERE / "queries.sql")
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What the store knows of a lead when a worker claims it."""
+
+    d365_lead_id: str | None
+    synced_version: datetime | None
+    synced_fingerprint: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One row of the audit table."""
+
+    outcome: str
+    duration_ms: float
+    failure_class: str | None = None
+    http_status: int | None = None
+    error_code: str | None = None
+    error: str | None = None
+    d365_lead_id: str | None = None
+    dataverse_requests: int = 0
+    correlation_id: str | None = None
+    dequeue_count: int | None = None
+
+
+class LeadStore:
+    """Sync state in PostgreSQL, shared by the worker threads of one process."""
+
+    def __init__(self, database_url: str, *, max_connections: int = 32) -> None:
+        self._url = database_url
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._max = max_connections
+        self._pool_lock = threading.Lock()
+
+    # --- connections ------------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A pooled connection; a broken one is discarded and reported as StoreUnavailable."""
+        with self._slots:
+            try:
+                conn = self._get_pool().getconn()
+            except psycopg2.Error as exc:
+                raise StoreUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
+            broken = False
+            try:
+                yield conn
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                broken = True
+                if isinstance(exc, psycopg2.errors.LockNotAvailable):
+                    raise TransientError("another worker holds this lead; retry later") from exc
+                raise StoreUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
+            finally:
+                if not broken and not conn.closed and conn.status != psycopg2.extensions.STATUS_READY:
+                    conn.rollback()
+                self._get_pool().putconn(conn, close=broken or bool(conn.closed))
+
+    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = psycopg2.pool.ThreadedConnectionPool(
+                    0, self._max, self._url, connect_timeout=5, application_name="lead-push"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.closeall()
+                self._pool = None
+
+    def _execute(self, name: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
+        with self._connection() as conn, conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(Q[name], params or {})
+            if fetch == "one":
+                return cur.fetchone()
+            if fetch == "all":
+                return cur.fetchall()
+            return None
+
+    # --- schema -----------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply the numbered migrations not yet applied; safe when several workers start at once."""
+        applied: list[str] = []
+        with self._connection() as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+                try:
+                    cur.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migration ("
+                        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    cur.execute("SELECT version FROM schema_migration")
+                    done = {row[0] for row in cur.fetchall()}
+                    for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")):
+                        if path.stem in done:
+                            continue
+                        conn.autocommit = False
+                        with conn:
+                            cur.execute(path.read_text())
+                            cur.execute("INSERT INTO schema_migration (version) VALUES (%s)", (path.stem,))
+                        conn.autocommit = True
+                        applied.append(path.stem)
+                        logger.info("db_migration_applied %s", path.stem, extra={"migration": path.stem})
+                finally:
+                    conn.autocommit = True
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+        return applied
+
+    def ping(self) -> None:
+        """Raises StoreUnavailable when PostgreSQL does not answer."""
+        self._execute("ping", fetch="one")
+
+    # --- intake -----------------------------------------------------------------------------
+
+    def record_queued(self, messages: Sequence[LeadMessage]) -> None:
+        rows = [
+            {
+                "company_id": m.company_id,
+                "message": m.to_json(),
+                "version": m.version,
+                "correlation_id": m.correlation_id,
+            }
+            for m in messages
+        ]
+        with self._connection() as conn, conn, conn.cursor() as cur:
+            psycopg2.extras.execute_batch(cur, Q["record_queued"], rows, page_size=100)
+
+    def delivery_response(self, delivery_id: str) -> dict | None:
+        row = self._execute("delivery_response", {"delivery_id": delivery_id}, fetch="one")
+        return row["response"] if row else None
+
+    def remember_delivery(self, delivery_id: str, response: dict) -> None:
+        self._execute("remember_delivery", {"delivery_id": delivery_id, "response": json.dumps(response)})
+
+    # --- push -------------------------------------------------------------------------------
+
+    @contextmanager
+    def lead_session(self, company_id: int) -> Iterator["LeadSession"]:
+        """Holds the lead's lock for the whole attempt, so one worker at a time writes a lead.
+
+        A session-level advisory lock on a dedicated connection: other leads are not blocked,
+        and a connection that dies releases the lock with it.
+        """
+        with self._connection() as conn:
+            with conn.cursor() as cur:
+                cur.execute(f"SET lock_timeout = '{_LEAD_LOCK_TIMEOUT}'")
+                cur.execute(Q["lock_lead"], {"company_id": company_id})
+            conn.commit()
+            try:
+                yield LeadSession(conn, company_id)
+            finally:
+                if not conn.closed:
+                    conn.rollback()
+                    with conn.cursor() as cur:
+                        cur.execute(Q["unlock_all"])
+                    conn.commit()
+
+    def record_rejected_message(self, company_id: int, reason: str, *, dequeue_count: int | None) -> None:
+        """A message for this lead that can never be processed: audited, and the lead marked failed."""
+        attempt = Attempt(outcome="failed", failure_class="permanent", error=reason, duration_ms=0.0,
+                          dequeue_count=dequeue_count)
+        with self._connection() as conn, conn, conn.cursor() as cur:
+            cur.execute(Q["mark_failure"], {"company_id": company_id, "status": "failed", "error": reason})
+            cur.execute(Q["insert_attempt"], {"company_id": company_id, **_attempt_params(attempt)})
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def lead_state(self, company_id: int) -> dict | None:
+        return self._execute("lead_state", {"company_id": company_id}, fetch="one")
+
+    def lead_attempts(self, company_id: int) -> list[dict]:
+        return self._execute("lead_attempts", {"company_id": company_id}, fetch="all")
+
+    # --- replay and sweep -------------------------------------------------------------------
+
+    def reset_for_replay(self, company_id: int) -> None:
+        self._execute("reset_for_replay", {"company_id": company_id})
+
+    def claim_stuck(self, *, age_seconds: int, limit: int = 500) -> list[tuple[int, dict]]:
+        rows = self._execute("claim_stuck", {"age_seconds": age_seconds, "limit": limit}, fetch="all")
+        return [(row["company_id"], row["message"]) for row in rows]
+
+
+class LeadSession:
+    """The verbs of one attempt at one lead, each its own transaction, under the lead's lock."""
+
+    def __init__(self, conn: Any, company_id: int) -> None:
+        self._conn = conn
+        self.company_id = company_id
+
+    def _run(self, statements: Sequence[tuple[str, dict[str, Any]]], *, fetch: bool = False) -> Any:
+        row = None
+        with self._conn, self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            for name, params in statements:
+                cur.execute(Q[name], {"company_id": self.company_id, **params})
+                if fetch and row is None:
+                    row = cur.fetchone()
+        return row
+
+    def claim(self, message: LeadMessage) -> SyncState:
+        row = self._run(
+            [("claim", {"message": message.to_json(), "version": message.version,
+                        "correlation_id": message.correlation_id})],
+            fetch=True,
+        )
+        return SyncState(
+            d365_lead_id=str(row["d365_lead_id"]) if row["d365_lead_id"] else None,
+            synced_version=row["synced_version"],
+            synced_fingerprint=row["synced_fingerprint"],
+            attempts=row["attempts"],
+        )
+
+    def mark_synced(self, attempt: Attempt, *, version: datetime, fingerprint: str, warnings: Sequence[str]) -> None:
+        self._run([
+            ("mark_synced", {"d365_lead_id": attempt.d365_lead_id, "version": version,
+                             "fingerprint": fingerprint, "warnings": json.dumps(list(warnings))}),
+            ("insert_attempt", _attempt_params(attempt)),
+        ])
+
+    def mark_skipped(self, attempt: Attempt) -> None:
+        self._run([("mark_skipped", {}), ("insert_attempt", _attempt_params(attempt))])
+
+    def mark_deferred(self, attempt: Attempt) -> None:
+        self._run([("mark_deferred", {"error": attempt.error}), ("insert_attempt", _attempt_params(attempt))])
+
+    def mark_failure(self, attempt: Attempt, *, final: bool) -> None:
+        status = "failed" if final else "error"
+        self._run([
+            ("mark_failure", {"status": status, "error": attempt.error}),
+            ("insert_attempt", _attempt_params(attempt)),
+        ])
+
+
+def _attempt_params(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "outcome": attempt.outcome,
+        "failure_class": attempt.failure_class,
+        "http_status": attempt.http_status,
+        "error_code": attempt.error_code,
+        "error": attempt.error,
+        "duration_ms": round(attempt.duration_ms, 3),
+        "d365_lead_id": attempt.d365_lead_id,
+        "dataverse_requests": attempt.dataverse_requests,
+        "correlation_id": attempt.correlation_id,
+        "dequeue_count": attempt.dequeue_count,
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
