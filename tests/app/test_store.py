@@ -1,0 +1,77 @@
+"""Migrations, settings and the sweeper against a real PostgreSQL."""
+from __future__ import annotations
+
+import secrets
+import threading
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+
+from local import services
+from shared.messages import LeadMessage
+from shared.settings import Settings, SettingsError
+from shared.store import LeadStore
+from shared.sweep import requeue_stuck_leads
+from tests.app.helpers import lead
+
+
+@pytest.fixture
+def empty_database(postgres_server):
+    name = f"leadpush_mig_{secrets.token_hex(4)}"
+    url = services.create_database(postgres_server.url, name)
+    yield url
+    services.drop_database(postgres_server.url, name)
+
+
+def test_migrations_apply_once_when_workers_start_together(empty_database):
+    stores = [LeadStore(empty_database, max_connections=2) for _ in range(4)]
+    applied: list[list[str]] = []
+    threads = [threading.Thread(target=lambda s=s: applied.append(s.migrate())) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(len(a) for a in applied) == [0, 0, 0, 1]
+    with psycopg2.connect(empty_database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM schema_migration")
+        assert [r[0] for r in cur.fetchall()] == ["001_lead_sync"]
+    for s in stores:
+        s.close()
+
+
+def test_a_synced_row_without_a_dataverse_id_is_refused_by_the_schema(empty_database):
+    store = LeadStore(empty_database, max_connections=1)
+    store.migrate()
+    store.close()
+    with psycopg2.connect(empty_database) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.CheckViolation):
+        cur.execute("INSERT INTO lead_sync (company_id, status, message, queued_version) "
+                    "VALUES (1, 'synced', '{}', now())")
+
+
+def test_missing_settings_are_named_together():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"D365_AUTH_MODE": "client_secret", "D365_TIMEOUT_SECONDS": "soon"})
+
+    text = str(raised.value)
+    for name in ("AzureWebJobsStorage", "DATABASE_URL", "D365_URL", "D365_TENANT_ID", "D365_CLIENT_ID",
+                 "D365_CLIENT_SECRET", "D365_TIMEOUT_SECONDS", "HUNTER_WEBHOOK_SECRET"):
+        assert name in text
+
+
+def test_sweeper_requeues_leads_stuck_in_queued(empty_database, azurite):
+    from shared.queue import LeadQueues
+
+    store = LeadStore(empty_database, max_connections=2)
+    store.migrate()
+    queues = LeadQueues(azurite.connection_string, f"sweep-{secrets.token_hex(4)}")
+    message = LeadMessage(lead=lead(7001), correlation_id="c", received_at=datetime.now(timezone.utc))
+    store.record_queued([message])  # recorded, but its queue message was lost
+
+    assert requeue_stuck_leads(store=store, queues=queues, age_seconds=3600) == 0
+    assert requeue_stuck_leads(store=store, queues=queues, age_seconds=0) == 1
+
+    texts = [m.content for m in queues.main.peek_messages(max_messages=5)]
+    assert [LeadMessage.from_wire(t.encode()).company_id for t in texts] == [7001]
+    store.close()
