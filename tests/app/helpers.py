@@ -65,6 +65,11 @@ def attempts(database_url: str, company_id: int) -> list[dict]:
         return cur.fetchall()
 
 
+def forget(database_url: str, company_id: int) -> None:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM lead_sync WHERE company_id = %s", (company_id,))
+
+
 def queue_length(azurite, name: str) -> int:
     client = azurite.queue_client(name)
     try:

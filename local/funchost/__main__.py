@@ -1,0 +1,41 @@
+"""`python -m local.funchost --app-dir DIR [--host 127.0.0.1] [--port 7071]`.
+
+Prints `ready http://HOST:PORT` on stdout once HTTP and the queue listeners run; logs go to
+stderr. SIGINT/SIGTERM stop polling, let running invocations finish (bounded) and exit 0.
+Exits 1, with the reason on stderr, when the app or its configuration cannot be loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from local.funchost.local_host import HostStartError, LocalHost
+from local.funchost.log_format import configure_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.funchost", description=__doc__.splitlines()[0])
+    parser.add_argument("--app-dir", required=True, help="directory holding function_app.py and host.json")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7071)
+    args = parser.parse_args(argv)
+
+    configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        host = LocalHost(args.app_dir, host=args.host, port=args.port).start()
+    except HostStartError as exc:
+        print(f"funchost: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print(f"ready {host.url}", flush=True)
+    stop.wait()
+    host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
