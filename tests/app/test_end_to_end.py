@@ -47,3 +47,8 @@ def test_company_86_lands_in_dataverse_and_postgres(app_env, dataverse, local_ho
 
     state = requests.get(f"{host.url}/api/leads/86", timeout=10).json()
     assert state["status"] == "synced" and state["d365_lead_id"] == record["leadid"]
+
+    log = host.log_path.read_text()
+    assert "d365_push_success" in log and "d365_token_acquired" in log
+    for secret in ("it@uppoint.com.tr", WEBHOOK_SECRET, env["IDENTITY_HEADER"], "AccountKey="):
+        assert secret not in log
