@@ -1,6 +1,7 @@
 """GET /api/health and GET /api/openapi.yaml, both anonymous."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import azure.functions as func
@@ -8,6 +9,8 @@ import azure.functions as func
 from shared.container import Container
 from shared.errors import TransientError
 from blueprints.responses import json_response
+
+logger = logging.getLogger(__name__)
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
@@ -32,8 +35,10 @@ def blueprint(container: Container) -> func.Blueprint:
 
 
 def _check(probe) -> str:
+    """'ok' or 'unavailable': the details go to the log, not to an anonymous caller."""
     try:
         probe()
     except TransientError as exc:
-        return str(exc)
+        logger.warning("health_check_failed: %s", exc)
+        return "unavailable"
     return "ok"

@@ -91,7 +91,8 @@ def test_health_names_the_failing_part(app_env, dataverse, local_host):
 
     assert health.status_code == 503
     assert health.json()["checks"]["queue"] == "ok"
-    assert health.json()["checks"]["database"] != "ok"
+    assert health.json()["checks"]["database"] == "unavailable"
+    assert "5432" not in health.text and "nowhere" not in health.text
 
 
 def test_openapi_description_is_served(host):
@@ -99,3 +100,16 @@ def test_openapi_description_is_served(host):
 
     assert response.status_code == 200
     assert response.text.startswith("openapi: 3")
+
+
+@pytest.mark.parametrize("raw, content_type, status", [
+    (b'{"company_id": 1, "domain": "a.example", "pad": "' + b"x" * (1024 * 1024) + b'"}', "application/json", 413),
+    (json.dumps(COMPANY_86).encode(), "text/plain", 415),
+    (json.dumps({"leads": [lead(600 + i) for i in range(501)]}).encode(), "application/json", 400),
+], ids=["over 1 MiB", "text/plain", "501 leads"])
+def test_limits_are_enforced_over_http(host, azurite, raw, content_type, status):
+    response = _post_raw(host, raw, {"Content-Type": content_type, **sign(raw, WEBHOOK_SECRET)})
+
+    assert response.status_code == status
+    assert response.json()["problems"]
+    assert queue_length(azurite, host.env["LEAD_QUEUE_NAME"]) == 0
