@@ -1,0 +1,196 @@
+"""The unauthenticated control API under `/_emulator/`, used by tests, `make run` and the benchmark.
+
+GET  leads | stats | schema          DELETE leads/<id> | faults | rules | schema/columns/<name>
+POST reset | stats/reset | faults | rules | schema/columns | schema/columns/<name>/options | keys
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from local.emulators.dataverse.faults import FaultPlan
+from local.emulators.dataverse.schema import CREATABLE_TYPES, AttributeType, Column, Option, Schema
+from local.emulators.dataverse.stats import Stats
+from local.emulators.dataverse.store import LeadStore, Rule, SchemaChangeError
+
+_DEFAULT_MAX_LENGTHS = {AttributeType.STRING: 100, AttributeType.MEMO: 2000}
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Emulator:
+    """The state the control API reaches."""
+
+    store: LeadStore
+    faults: FaultPlan
+    stats: Stats
+
+
+def handle(emulator: Emulator, method: str, path: str, body: Any) -> tuple[int, Any]:
+    """Answer `method path` (relative to /_emulator/) with `(status, json payload or None)`."""
+    parts = [p for p in path.split("/") if p]
+    try:
+        route = _route(method, parts)
+        if route is None:
+            raise ControlError(404, f"no control route {method} /_emulator/{path}")
+        return route(emulator, parts, body)
+    except (ControlError, SchemaChangeError) as error:
+        return error.status, {"error": str(error)}
+    except (ValueError, TypeError, KeyError) as error:
+        return 400, {"error": f"bad request: {error}"}
+
+
+def _route(method: str, parts: list[str]) -> Callable[[Emulator, list[str], Any], tuple[int, Any]] | None:
+    shape = tuple("*" if i > 0 and parts[i - 1] in ("leads", "columns") else p for i, p in enumerate(parts))
+    return _ROUTES.get((method, shape))
+
+
+def _leads(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, {"value": emulator.store.records()}
+
+
+def _delete_lead(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    if not emulator.store.delete_by_id(parts[1].lower()):
+        raise ControlError(404, f"no lead {parts[1]}")
+    return 204, None
+
+
+def _stats(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, emulator.stats.snapshot()
+
+
+def _reset_stats(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.stats.reset()
+    return 204, None
+
+
+def _reset(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.store.reset()
+    emulator.stats.reset()
+    emulator.faults.clear()
+    return 204, None
+
+
+def _set_faults(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.faults.configure(_object(body))
+    return 200, emulator.faults.describe()
+
+
+def _clear_faults(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.faults.clear()
+    return 204, None
+
+
+def _add_rule(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    spec = _object(body)
+    rule = Rule(
+        column=str(spec["column"]),
+        equals=spec["equals"],
+        status=int(spec.get("status", 400)),
+        code=str(spec.get("code", "0x80040265")),
+        message=str(spec.get("message", "Plug-in rejected the record")),
+    )
+    emulator.store.add_rule(rule)
+    return 201, {"rules": [r.__dict__ for r in emulator.store.rules()]}
+
+
+def _clear_rules(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.store.clear_rules()
+    return 204, None
+
+
+def describe_schema(schema: Schema) -> dict:
+    return {
+        "columns": [
+            {
+                "logical_name": c.logical_name,
+                "attribute_type": c.attribute_type.value,
+                "max_length": c.max_length,
+                "options": [{"value": o.value, "label": o.label} for o in c.options],
+            }
+            for c in schema.columns.values()
+        ],
+        "keys": [{"name": k.name, "columns": list(k.columns), "status": k.status.value} for k in schema.keys.values()],
+    }
+
+
+def _schema(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, describe_schema(emulator.store.schema)
+
+
+def _add_column(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    spec = _object(body)
+    kind = AttributeType(spec["attribute_type"])
+    if kind not in CREATABLE_TYPES:
+        raise ControlError(400, f"attribute_type must be one of {', '.join(t.value for t in CREATABLE_TYPES)}")
+    name = str(spec["logical_name"])
+    options = tuple(_option(o) for o in spec.get("options", []))
+    if kind is not AttributeType.PICKLIST and options:
+        raise ControlError(400, "only Picklist columns take options")
+    max_length = spec.get("max_length", _DEFAULT_MAX_LENGTHS.get(kind))
+    column = Column(
+        name,
+        kind,
+        str(spec.get("display_name") or name),
+        max_length=int(max_length) if kind in _DEFAULT_MAX_LENGTHS else None,
+        options=options,
+        is_custom=True,
+    )
+    emulator.store.add_column(column)
+    return 201, describe_schema(emulator.store.schema)
+
+
+def _remove_column(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.store.remove_column(parts[2])
+    return 204, None
+
+
+def _add_option(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.store.add_option(parts[2], _option(_object(body)))
+    return 201, describe_schema(emulator.store.schema)
+
+
+def _add_key(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    spec = _object(body)
+    columns = spec["columns"]
+    if not isinstance(columns, list):
+        raise ControlError(400, "columns must be a list of column names")
+    key = emulator.store.add_key(str(spec["name"]), tuple(str(c) for c in columns))
+    return 201, {"name": key.name, "columns": list(key.columns), "status": key.status.value}
+
+
+def _option(spec: Any) -> Option:
+    spec = _object(spec)
+    value = spec["value"]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ControlError(400, "an option value must be an integer")
+    return Option(value, str(spec["label"]))
+
+
+def _object(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise ControlError(400, "the body must be a JSON object")
+    return body
+
+
+_ROUTES: dict[tuple[str, tuple[str, ...]], Callable[[Emulator, list[str], Any], tuple[int, Any]]] = {
+    ("GET", ("leads",)): _leads,
+    ("DELETE", ("leads", "*")): _delete_lead,
+    ("GET", ("stats",)): _stats,
+    ("POST", ("stats", "reset")): _reset_stats,
+    ("POST", ("reset",)): _reset,
+    ("POST", ("faults",)): _set_faults,
+    ("DELETE", ("faults",)): _clear_faults,
+    ("POST", ("rules",)): _add_rule,
+    ("DELETE", ("rules",)): _clear_rules,
+    ("GET", ("schema",)): _schema,
+    ("POST", ("schema", "columns")): _add_column,
+    ("DELETE", ("schema", "columns", "*")): _remove_column,
+    ("POST", ("schema", "columns", "*", "options")): _add_option,
+    ("POST", ("keys",)): _add_key,
+}

@@ -1,0 +1,53 @@
+"""The OData error the emulator answers with, and the Dataverse error codes it uses."""
+from __future__ import annotations
+
+NOT_FOUND = "0x80040217"  # ObjectDoesNotExist
+DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord
+VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch
+KEY_NOT_DEFINED = "0x80060890"  # EntityKeyNotDefined
+KEY_RECORD_NOT_FOUND = "0x80060891"
+KEY_VIOLATED = "0x80060892"  # DuplicateRecordEntityKey
+RESOURCE_NOT_FOUND = "0x8006088a"
+PAYLOAD_ERROR = "0x80048d19"
+MAX_LENGTH_EXCEEDED = "0x80044331"
+PICKLIST_OUT_OF_RANGE = "0x8004431A"
+QUERY_ERROR = "0x0"
+
+ENTITY = "lead"
+ENTITY_TYPE = "Microsoft.Dynamics.CRM.lead"
+
+
+class ODataError(Exception):
+    """An error answered as `{"error":{"code","message"}}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def record_not_found(lead_id: str) -> ODataError:
+    return ODataError(404, NOT_FOUND, f"{ENTITY} With Id = {lead_id} Does Not Exist")
+
+
+def unknown_property(name: str, type_name: str = ENTITY_TYPE) -> ODataError:
+    return ODataError(400, QUERY_ERROR, f"Could not find a property named '{name}' on type '{type_name}'.")
+
+
+def resource_not_found(segment: str) -> ODataError:
+    return ODataError(404, RESOURCE_NOT_FOUND, f"Resource not found for the segment '{segment}'.")
+
+
+def payload_error(inner: str) -> ODataError:
+    """The newer live wording of a rejected request body (DATAVERSE.md section 5)."""
+    return ODataError(
+        400,
+        PAYLOAD_ERROR,
+        "Error identified in Payload provided by the user for Entity :'leads', For more information on this "
+        "error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293  ---->  "
+        f"InnerException : {inner}",
+    )

@@ -1,0 +1,175 @@
+"""The Dataverse emulator's HTTP server: bearer auth, fault injection, and dispatch to the Web API
+or the control API."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from urllib.parse import parse_qsl, unquote
+
+from local.emulators import tokens
+from local.emulators.dataverse import control
+from local.emulators.dataverse.errors import resource_not_found
+from local.emulators.dataverse.faults import FaultPlan
+from local.emulators.dataverse.schema import profile_schema
+from local.emulators.dataverse.stats import DROPPED, Stats
+from local.emulators.dataverse.store import LeadStore
+from local.emulators.dataverse.webapi import API_PATH, Reply, Request, WebApi, error_reply, kind_of
+from local.emulators.httpserver import EmulatorHandler, EmulatorServer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TENANT_ID = "1d5a0000-0000-4000-8000-00000000d001"
+CONTROL_PREFIX = "/_emulator/"
+_API_PREFIX = API_PATH + "/"
+_ODATA_CONTENT_TYPE = "application/json; odata.metadata=minimal"
+_TOKEN_CACHE_SIZE = 1024  # verified tokens kept so benchmarks do not pay an HMAC per request
+
+
+class DataverseServer(EmulatorServer):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        profile: str,
+        alternate_key: str | None,
+        resource: str | None,
+        tenant_id: str,
+    ) -> None:
+        super().__init__(address, DataverseHandler)
+        self.resource = resource or self.url
+        self.tenant_id = tenant_id
+        self.store = LeadStore(profile_schema(profile, alternate_key))
+        self.faults = FaultPlan()
+        self.stats = Stats()
+        self.web_api = WebApi(self.store, self.url)
+        self.emulator = control.Emulator(self.store, self.faults, self.stats)
+        self.verified_tokens: dict[str, dict] = {}
+
+    @property
+    def api_url(self) -> str:
+        return self.url + API_PATH
+
+
+class DataverseHandler(EmulatorHandler):
+    server: DataverseServer
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def _dispatch(self, method: str) -> None:
+        raw_path, _, raw_query = self.path.partition("?")
+        body = self.read_body()
+        if raw_path.startswith(CONTROL_PREFIX):
+            self._control(method, raw_path[len(CONTROL_PREFIX):], body)
+        elif raw_path.startswith(_API_PREFIX):
+            self._web_api(method, unquote(raw_path[len(_API_PREFIX):]), raw_query, body)
+        else:
+            self._reply(error_reply(resource_not_found(raw_path)))
+
+    def _control(self, method: str, path: str, body: bytes) -> None:
+        try:
+            payload = json.loads(body) if body.strip() else None
+        except ValueError:
+            self.respond_json(400, {"error": "the body is not JSON"})
+            return
+        status, answer = control.handle(self.server.emulator, method, unquote(path), payload)
+        if answer is None:
+            self.respond(status)
+        else:
+            self.respond_json(status, answer)
+
+    def _web_api(self, method: str, path: str, raw_query: str, body: bytes) -> None:
+        server = self.server
+        kind = kind_of(method, path)
+        claims = self._authenticate()
+        if claims is None:
+            server.stats.record(kind, 401)
+            challenge = (
+                f"Bearer authorization_uri=https://login.microsoftonline.com/{server.tenant_id}/oauth2/authorize, "
+                f"resource_id={server.resource.rstrip('/')}/"
+            )
+            self.respond(401, b"", [("WWW-Authenticate", challenge)])
+            return
+        fault = server.faults.next()
+        if fault is not None:
+            if fault.latency_ms:
+                time.sleep(fault.latency_ms / 1000)
+            if fault.drop == "before":
+                self._drop(kind)
+                return
+            if fault.error is not None:
+                retry = (("Retry-After", str(fault.retry_after)),) if fault.retry_after is not None else ()
+                self._reply(error_reply(fault.error, *retry), kind)
+                return
+        request = Request(method, path, dict(parse_qsl(raw_query, keep_blank_values=True)), self.headers, body, claims)
+        reply = server.web_api.handle(request)
+        if fault is not None and fault.drop == "after_commit":
+            self._drop(kind)
+            return
+        self._reply(reply, kind)
+
+    def _authenticate(self) -> dict | None:
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        cache = self.server.verified_tokens
+        claims = cache.get(token)
+        if claims is not None and claims["exp"] > time.time():
+            return claims
+        try:
+            claims = tokens.verify(token, self.server.resource)
+        except tokens.TokenError as exc:
+            logger.info("rejected bearer token: %s", exc)
+            return None
+        if len(cache) >= _TOKEN_CACHE_SIZE:
+            cache.clear()
+        cache[token] = claims
+        return claims
+
+    def _drop(self, kind: str) -> None:
+        self.server.stats.record(kind, DROPPED)
+        self.close_connection = True
+
+    def _reply(self, reply: Reply, kind: str | None = None) -> None:
+        if kind is not None:
+            self.server.stats.record(kind, reply.status)
+        headers = list(reply.headers)
+        if reply.payload is None:
+            self.respond(reply.status, b"", headers)
+        else:
+            headers.append(("Content-Type", _ODATA_CONTENT_TYPE))
+            self.respond(reply.status, json.dumps(reply.payload).encode(), headers)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    profile: str = "mvp",
+    alternate_key: str | None = None,
+    resource: str | None = None,
+    tenant_id: str = DEFAULT_TENANT_ID,
+) -> DataverseServer:
+    """Start the emulator in a background thread; stop it with `.shutdown()`.
+
+    Raises ValueError for an unknown profile or an unusable alternate key column, OSError if the
+    address cannot be bound.
+    """
+    server = DataverseServer(
+        (host, port), profile=profile, alternate_key=alternate_key, resource=resource, tenant_id=tenant_id
+    )
+    return server.start()

@@ -1,0 +1,216 @@
+"""The Dataverse Web API routes under `/api/data/v9.2/`: WhoAmI, leads CRUD/upsert/query, metadata."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import quote
+
+from local.emulators.dataverse import metadata
+from local.emulators.dataverse.errors import QUERY_ERROR, ODataError, payload_error, resource_not_found, unknown_property
+from local.emulators.dataverse.odata_filter import parse_filter
+from local.emulators.dataverse.payload import parse_values
+from local.emulators.dataverse.schema import PRIMARY_KEY
+from local.emulators.dataverse.store import LeadStore, etag
+from local.emulators.dataverse.urlkeys import KeySegment, parse_guid, parse_key_segment
+
+API_PATH = "/api/data/v9.2"
+ENTITY_SET = "leads"
+DOP_HINT = "4"
+BUSINESS_UNIT_ID = "1d5a0000-0000-4000-8000-00000000b001"
+ORGANIZATION_ID = "1d5a0000-0000-4000-8000-00000000c001"
+_ODATA_HEADERS = (("OData-Version", "4.0"), ("x-ms-dop-hint", DOP_HINT))
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # URL-decoded, relative to API_PATH, without the leading slash
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None or value.strip().lower() == "null" else value.strip()
+
+    @property
+    def wants_representation(self) -> bool:
+        return "return=representation" in (self.header("Prefer") or "").replace(" ", "")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    payload: dict | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def error_reply(error: ODataError, *headers: tuple[str, str]) -> Reply:
+    return Reply(error.status, error.body(), _ODATA_HEADERS + headers)
+
+
+def kind_of(method: str, path: str) -> str:
+    """The request kind counted in the emulator's stats."""
+    if path == ENTITY_SET and method in ("GET", "POST"):
+        return f"{method} leads"
+    if path.startswith(ENTITY_SET + "(") and method in ("GET", "PATCH", "DELETE"):
+        return f"{method} lead"
+    if path.startswith("EntityDefinitions"):
+        return "metadata"
+    if path in ("WhoAmI", "WhoAmI()"):
+        return "whoami"
+    return "other"
+
+
+class WebApi:
+    def __init__(self, store: LeadStore, base_url: str) -> None:
+        self.store = store
+        self.base = base_url + API_PATH
+
+    def handle(self, request: Request) -> Reply:
+        try:
+            return self._route(request)
+        except ODataError as error:
+            return error_reply(error)
+
+    def _route(self, request: Request) -> Reply:
+        path, method = request.path, request.method
+        if path in ("WhoAmI", "WhoAmI()"):
+            if method != "GET":
+                raise ODataError(404, "", f"No HTTP resource was found that matches the request URI '{self.base}/WhoAmI'.")
+            return self._whoami(request)
+        if path == "$batch" or path.startswith(ENTITY_SET + "/Microsoft.Dynamics.CRM."):
+            raise ODataError(501, QUERY_ERROR, f"'{path}' is not implemented by the local Dataverse emulator.")
+        if path == ENTITY_SET:
+            if method == "GET":
+                return self._query(request)
+            if method == "POST":
+                return self._create(request)
+            raise _method_not_allowed(method)
+        if path.startswith(ENTITY_SET + "(") and path.endswith(")"):
+            segment = parse_key_segment(path[len(ENTITY_SET) + 1 : -1])
+            if method == "GET":
+                return self._get(request, segment)
+            if method == "PATCH":
+                return self._upsert(request, segment)
+            if method == "DELETE":
+                self.store.delete(segment)
+                return Reply(204, None, _ODATA_HEADERS)
+            raise _method_not_allowed(method)
+        if path.startswith("EntityDefinitions"):
+            if method != "GET":
+                raise _method_not_allowed(method)
+            body = metadata.read(path, request.query, base=self.base, schema=self.store.schema)
+            return Reply(200, body, _ODATA_HEADERS)
+        raise resource_not_found(path.split("/")[0].split("(")[0])
+
+    def _whoami(self, request: Request) -> Reply:
+        caller = str(request.claims.get("appid") or request.claims.get("sub") or "")
+        body = {
+            "@odata.context": f"{self.base}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+            "BusinessUnitId": BUSINESS_UNIT_ID,
+            "UserId": str(uuid.uuid5(uuid.NAMESPACE_OID, caller)),
+            "OrganizationId": ORGANIZATION_ID,
+        }
+        return Reply(200, body, _ODATA_HEADERS)
+
+    # -- leads -----------------------------------------------------------------------------------
+
+    def _select(self, request: Request) -> list[str] | None:
+        text = request.query.get("$select")
+        if text is None:
+            return None
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        columns = self.store.schema.columns
+        for name in names:
+            if name not in columns:
+                raise unknown_property(name)
+        return names
+
+    def _render(self, record: dict, select: list[str] | None) -> dict:
+        names = select if select is not None else list(self.store.schema.columns)
+        item = {"@odata.etag": etag(record)}
+        for name in names:
+            item[name] = record.get(name)
+        item[PRIMARY_KEY] = record[PRIMARY_KEY]
+        return item
+
+    def _context(self, select: list[str] | None, suffix: str = "") -> str:
+        columns = f"({','.join(select)})" if select else ""
+        return f"{self.base}/$metadata#{ENTITY_SET}{columns}{suffix}"
+
+    def _values(self, request: Request, *, creating: bool) -> dict[str, Any]:
+        try:
+            body = _json(request.body)
+        except ValueError as exc:
+            raise payload_error(f"Microsoft.OData.ODataException: The request body is not valid JSON: {exc}") from exc
+        values = parse_values(self.store.schema, body, creating=creating)
+        if values.get(PRIMARY_KEY) is not None:
+            lead_id = parse_guid(values[PRIMARY_KEY])
+            if lead_id is None:
+                raise payload_error(f"Microsoft.OData.ODataException: Cannot convert the literal "
+                                    f"'{values[PRIMARY_KEY]}' to the expected type 'Edm.Guid'.")
+            values[PRIMARY_KEY] = lead_id
+        return values
+
+    def _create(self, request: Request) -> Reply:
+        select = self._select(request)
+        record = self.store.create(self._values(request, creating=True))
+        if request.wants_representation:
+            body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select)}
+            return Reply(201, body, _ODATA_HEADERS + (("Preference-Applied", "return=representation"),))
+        entity_id = f"{self.base}/{ENTITY_SET}({record[PRIMARY_KEY]})"
+        return Reply(204, None, _ODATA_HEADERS + (("OData-EntityId", entity_id),))
+
+    def _upsert(self, request: Request, segment: KeySegment) -> Reply:
+        select = self._select(request)
+        values = self._values(request, creating=False)
+        record, created = self.store.upsert(
+            segment, values, if_match=request.header("If-Match"), if_none_match=request.header("If-None-Match")
+        )
+        if request.wants_representation:
+            body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select)}
+            headers = (("ETag", etag(record)), ("Preference-Applied", "return=representation"))
+            return Reply(201 if created else 200, body, _ODATA_HEADERS + headers)
+        entity_id = f"{self.base}/{ENTITY_SET}({quote(segment.text, safe=_KEY_SAFE)})"
+        return Reply(204, None, _ODATA_HEADERS + (("OData-EntityId", entity_id),))
+
+    def _get(self, request: Request, segment: KeySegment) -> Reply:
+        select = self._select(request)
+        record = self.store.get(segment)
+        if request.header("If-None-Match") == etag(record):
+            return Reply(304, None, _ODATA_HEADERS + (("ETag", etag(record)),))
+        body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select)}
+        return Reply(200, body, _ODATA_HEADERS + (("ETag", etag(record)),))
+
+    def _query(self, request: Request) -> Reply:
+        select = self._select(request)
+        where = None
+        if request.query.get("$filter"):
+            columns = self.store.schema.columns
+            where = parse_filter(request.query["$filter"], columns.__contains__, "Microsoft.Dynamics.CRM.lead")
+        top = None
+        if "$top" in request.query:
+            try:
+                top = int(request.query["$top"])
+            except ValueError:
+                top = -1
+            if top < 0:
+                raise ODataError(400, QUERY_ERROR, f"Invalid value '{request.query['$top']}' for $top query option.")
+        records = self.store.query(where, top)
+        body = {"@odata.context": self._context(select), "value": [self._render(r, select) for r in records]}
+        return Reply(200, body, _ODATA_HEADERS)
+
+
+_KEY_SAFE = "'=,()"
+
+
+def _method_not_allowed(method: str) -> ODataError:
+    return ODataError(405, QUERY_ERROR, f"The requested resource does not support http method '{method}'.")
+
+
+def _json(body: bytes) -> Any:
+    return json.loads(body.decode("utf-8")) if body.strip() else {}
