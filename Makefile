@@ -1,0 +1,44 @@
+# lead push: local development. `make run` and `make test` are the two that matter.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.requirements-installed
+NODE_STAMP := node_modules/.package-lock.json
+
+.PHONY: setup run test bench smoketest docs clean
+
+setup: $(VENV_STAMP) $(NODE_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# npm writes node_modules/.package-lock.json on every install; older than the lock file means stale.
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $@
+
+run: setup
+	$(PY) -m local.run
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+bench: setup
+	$(PY) -m local.bench $(ARGS)
+
+smoketest: setup
+	$(PY) -m d365.smoketest
+
+docs: setup
+	$(PY) -m d365.mapping_doc > docs/mapping.md.tmp
+	mv docs/mapping.md.tmp docs/mapping.md
+
+# Logs, throwaway state and caches; .venv and node_modules stay (delete them by hand to reinstall).
+clean:
+	rm -rf .local .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +

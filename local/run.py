@@ -1,0 +1,143 @@
+"""`make run`: lead push on this machine, with local stand-ins for everything in Azure.
+
+Starts Azurite (queue), PostgreSQL (database `leadpush`), the Dataverse and managed-identity
+emulators and the local Functions host, prints curl commands to try it, and on Ctrl-C stops what
+it started, in reverse order. A stand-in is skipped when its setting is already in the
+environment (AzureWebJobsStorage, DATABASE_URL, D365_URL, IDENTITY_ENDPOINT); every app setting
+can be overridden that way. Ports: AZURITE_PORT (10001), FUNCHOST_PORT (7071),
+DATAVERSE_EMULATOR_PORT (7072), IDENTITY_EMULATOR_PORT (7073).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from local import services
+from shared.intake.signature import sign
+
+log = logging.getLogger("local.run")
+
+DATABASE_NAME = "leadpush"
+LOCAL_WEBHOOK_SECRET = "local-webhook-secret"
+LOCAL_IDENTITY_HEADER = "local-identity-header"
+SAMPLE_LEAD = Path(__file__).with_name("sample_lead.json")
+DEFAULT_PORTS = {
+    "AZURITE_PORT": 10001,
+    "FUNCHOST_PORT": 7071,
+    "DATAVERSE_EMULATOR_PORT": 7072,
+    "IDENTITY_EMULATOR_PORT": 7073,
+}
+
+
+class Stack:
+    """What `make run` started, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.stoppers: list[tuple[str, Callable[[], None]]] = []
+        self.processes: list[services.ManagedProcess] = []
+
+    def add(self, process: services.ManagedProcess) -> services.ManagedProcess:
+        self.processes.append(process)
+        self.stoppers.append((process.name, process.stop))
+        return process
+
+    def stop(self) -> None:
+        for name, stop in reversed(self.stoppers):
+            log.info("stopping %s", name)
+            try:
+                stop()
+            except Exception:
+                log.exception("could not stop %s", name)
+
+    def exited(self) -> services.ManagedProcess | None:
+        return next((p for p in self.processes if not p.running()), None)
+
+
+def port(name: str) -> int:
+    """The port setting `name`. Raises services.ServiceError if it is taken."""
+    number = int(os.environ.get(name, DEFAULT_PORTS[name]))
+    if services.port_in_use(number):
+        raise services.ServiceError(f"port {number} is in use: stop what holds it or set {name}")
+    return number
+
+
+def start(stack: Stack) -> tuple[dict[str, str], str]:
+    """Start every stand-in not configured from outside; return the app's environment and the
+    host's URL. Raises services.ServiceError."""
+    env = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "LEAD_QUEUE_NAME": "lead-push",
+        "HUNTER_WEBHOOK_SECRET": LOCAL_WEBHOOK_SECRET,
+    }
+    if not os.environ.get("AzureWebJobsStorage"):
+        process, env["AzureWebJobsStorage"] = services.start_azurite(port("AZURITE_PORT"))
+        stack.add(process)
+    if not os.environ.get("DATABASE_URL"):
+        server = services.resolve_postgres()
+        if server.owned:
+            stack.stoppers.append(("postgresql (throwaway)", server.close))
+        env["DATABASE_URL"] = services.create_database(server.url, DATABASE_NAME)
+        log.info("database %s", env["DATABASE_URL"])
+    if not os.environ.get("D365_URL"):
+        env["D365_URL"] = stack.add(services.start_dataverse_emulator(port("DATAVERSE_EMULATOR_PORT"))).url
+    managed_identity = os.environ.get("D365_AUTH_MODE", "managed_identity") == "managed_identity"
+    if managed_identity and not os.environ.get("IDENTITY_ENDPOINT"):
+        process = services.start_identity_emulator(port("IDENTITY_EMULATOR_PORT"), identity_header=LOCAL_IDENTITY_HEADER)
+        env |= {"IDENTITY_ENDPOINT": stack.add(process).url, "IDENTITY_HEADER": LOCAL_IDENTITY_HEADER}
+    env |= os.environ
+    host = stack.add(services.start_funchost(port("FUNCHOST_PORT"), env=env, echo=True))
+    return env, host.url
+
+
+def instructions(env: dict[str, str], host_url: str) -> str:
+    headers = sign(SAMPLE_LEAD.read_bytes(), env["HUNTER_WEBHOOK_SECRET"])
+    header_args = " ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items())
+    api = f"{host_url}/api"
+    lines = [
+        "",
+        "lead push is running. Post the sample lead (company 86), signed with the local secret:",
+        f"  curl -i -X POST {api}/leads -H 'Content-Type: application/json' {header_args} "
+        f"--data-binary @{shlex.quote(str(SAMPLE_LEAD))}",
+        "Its sync state:",
+        f"  curl -s {api}/leads/86",
+    ]
+    if not os.environ.get("D365_URL"):
+        lines += ["What the Dataverse emulator holds:", f"  curl -s {env['D365_URL']}/_emulator/leads"]
+    lines += ["Ctrl-C stops everything.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    # Ctrl-C, and `kill` too, stop everything in order; set explicitly because a shell starting
+    # us in the background hands down SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stack = Stack()
+    try:
+        env, host_url = start(stack)
+        print(instructions(env, host_url), flush=True)
+        while (exited := stack.exited()) is None:
+            time.sleep(0.5)
+        log.error("%s exited with %s; log: %s", exited.name, exited.popen.returncode, exited.log_path)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except services.ServiceError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

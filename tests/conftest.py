@@ -1,0 +1,276 @@
+"""Shared fixtures: real Azurite, PostgreSQL, emulators and the local Functions host.
+
+Processes and databases are started once per session (emulators once per configuration) and
+cleaned up at the end; per-test state is isolated by unique queue names and `Emulator.reset()`.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from local import services
+from local.services import ManagedProcess, PostgresServer
+
+WEBHOOK_SECRET = "test-webhook-secret"
+IDENTITY_HEADER = "test-identity-header"
+APP_SETTINGS = (
+    "AzureWebJobsStorage", "FUNCTIONS_WORKER_RUNTIME", "DATABASE_URL", "LEAD_QUEUE_NAME",
+    "D365_URL", "D365_API_VERSION", "D365_AUTH_MODE", "D365_MANAGED_IDENTITY_CLIENT_ID",
+    "D365_TENANT_ID", "D365_CLIENT_ID", "D365_CLIENT_SECRET", "D365_AUTHORITY_HOST",
+    "D365_TIMEOUT_SECONDS", "D365_ALTERNATE_KEY", "D365_MATCH_COLUMNS", "D365_METADATA_TTL_SECONDS",
+    "D365_CHOICE_OVERRIDES_FILE", "D365_INLINE_RETRY_AFTER_SECONDS", "HUNTER_WEBHOOK_SECRET",
+    "HUNTER_ALLOW_UNSIGNED", "HUNTER_SIGNATURE_TOLERANCE_SECONDS", "STUCK_LEAD_AFTER_SECONDS",
+    "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE",
+)
+_HOSTS = pytest.StashKey[list["Host"]]()
+
+
+# --- Azurite -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Azurite:
+    connection_string: str
+    port: int
+    process: ManagedProcess
+
+    def queue_client(self, name: str) -> QueueClient:
+        """A client for queue `name` that speaks base64, as the Functions queue trigger does."""
+        return QueueClient.from_connection_string(
+            self.connection_string,
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    process, connection_string = services.start_azurite()
+    yield Azurite(connection_string=connection_string, port=process.port, process=process)
+    process.stop()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = services.resolve_postgres()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for this session (the app's migrations are not applied)."""
+    name = f"leadpush_test_{secrets.token_hex(4)}"
+    url = services.create_database(postgres_server.url, name)
+    yield url
+    services.drop_database(postgres_server.url, name)
+
+
+# --- Dataverse emulator --------------------------------------------------------------------------
+
+
+@dataclass
+class Emulator:
+    """A running Dataverse emulator and a client for its control API (`/_emulator/...`)."""
+
+    url: str
+    process: ManagedProcess
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def control(self, method: str, path: str, json: Any = None) -> Any:
+        """Call the control API; `path` is relative to `/_emulator/` unless it starts with `/`.
+
+        Returns the decoded JSON body (None when empty). Raises requests.HTTPError on 4xx/5xx.
+        """
+        target = path if path.startswith("/") else f"/_emulator/{path}"
+        response = self.http.request(method, self.url + target, json=json, timeout=10)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self) -> None:
+        self.control("POST", "reset")
+
+    def leads(self) -> list[dict[str, Any]]:
+        """Every lead record the emulator holds."""
+        return self.control("GET", "leads")["value"]
+
+    def stats(self) -> Any:
+        return self.control("GET", "stats")
+
+    def set_faults(self, **faults: Any) -> Any:
+        """Configure injected failures (see local/emulators/dataverse/faults.py); returns the plan."""
+        return self.control("POST", "faults", json=faults)
+
+    def clear_faults(self) -> None:
+        self.control("DELETE", "faults")
+
+
+@pytest.fixture(scope="session")
+def _dataverse_pool() -> Iterator[dict[tuple[str, str | None], Emulator]]:
+    pool: dict[tuple[str, str | None], Emulator] = {}
+    yield pool
+    for emulator in pool.values():
+        emulator.http.close()
+        emulator.process.stop()
+
+
+@pytest.fixture
+def dataverse(_dataverse_pool: dict[tuple[str, str | None], Emulator]) -> Callable[..., Emulator]:
+    """`dataverse(profile="mvp", alternate_key=None)`: a reset emulator, one process per
+    configuration for the whole session."""
+
+    def get(profile: str = "mvp", alternate_key: str | None = None) -> Emulator:
+        key = (profile, alternate_key)
+        emulator = _dataverse_pool.get(key)
+        if emulator is None or not emulator.process.running():
+            process = services.start_dataverse_emulator(profile=profile, alternate_key=alternate_key)
+            emulator = _dataverse_pool[key] = Emulator(url=process.url, process=process)
+        else:
+            emulator.reset()
+        return emulator
+
+    return get
+
+
+# --- identity and authority emulators ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    endpoint: str
+    header: str
+    process: ManagedProcess
+
+
+@pytest.fixture(scope="session")
+def identity() -> Iterator[Identity]:
+    process = services.start_identity_emulator(identity_header=IDENTITY_HEADER)
+    yield Identity(endpoint=process.url, header=IDENTITY_HEADER, process=process)
+    process.stop()
+
+
+@dataclass(frozen=True)
+class Authority:
+    host: str
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    ca_bundle: Path
+    process: ManagedProcess
+
+
+@pytest.fixture(scope="session")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
+    cert_dir = tmp_path_factory.mktemp("authority")
+    tenant_id, client_id, client_secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(16)
+    process = services.start_authority_emulator(
+        cert_dir, tenant_id=tenant_id, client_id=client_id, client_secret=client_secret
+    )
+    yield Authority(
+        host=process.url,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=client_secret,
+        ca_bundle=cert_dir / "ca-bundle.pem",
+        process=process,
+    )
+    process.stop()
+
+
+# --- the app's environment and the local Functions host ------------------------------------------
+
+
+@pytest.fixture
+def app_env(request: pytest.FixtureRequest, azurite: Azurite, database_url: str) -> Callable[..., dict[str, str]]:
+    """`app_env(dataverse=None, *, queue_name=None, **overrides) -> dict`: every app setting.
+
+    Defaults: a fresh `leads-<8 hex>` queue, the session database, the given (else an "mvp")
+    Dataverse emulator reached through the managed-identity emulator (or, with
+    D365_AUTH_MODE="client_secret", the authority emulator), HUNTER_WEBHOOK_SECRET set. An override of None removes the setting. Emulators are started only when needed.
+    """
+
+    def build(dataverse: Emulator | None = None, *, queue_name: str | None = None, **overrides: str | None) -> dict[str, str]:
+        env: dict[str, str] = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "DATABASE_URL": database_url,
+            "LEAD_QUEUE_NAME": queue_name or f"leads-{secrets.token_hex(4)}",
+            "HUNTER_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+        if "D365_URL" not in overrides:
+            env["D365_URL"] = (dataverse or request.getfixturevalue("dataverse")()).url
+        mode = overrides.get("D365_AUTH_MODE") or "managed_identity"
+        if mode == "managed_identity" and "IDENTITY_ENDPOINT" not in overrides:
+            idp: Identity = request.getfixturevalue("identity")
+            env |= {"D365_AUTH_MODE": mode, "IDENTITY_ENDPOINT": idp.endpoint, "IDENTITY_HEADER": idp.header}
+        elif mode == "client_secret" and "D365_AUTHORITY_HOST" not in overrides:
+            entra: Authority = request.getfixturevalue("authority")
+            env |= {
+                "D365_AUTH_MODE": mode,
+                "D365_TENANT_ID": entra.tenant_id,
+                "D365_CLIENT_ID": entra.client_id,
+                "D365_CLIENT_SECRET": entra.client_secret,
+                "D365_AUTHORITY_HOST": entra.host,
+                "REQUESTS_CA_BUNDLE": str(entra.ca_bundle),
+            }
+        for name, value in overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    return build
+
+
+@dataclass(frozen=True)
+class Host:
+    url: str
+    env: dict[str, str]
+    process: ManagedProcess
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+
+@pytest.fixture
+def local_host(request: pytest.FixtureRequest) -> Iterator[Callable[[dict[str, str]], Host]]:
+    """`local_host(env) -> Host`: `python -m local.funchost` with `env` as its app settings.
+
+    The rest of the environment is this process's, minus any app setting not in `env`. Hosts
+    stop at teardown; a failing test's report shows each host's log.
+    """
+    hosts = request.node.stash.setdefault(_HOSTS, [])
+
+    def start(env: dict[str, str]) -> Host:
+        base = {name: value for name, value in os.environ.items() if name not in APP_SETTINGS}
+        process = services.start_funchost(services.free_port(), env={**base, **env})
+        host = Host(url=process.url, env=env, process=process)
+        hosts.append(host)
+        return host
+
+    yield start
+    for host in hosts:
+        host.process.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.failed:
+        for host in item.stash.get(_HOSTS, []):
+            report.sections.append((f"funchost log {host.log_path}", host.process.log_tail(60)))
