@@ -69,6 +69,10 @@ VALUES (
     %(company_id)s, %(outcome)s, %(failure_class)s, %(http_status)s, %(error_code)s, %(error)s,
     %(duration_ms)s, %(d365_lead_id)s, %(dataverse_requests)s, %(correlation_id)s, %(dequeue_count)s);
 
+-- name: set_lock_timeout
+-- A worker waiting this long for a lead another worker holds gives up and retries later.
+SET lock_timeout = '30s';
+
 -- name: lock_lead
 SELECT pg_advisory_lock(%(company_id)s);
 
@@ -108,6 +112,24 @@ SELECT response FROM webhook_delivery WHERE delivery_id = %(delivery_id)s;
 -- name: remember_delivery
 INSERT INTO webhook_delivery (delivery_id, response) VALUES (%(delivery_id)s, %(response)s)
 ON CONFLICT (delivery_id) DO NOTHING;
+
+-- name: lock_migrations
+SELECT pg_advisory_lock(%(key)s);
+
+-- name: unlock_migrations
+SELECT pg_advisory_unlock(%(key)s);
+
+-- name: create_migration_table
+CREATE TABLE IF NOT EXISTS schema_migration (
+    version     text PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+SELECT version FROM schema_migration;
+
+-- name: record_migration
+INSERT INTO schema_migration (version) VALUES (%(version)s);
 
 -- name: ping
 SELECT 1;

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
 MIGRATIONS_DIR = _HERE / "migrations"
 _MIGRATION_LOCK = -727_001  # advisory lock key; lead locks use positive company ids
-_LEAD_LOCK_TIMEOUT = "30s"
 
 
 def _load_queries(path: Path) -> dict[str, str]:
@@ -132,13 +131,10 @@ class LeadStore:
         with self._connection() as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+                cur.execute(Q["lock_migrations"], {"key": _MIGRATION_LOCK})
                 try:
-                    cur.execute(
-                        "CREATE TABLE IF NOT EXISTS schema_migration ("
-                        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                    cur.execute("SELECT version FROM schema_migration")
+                    cur.execute(Q["create_migration_table"])
+                    cur.execute(Q["applied_migrations"])
                     done = {row[0] for row in cur.fetchall()}
                     for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")):
                         if path.stem in done:
@@ -146,13 +142,13 @@ class LeadStore:
                         conn.autocommit = False
                         with conn:
                             cur.execute(path.read_text())
-                            cur.execute("INSERT INTO schema_migration (version) VALUES (%s)", (path.stem,))
+                            cur.execute(Q["record_migration"], {"version": path.stem})
                         conn.autocommit = True
                         applied.append(path.stem)
                         logger.info("db_migration_applied %s", path.stem, extra={"migration": path.stem})
                 finally:
                     conn.autocommit = True
-                    cur.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+                    cur.execute(Q["unlock_migrations"], {"key": _MIGRATION_LOCK})
         return applied
 
     def ping(self) -> None:
@@ -192,7 +188,7 @@ class LeadStore:
         """
         with self._connection() as conn:
             with conn.cursor() as cur:
-                cur.execute(f"SET lock_timeout = '{_LEAD_LOCK_TIMEOUT}'")
+                cur.execute(Q["set_lock_timeout"])
                 cur.execute(Q["lock_lead"], {"company_id": company_id})
             conn.commit()
             try:

@@ -101,8 +101,8 @@ def test_existing_lead_found_by_email_is_updated_not_duplicated(pipeline, datave
     emulator = dataverse("mvp")
     p = pipeline(emulator)
     existing = "11111111-2222-3333-4444-555555555555"
-    token = p.container.dataverse  # the client authenticates like the app does
-    token.create_lead(existing, {"subject": "entered by a salesperson", "emailaddress1": "IT@company1006.example"})
+    client = p.container.dataverse  # a salesperson's lead, written with the app's own client
+    client.create_lead(existing, {"subject": "entered by a salesperson", "emailaddress1": "IT@company1006.example"})
 
     result = p.push(lead(1006))
 

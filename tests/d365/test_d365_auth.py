@@ -18,13 +18,6 @@ def _issued(url: str, *, verify: str | bool = True) -> int:
 
 
 @pytest.fixture
-def msi(identity, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", identity.header)
-    return identity
-
-
-@pytest.fixture
 def entra(authority, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(authority.ca_bundle))
     return authority

@@ -45,13 +45,6 @@ class FirstTokenStale:
 
 
 @pytest.fixture
-def msi(identity, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", identity.header)
-    return identity
-
-
-@pytest.fixture
 def emulator(dataverse):
     return dataverse("mvp", "hnt_domain")
 

@@ -58,7 +58,7 @@ def tokenize(text: str) -> list[Token]:
             i += 1
         elif char == "'":
             start = i
-            value, i = _read_string(text, i)
+            value, i = read_string_literal(text, i)
             tokens.append(Token("literal", value, start))
         elif match := _GUID.match(text, i):
             tokens.append(Token("literal", match.group().lower(), i))
@@ -71,7 +71,7 @@ def tokenize(text: str) -> list[Token]:
             name = match.group()
             i = match.end()
             if i < len(text) and text[i] == "'":  # enum literal: Namespace.EnumType'Member'
-                value, i = _read_string(text, i)
+                value, i = read_string_literal(text, i)
                 tokens.append(Token("literal", value, match.start()))
             elif name in _KEYWORD_LITERALS:
                 tokens.append(Token("literal", _KEYWORD_LITERALS[name], match.start()))
@@ -82,7 +82,11 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _read_string(text: str, start: int) -> tuple[str, int]:
+def read_string_literal(text: str, start: int, *, shown: str | None = None) -> tuple[str, int]:
+    """The quoted literal at text[start] ('' is a quote) and the index after it.
+
+    Raises ODataError for an unterminated literal, quoting `shown` (default: `text`).
+    """
     chars: list[str] = []
     i = start + 1
     while i < len(text):
@@ -95,7 +99,8 @@ def _read_string(text: str, start: int) -> tuple[str, int]:
         chars.append(text[i])
         i += 1
     # OData reports the position where the text ran out, e.g. 21 for "lastname eq 'O'Bryan'".
-    raise ODataError(400, QUERY_ERROR, f"There is an unterminated literal at position {len(text)} in '{text}'.")
+    raise ODataError(400, QUERY_ERROR,
+                     f"There is an unterminated literal at position {len(text)} in '{shown or text}'.")
 
 
 class _Parser:

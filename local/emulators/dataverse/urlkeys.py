@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.emulators.dataverse.errors import QUERY_ERROR, ODataError
+from local.emulators.dataverse.odata_filter import read_string_literal
 
 _BARE_VALUE = re.compile(r"[^,)'\s]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -72,18 +73,7 @@ def parse_key_segment(text: str) -> KeySegment:
 
 def _read_value(text: str, i: int) -> tuple[Any, int]:
     if i < len(text) and text[i] == "'":
-        chars: list[str] = []
-        i += 1
-        while i < len(text):
-            if text[i] == "'":
-                if i + 1 < len(text) and text[i + 1] == "'":
-                    chars.append("'")
-                    i += 2
-                    continue
-                return "".join(chars), i + 1
-            chars.append(text[i])
-            i += 1
-        raise ODataError(400, QUERY_ERROR, f"There is an unterminated literal at position {len(text)} in '({text})'.")
+        return read_string_literal(text, i, shown=f"({text})")
     match = _BARE_VALUE.match(text, i)
     if match is None:
         raise _bad_key(text)
