@@ -19,7 +19,10 @@ class Container:
     """Each dependency is built on first use, once, even when worker threads ask at the same time."""
 
     def __init__(self, settings: Settings) -> None:
+        """Raises ChoiceOverridesError for a bad overrides file: a start-up error, like a bad setting."""
         self.settings = settings
+        path = settings.dataverse.choice_overrides_file
+        self.choice_overrides = load_choice_overrides(path) if path else None
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
 
@@ -60,6 +63,6 @@ class Container:
             store=self.store,
             writer=LeadWriter(self.dataverse, alternate_key=config.alternate_key, match_columns=config.match_columns),
             schema=SchemaCache(self.dataverse.read_lead_schema, ttl_seconds=config.metadata_ttl_seconds),
-            choice_overrides=load_choice_overrides(config.choice_overrides_file) if config.choice_overrides_file else None,
+            choice_overrides=self.choice_overrides,
             max_dequeue_count=self.settings.queue_runtime.max_dequeue_count,
         ))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.app.helpers import forget, lead, sync_rows
 
 POST_MVP = ("hnt_prioritycategory", "hnt_prioritylabel", "hnt_technicalheat", "hnt_commercialsegment",
@@ -91,3 +93,29 @@ def test_column_dropped_by_the_org_between_refreshes_is_left_out_on_the_retry(pi
     assert first.action.value == "retry"  # Dataverse rejected the column; the metadata is read again
     assert second.outcome == "created"
     assert "hnt_provider" not in only_record(emulator)
+
+
+def test_choice_overrides_map_hunter_words_to_the_orgs_labels(pipeline, dataverse, tmp_path):
+    emulator = dataverse("mvp")
+    overrides = tmp_path / "choices.json"
+    overrides.write_text('{"hnt_segment": {"Existing": "Partner"}, "hnt_source": {"Manual": 100000002}}')
+    p = pipeline(emulator, D365_CHOICE_OVERRIDES_FILE=str(overrides))
+
+    p.push(lead(4005))
+
+    record = only_record(emulator)
+    assert record["hnt_segment"] == option(emulator, "hnt_segment", "Partner")
+    assert record["hnt_source"] == 100000002
+
+
+def test_a_bad_overrides_file_stops_start_up(app_env, dataverse, tmp_path):
+    from d365.mapping import ChoiceOverridesError
+    from shared.container import Container
+    from shared.settings import Settings
+
+    overrides = tmp_path / "choices.json"
+    overrides.write_text('{"hnt_nosuchcolumn": {"a": 1}}')
+    settings = Settings.from_env(app_env(dataverse("mvp"), D365_CHOICE_OVERRIDES_FILE=str(overrides)))
+
+    with pytest.raises(ChoiceOverridesError, match="hnt_nosuchcolumn"):
+        Container(settings)
