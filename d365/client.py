@@ -16,6 +16,7 @@ import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 import requests
+import requests.adapters
 
 from d365.auth import TokenProvider
 from d365.errors import (
@@ -45,6 +46,9 @@ _ODATA_HEADERS = {
 _DROPPED = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
+POOL_SIZE = 32  # >= host.json batchSize + newBatchThreshold: one kept connection per worker
+
+
 class DataverseClient:
     def __init__(
         self,
@@ -64,7 +68,7 @@ class DataverseClient:
         self._inline_retry_after = inline_retry_after
         self._max_retries = max_retries
         self._sleep = sleep
-        self._session = session or requests.Session()
+        self._session = session or _pooled_session()
         self._session.headers.update(_ODATA_HEADERS)
         self._sent = 0
         self._sent_lock = threading.Lock()
@@ -216,6 +220,15 @@ class DataverseClient:
         )
         self._sleep(delay)
         return retries + 1
+
+
+def _pooled_session() -> requests.Session:
+    """A session that keeps as many connections as the host runs workers (requests keeps 10)."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def _guid(lead_id: str) -> str:

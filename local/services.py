@@ -140,11 +140,14 @@ def start_process(
     ).start()
 
     deadline = time.monotonic() + timeout
-    while not is_ready.wait(0.05):
-        if popen.poll() is not None or time.monotonic() > deadline:
-            reason = f"exited with {popen.returncode}" if popen.poll() is not None else f"not ready after {timeout:g} s"
-            _terminate(popen, name, _STOP_GRACE)
-            raise ServiceError(f"{name} {reason}: {' '.join(cmd)}\n--- {log_path} ---\n{tail(log_path)}")
+    try:
+        while not is_ready.wait(0.05):
+            if popen.poll() is not None or time.monotonic() > deadline:
+                reason = f"exited with {popen.returncode}" if popen.poll() is not None else f"not ready after {timeout:g} s"
+                raise ServiceError(f"{name} {reason}: {' '.join(cmd)}\n--- {log_path} ---\n{tail(log_path)}")
+    except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing running
+        _terminate(popen, name, _STOP_GRACE)
+        raise
     process = ManagedProcess(name, popen, found[0], log_path)
     log.info("%s ready at %s (pid %s, log %s)", name, process.url, popen.pid, log_path)
     return process

@@ -10,7 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import requests
+import requests.adapters
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.queue import QueueClient
 
 from shared.errors import TransientError
@@ -128,6 +131,14 @@ def _client(connection_string: str, name: str) -> QueueClient:
     return QueueClient.from_connection_string(
         connection_string,
         name,
-        connection_timeout=5,
-        read_timeout=10,
+        transport=RequestsTransport(session=_pooled_session(), connection_timeout=5, read_timeout=10),
     )
+
+
+def _pooled_session() -> requests.Session:
+    """One kept connection per worker thread (requests keeps 10)."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

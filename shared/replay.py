@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -39,6 +38,9 @@ def replay_poisoned(*, queues: LeadQueues, store: LeadStore, company_id: int | N
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Imported here, not at the top: this module is part of the function app, which never needs them.
+    import argparse
+
     from shared.settings import Settings, SettingsError
 
     parser = argparse.ArgumentParser(prog="python -m shared.replay", description=__doc__.splitlines()[0])

@@ -18,7 +18,6 @@ from typing import Any, Iterator, Sequence
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
-import psycopg2.pool
 
 from shared.errors import StoreUnavailable, TransientError
 from shared.messages import LeadMessage
@@ -67,52 +66,69 @@ class Attempt:
     dequeue_count: int | None = None
 
 
+class _ConnectionPool:
+    """Up to `size` connections, idle ones kept for reuse (psycopg2's own pool closes every
+    connection handed back beyond `minconn`, which made each lead pay for a new backend)."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self._url = url
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        with self._slots:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = psycopg2.connect(self._url, connect_timeout=5, application_name="lead-push")
+            keep = False
+            try:
+                yield conn
+                keep = not conn.closed
+            finally:
+                if keep:
+                    with self._lock:
+                        self._idle.append(conn)
+                else:
+                    conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
 class LeadStore:
     """Sync state in PostgreSQL, shared by the worker threads of one process."""
 
     def __init__(self, database_url: str, *, max_connections: int = 32) -> None:
-        self._url = database_url
-        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._max = max_connections
-        self._pool_lock = threading.Lock()
+        self._pool = _ConnectionPool(database_url, max_connections)
 
     # --- connections ------------------------------------------------------------------------
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         """A pooled connection; a broken one is discarded and reported as StoreUnavailable."""
-        with self._slots:
-            try:
-                conn = self._get_pool().getconn()
-            except psycopg2.Error as exc:
-                raise StoreUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
-            broken = False
-            try:
-                yield conn
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                broken = True
-                if isinstance(exc, psycopg2.errors.LockNotAvailable):
-                    raise TransientError("another worker holds this lead; retry later") from exc
-                raise StoreUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
-            finally:
-                if not broken and not conn.closed and conn.status != psycopg2.extensions.STATUS_READY:
-                    conn.rollback()
-                self._get_pool().putconn(conn, close=broken or bool(conn.closed))
-
-    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    0, self._max, self._url, connect_timeout=5, application_name="lead-push"
-                )
-            return self._pool
+        try:
+            with self._pool.connection() as conn:
+                try:
+                    yield conn
+                except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                    conn.close()
+                    raise
+                finally:
+                    if not conn.closed and conn.status != psycopg2.extensions.STATUS_READY:
+                        conn.rollback()
+        except psycopg2.errors.LockNotAvailable as exc:
+            raise TransientError("another worker holds this lead; retry later") from exc
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
 
     def close(self) -> None:
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.closeall()
-                self._pool = None
+        self._pool.close()
 
     def _execute(self, name: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
         with self._connection() as conn, conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
