@@ -82,6 +82,10 @@ def start(stack: Stack) -> tuple[dict[str, str], str]:
         server = services.resolve_postgres()
         if server.owned:
             stack.stoppers.append(("postgresql (throwaway)", server.close))
+        if not os.environ.get("D365_URL"):
+            # The emulator starts empty; sync state left from an earlier run would name records it
+            # no longer has (and an unchanged lead would never be sent again), so start afresh too.
+            services.drop_database(server.url, DATABASE_NAME)
         env["DATABASE_URL"] = services.create_database(server.url, DATABASE_NAME)
         log.info("database %s", env["DATABASE_URL"])
     if not os.environ.get("D365_URL"):
