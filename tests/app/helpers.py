@@ -66,8 +66,11 @@ def attempts(database_url: str, company_id: int) -> list[dict]:
 
 
 def forget(database_url: str, company_id: int) -> None:
+    """Drop the lead's sync state, as for a deployment that never saw it."""
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("DELETE FROM lead_sync WHERE company_id = %s", (company_id,))
+        cur.execute("SELECT to_regclass('lead_sync')")
+        if cur.fetchone()[0]:
+            cur.execute("DELETE FROM lead_sync WHERE company_id = %s", (company_id,))
 
 
 def queue_length(azurite, name: str) -> int:

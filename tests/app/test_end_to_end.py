@@ -1,17 +1,20 @@
 """The seed's end-to-end case: Hunter posts the company-86 lead to the running host over HTTP."""
 from __future__ import annotations
 
+import pytest
 import requests
 
-from tests.app.helpers import COMPANY_86, post_leads, queue_length, sync_rows, wait_for
+from tests.app.helpers import COMPANY_86, forget, post_leads, queue_length, sync_rows, wait_for
 from tests.conftest import WEBHOOK_SECRET
 
 
-def test_company_86_lands_in_dataverse_and_postgres(app_env, dataverse, local_host, azurite, database_url):
+@pytest.mark.parametrize("auth_mode", ["managed_identity", "client_secret"])
+def test_company_86_lands_in_dataverse_and_postgres(app_env, dataverse, local_host, azurite, database_url, auth_mode):
     # given
     emulator = dataverse("mvp")
-    env = app_env(emulator)
+    env = app_env(emulator, D365_AUTH_MODE=auth_mode)
     host = local_host(env)
+    forget(database_url, 86)
 
     # when
     response = post_leads(host.url, COMPANY_86, secret=WEBHOOK_SECRET)
@@ -50,5 +53,6 @@ def test_company_86_lands_in_dataverse_and_postgres(app_env, dataverse, local_ho
 
     log = host.log_path.read_text()
     assert "d365_push_success" in log and "d365_token_acquired" in log
-    for secret in ("it@uppoint.com.tr", WEBHOOK_SECRET, env["IDENTITY_HEADER"], "AccountKey="):
+    secrets = [env.get("IDENTITY_HEADER") or env["D365_CLIENT_SECRET"], "it@uppoint.com.tr", WEBHOOK_SECRET, "AccountKey="]
+    for secret in secrets:
         assert secret not in log
