@@ -17,6 +17,7 @@ from d365.mapping import ChoiceOverrides, MappedLead, map_lead, payload_fingerpr
 from d365.schema_cache import SchemaCache
 from shared.lead_writer import LeadWriter
 from shared.messages import LeadMessage
+from shared.redact import redact
 from shared.store import Attempt, LeadSession, LeadStore
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ class LeadPusher:
 
 
 def _describe(exc: D365Error) -> str:
-    """The reason stored on the lead: what Dataverse said, in words a person can act on."""
+    """The reason stored on the lead: what Dataverse said, in words a person can act on, with
+    any contact address in it masked (the reason is served by the status API)."""
     status = f"HTTP {exc.status}" if exc.status else "no HTTP response"
     code = f" {exc.code}" if exc.code and exc.code not in ("", "0x0") else ""
-    return f"Dataverse {status}{code}: {exc.message}"[:2000]
+    return redact(f"Dataverse {status}{code}: {exc.message}")[:2000]

@@ -162,7 +162,8 @@ def test_permanent_rejection_fails_once_poisons_and_replays(pipeline, dataverse,
     emulator = dataverse("mvp")
     p = pipeline(emulator)
     emulator.control("POST", "rules", json={"column": "companyname", "equals": "company1010", "status": 400,
-                                            "code": "0x80040265", "message": "Plug-in rejected the lead"})
+                                            "code": "0x80040265",
+                                            "message": "Plug-in rejected the lead of it@company1010.example"})
     wire = p.message(lead(1010)).to_wire()
 
     result = p.deliver(wire, dequeue_count=1)
@@ -171,6 +172,7 @@ def test_permanent_rejection_fails_once_poisons_and_replays(pipeline, dataverse,
     row = sync_rows(database_url, [1010])[1010]
     assert row["status"] == "failed" and row["attempts"] == 1
     assert "0x80040265" in row["last_error"] and "Plug-in rejected the lead" in row["last_error"]
+    assert "it@company1010.example" not in row["last_error"]  # contact addresses are masked
     assert [(a["outcome"], a["failure_class"], a["http_status"], a["error_code"]) for a in attempts(database_url, 1010)] \
         == [("failed", "permanent", 400, "0x80040265")]
     assert p.poison_texts() == [wire]
