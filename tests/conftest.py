@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
-import requests
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from local import services
+from local.emulators.control_client import EmulatorControl as Emulator
 from local.services import ManagedProcess, PostgresServer
 
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -81,49 +81,12 @@ def database_url(postgres_server: PostgresServer) -> Iterator[str]:
 # --- Dataverse emulator --------------------------------------------------------------------------
 
 
-@dataclass
-class Emulator:
-    """A running Dataverse emulator and a client for its control API (`/_emulator/...`)."""
-
-    url: str
-    process: ManagedProcess
-    http: requests.Session = field(default_factory=requests.Session)
-
-    def control(self, method: str, path: str, json: Any = None) -> Any:
-        """Call the control API; `path` is relative to `/_emulator/` unless it starts with `/`.
-
-        Returns the decoded JSON body (None when empty). Raises requests.HTTPError on 4xx/5xx.
-        """
-        target = path if path.startswith("/") else f"/_emulator/{path}"
-        response = self.http.request(method, self.url + target, json=json, timeout=10)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def reset(self) -> None:
-        self.control("POST", "reset")
-
-    def leads(self) -> list[dict[str, Any]]:
-        """Every lead record the emulator holds."""
-        return self.control("GET", "leads")["value"]
-
-    def stats(self) -> Any:
-        return self.control("GET", "stats")
-
-    def set_faults(self, **faults: Any) -> Any:
-        """Configure injected failures (see local/emulators/dataverse/faults.py); returns the plan."""
-        return self.control("POST", "faults", json=faults)
-
-    def clear_faults(self) -> None:
-        self.control("DELETE", "faults")
-
-
 @pytest.fixture(scope="session")
 def _dataverse_pool() -> Iterator[dict[tuple[str, str | None], Emulator]]:
     pool: dict[tuple[str, str | None], Emulator] = {}
     yield pool
     for emulator in pool.values():
-        emulator.http.close()
-        emulator.process.stop()
+        emulator.close()
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 from local.bench import leads
 from local.bench.report import Figure, Section
-from local.bench.stack import Dataverse, Stack
+from local.bench.stack import Stack
+from local.emulators.control_client import EmulatorControl
 from shared.container import Container
 from shared.messages import LeadMessage
 
@@ -44,7 +45,7 @@ def run(stack: Stack, *, count: int) -> Section:
     return Section("d", f"Dataverse requests per lead ({count} leads per phase, in process)", tuple(figures))
 
 
-def _requests_by_kind(emulator: Dataverse, container: Container, batch: list[dict[str, Any]]) -> dict[str, int]:
+def _requests_by_kind(emulator: EmulatorControl, container: Container, batch: list[dict[str, Any]]) -> dict[str, int]:
     before = emulator.stats()["by_kind"]
     received_at = datetime.now(timezone.utc)
     for lead in batch:

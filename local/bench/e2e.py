@@ -11,7 +11,8 @@ from pathlib import Path
 import requests
 
 from local.bench import cpu, leads
-from local.bench.stack import WEBHOOK_SECRET, Dataverse, Stack
+from local.bench.stack import WEBHOOK_SECRET, Stack
+from local.emulators.control_client import EmulatorControl
 
 POLL_SECONDS = 0.2
 STALL_SECONDS = 30.0  # no lead synced for this long: the run is given up
@@ -32,7 +33,7 @@ class EndToEnd:
         return self.synced / self.seconds
 
 
-def run(stack: Stack, emulator: Dataverse, *, count: int, batch: int, connections: int) -> EndToEnd:
+def run(stack: Stack, emulator: EmulatorControl, *, count: int, batch: int, connections: int) -> EndToEnd:
     """Start a host, post `count` new leads in batches over `connections` connections, and wait
     until all are synced (or progress stalls). Raises ServiceError if the host does not start."""
     ids = stack.company_ids(count)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import secrets
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Iterator
 
 import psycopg2
-import requests
 
 from local import services
 from local.services import ManagedProcess
+from local.emulators.control_client import EmulatorControl
 from shared.container import Container
 from shared.settings import Settings
 
@@ -25,28 +24,6 @@ IDENTITY_HEADER = "bench-identity-header"
 # Settings a caller's own environment could carry into a host; the host gets only ours.
 _APP_SETTING_PREFIXES = ("D365_", "HUNTER_", "IDENTITY_")
 _APP_SETTINGS = ("AzureWebJobsStorage", "DATABASE_URL", "LEAD_QUEUE_NAME", "REQUESTS_CA_BUNDLE", "LOG_LEVEL")
-
-
-@dataclass
-class Dataverse:
-    """A running Dataverse emulator and its control API (`/_emulator/...`)."""
-
-    url: str
-    process: ManagedProcess
-    http: requests.Session = field(default_factory=requests.Session)
-
-    def control(self, method: str, path: str, body: Any = None) -> Any:
-        """Raises requests.HTTPError for an error answer."""
-        response = self.http.request(method, f"{self.url}/_emulator/{path}", json=body, timeout=10)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def stats(self) -> dict:
-        return self.control("GET", "stats")
-
-    def reset(self) -> None:
-        """Forget every record, count and fault."""
-        self.control("POST", "reset")
 
 
 class Stack:
@@ -59,10 +36,10 @@ class Stack:
         self.database_url = database_url
         self.identity_endpoint = identity_endpoint
         self._exits = exits
-        self._emulators: dict[tuple[str, str | None], Dataverse] = {}
+        self._emulators: dict[tuple[str, str | None], EmulatorControl] = {}
         self._next_company_id = 1_000_000
 
-    def dataverse(self, profile: str = "mvp", alternate_key: str | None = None) -> Dataverse:
+    def dataverse(self, profile: str = "mvp", alternate_key: str | None = None) -> EmulatorControl:
         """A reset emulator for this configuration (started on first use). Raises ServiceError."""
         key = (profile, alternate_key)
         if key in self._emulators:
@@ -70,11 +47,11 @@ class Stack:
         else:
             process = services.start_dataverse_emulator(profile=profile, alternate_key=alternate_key)
             self._exits.callback(process.stop)
-            emulator = self._emulators[key] = Dataverse(process.url, process)
+            emulator = self._emulators[key] = EmulatorControl(process.url, process)
             self._exits.callback(emulator.http.close)
         return self._emulators[key]
 
-    def app_env(self, dataverse: Dataverse, **overrides: str) -> dict[str, str]:
+    def app_env(self, dataverse: EmulatorControl, **overrides: str) -> dict[str, str]:
         """Every app setting, with a fresh queue, reaching `dataverse` through the identity emulator."""
         return {
             "AzureWebJobsStorage": self.storage,

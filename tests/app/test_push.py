@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from datetime import datetime, timezone
 
 import pytest
 
