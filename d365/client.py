@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import requests
 import requests.adapters
+import requests.utils
 
 from d365.auth import TokenProvider
 from d365.errors import (
@@ -68,7 +70,7 @@ class DataverseClient:
         self._inline_retry_after = inline_retry_after
         self._max_retries = max_retries
         self._sleep = sleep
-        self._session = session or _pooled_session()
+        self._session = session or _pooled_session(self._api)
         self._session.headers.update(_ODATA_HEADERS)
         self._sent = 0
         self._sent_lock = threading.Lock()
@@ -222,12 +224,17 @@ class DataverseClient:
         return retries + 1
 
 
-def _pooled_session() -> requests.Session:
-    """A session that keeps as many connections as the host runs workers (requests keeps 10)."""
+def _pooled_session(api_url: str) -> requests.Session:
+    """A session that keeps a connection per host worker (requests keeps 10), and reads the
+    environment's proxy and CA settings once, here: requests otherwise scans os.environ on every
+    request, a quarter of a lead's Dataverse time in a profile."""
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    session.proxies = requests.utils.get_environ_proxies(api_url)
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
     return session
 
 

@@ -69,11 +69,8 @@ VALUES (
     %(company_id)s, %(outcome)s, %(failure_class)s, %(http_status)s, %(error_code)s, %(error)s,
     %(duration_ms)s, %(d365_lead_id)s, %(dataverse_requests)s, %(correlation_id)s, %(dequeue_count)s);
 
--- name: set_lock_timeout
--- A worker waiting this long for a lead another worker holds gives up and retries later.
-SET lock_timeout = '30s';
-
 -- name: lock_lead
+-- Session-level: held after the claim's commit, until unlock_all.
 SELECT pg_advisory_lock(%(company_id)s);
 
 -- name: unlock_all

@@ -33,11 +33,20 @@ def _load_queries(path: Path) -> dict[str, str]:
     queries: dict[str, str] = {}
     for block in re.split(r"^-- name: ", path.read_text(), flags=re.M)[1:]:
         name, _, body = block.partition("\n")
-        queries[name.strip()] = body.strip()
+        queries[name.strip()] = body.strip().rstrip(";")
     return queries
 
 
 Q = _load_queries(_HERE / "queries.sql")
+
+
+def _with_attempt(update: str) -> str:
+    """A state change and its audit row as one statement (a data-modifying CTE always runs):
+    atomic in autocommit, one round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT)."""
+    return f"WITH changed AS ({Q[update]}) {Q['insert_attempt']}"
+
+
+_MARK = {name: _with_attempt(name) for name in ("mark_synced", "mark_skipped", "mark_deferred", "mark_failure")}
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,10 @@ class _ConnectionPool:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                conn = psycopg2.connect(self._url, connect_timeout=5, application_name="lead-push")
+                # lock_timeout: a worker waiting this long for a lead another worker holds gives
+                # up, and the message is retried later.
+                conn = psycopg2.connect(self._url, connect_timeout=5, application_name="lead-push",
+                                        options="-c lock_timeout=30s")
             keep = False
             try:
                 yield conn
@@ -131,8 +143,11 @@ class LeadStore:
         self._pool.close()
 
     def _execute(self, name: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
+        return self._execute_sql(Q[name], params, fetch=fetch)
+
+    def _execute_sql(self, statement: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
         with self._connection() as conn, conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(Q[name], params or {})
+            cur.execute(statement, params or {})
             if fetch == "one":
                 return cur.fetchone()
             if fetch == "all":
@@ -203,26 +218,21 @@ class LeadStore:
         and a connection that dies releases the lock with it.
         """
         with self._connection() as conn:
-            with conn.cursor() as cur:
-                cur.execute(Q["set_lock_timeout"])
-                cur.execute(Q["lock_lead"], {"company_id": company_id})
-            conn.commit()
+            conn.autocommit = True  # every verb is one statement; no BEGIN/COMMIT round trips
             try:
                 yield LeadSession(conn, company_id)
             finally:
                 if not conn.closed:
-                    conn.rollback()
                     with conn.cursor() as cur:
                         cur.execute(Q["unlock_all"])
-                    conn.commit()
+                    conn.autocommit = False
 
     def record_rejected_message(self, company_id: int, reason: str, *, dequeue_count: int | None) -> None:
         """A message for this lead that can never be processed: audited, and the lead marked failed."""
         attempt = Attempt(outcome="failed", failure_class="permanent", error=reason, duration_ms=0.0,
                           dequeue_count=dequeue_count)
-        with self._connection() as conn, conn, conn.cursor() as cur:
-            cur.execute(Q["mark_failure"], {"company_id": company_id, "status": "failed", "error": reason})
-            cur.execute(Q["insert_attempt"], {"company_id": company_id, **_attempt_params(attempt)})
+        self._execute_sql(_MARK["mark_failure"], {"company_id": company_id, "status": "failed", "error": reason,
+                                                  **_attempt_params(attempt)})
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -243,27 +253,23 @@ class LeadStore:
 
 
 class LeadSession:
-    """The verbs of one attempt at one lead, each its own transaction, under the lead's lock."""
+    """The verbs of one attempt at one lead, under the lead's lock; each verb is one statement."""
 
     def __init__(self, conn: Any, company_id: int) -> None:
         self._conn = conn
         self.company_id = company_id
 
-    def _run(self, statements: Sequence[tuple[str, dict[str, Any]]], *, fetch: bool = False) -> Any:
-        row = None
-        with self._conn, self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            for name, params in statements:
-                cur.execute(Q[name], {"company_id": self.company_id, **params})
-                if fetch and row is None:
-                    row = cur.fetchone()
-        return row
+    def _mark(self, name: str, attempt: Attempt, **params: Any) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(_MARK[name], {"company_id": self.company_id, **params, **_attempt_params(attempt)})
 
     def claim(self, message: LeadMessage) -> SyncState:
-        row = self._run(
-            [("claim", {"message": message.to_json(), "version": message.version,
-                        "correlation_id": message.correlation_id})],
-            fetch=True,
-        )
+        """Takes the lead's lock (waiting for another worker to finish it), marks it processing."""
+        with self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(Q["lock_lead"], {"company_id": self.company_id})
+            cur.execute(Q["claim"], {"company_id": self.company_id, "message": message.to_json(),
+                                     "version": message.version, "correlation_id": message.correlation_id})
+            row = cur.fetchone()
         return SyncState(
             d365_lead_id=str(row["d365_lead_id"]) if row["d365_lead_id"] else None,
             synced_version=row["synced_version"],
@@ -272,24 +278,17 @@ class LeadSession:
         )
 
     def mark_synced(self, attempt: Attempt, *, version: datetime, fingerprint: str, warnings: Sequence[str]) -> None:
-        self._run([
-            ("mark_synced", {"d365_lead_id": attempt.d365_lead_id, "version": version,
-                             "fingerprint": fingerprint, "warnings": json.dumps(list(warnings))}),
-            ("insert_attempt", _attempt_params(attempt)),
-        ])
+        self._mark("mark_synced", attempt, version=version, fingerprint=fingerprint,
+                   warnings=json.dumps(list(warnings)))
 
     def mark_skipped(self, attempt: Attempt) -> None:
-        self._run([("mark_skipped", {}), ("insert_attempt", _attempt_params(attempt))])
+        self._mark("mark_skipped", attempt)
 
     def mark_deferred(self, attempt: Attempt) -> None:
-        self._run([("mark_deferred", {"error": attempt.error}), ("insert_attempt", _attempt_params(attempt))])
+        self._mark("mark_deferred", attempt)
 
     def mark_failure(self, attempt: Attempt, *, final: bool) -> None:
-        status = "failed" if final else "error"
-        self._run([
-            ("mark_failure", {"status": status, "error": attempt.error}),
-            ("insert_attempt", _attempt_params(attempt)),
-        ])
+        self._mark("mark_failure", attempt, status="failed" if final else "error")
 
 
 def _attempt_params(attempt: Attempt) -> dict[str, Any]:
