@@ -9,7 +9,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,20 +27,7 @@ from local.funchost import LocalHost
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_APP = Path(__file__).resolve().parent / "sample_app"
-AZURITE_QUEUE = REPO / "node_modules" / ".bin" / "azurite-queue"
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 MAX_DEQUEUE_COUNT = 3  # sample_app/host.json
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> object:
@@ -55,23 +41,9 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> object:
 
 
 @pytest.fixture(scope="module")
-def storage() -> Iterator[str]:
-    """Azurite's queue service on a free port; yields its connection string."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(AZURITE_QUEUE), "--queueHost", "127.0.0.1", "--queuePort", str(port), "--inMemoryPersistence",
-         "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        wait_for(lambda: listening(port), timeout=10)
-        yield (
-            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-            f"QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-        )
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+def storage(azurite) -> str:
+    """The session's Azurite (tests/conftest.py); these tests' queue names are their own."""
+    return azurite.connection_string
 
 
 @dataclass(frozen=True)
