@@ -239,9 +239,6 @@ class LeadStore:
     def lead_state(self, company_id: int) -> dict | None:
         return self._execute("lead_state", {"company_id": company_id}, fetch="one")
 
-    def lead_attempts(self, company_id: int) -> list[dict]:
-        return self._execute("lead_attempts", {"company_id": company_id}, fetch="all")
-
     # --- replay and sweep -------------------------------------------------------------------
 
     def reset_for_replay(self, company_id: int) -> None:
