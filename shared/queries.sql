@@ -15,18 +15,24 @@ ON CONFLICT (company_id) DO UPDATE SET
     updated_at = now();
 
 -- name: claim
--- Also creates the row for a message that did not come through our webhook (a replay, a re-send).
+-- Also creates the row for a message that did not come through our webhook (a replay, a re-send),
+-- and keeps the newest version seen, as record_queued does.
 INSERT INTO lead_sync (company_id, status, message, queued_version, correlation_id, last_attempt_at)
 VALUES (%(company_id)s, 'processing', %(message)s, %(version)s, %(correlation_id)s, now())
 ON CONFLICT (company_id) DO UPDATE SET
     status = 'processing',
+    message = CASE WHEN EXCLUDED.queued_version > lead_sync.queued_version
+                   THEN EXCLUDED.message ELSE lead_sync.message END,
+    queued_version = GREATEST(lead_sync.queued_version, EXCLUDED.queued_version),
     last_attempt_at = now(),
     updated_at = now()
 RETURNING d365_lead_id, synced_version, synced_fingerprint, attempts;
 
 -- name: mark_synced
+-- Synced only once the newest version accepted is written; an older one written while a newer
+-- one waits for its retry leaves the lead queued.
 UPDATE lead_sync SET
-    status = 'synced',
+    status = CASE WHEN GREATEST(synced_version, %(version)s) >= queued_version THEN 'synced' ELSE 'queued' END,
     d365_lead_id = %(d365_lead_id)s,
     synced_version = GREATEST(synced_version, %(version)s),
     synced_fingerprint = %(fingerprint)s,
@@ -38,9 +44,9 @@ UPDATE lead_sync SET
 WHERE company_id = %(company_id)s;
 
 -- name: mark_skipped
--- Nothing was written: the lead stays as it was last synced.
+-- Nothing was written: the lead stays as it was last synced (queued if a newer version waits).
 UPDATE lead_sync SET
-    status = 'synced',
+    status = CASE WHEN synced_version >= queued_version THEN 'synced' ELSE 'queued' END,
     last_error = NULL,
     updated_at = now()
 WHERE company_id = %(company_id)s AND d365_lead_id IS NOT NULL;
@@ -80,11 +86,6 @@ SELECT pg_advisory_unlock_all();
 SELECT company_id, status, d365_lead_id::text AS d365_lead_id, attempts, last_error, warnings,
        correlation_id, created_at, updated_at, last_attempt_at, last_success_at
 FROM lead_sync WHERE company_id = %(company_id)s;
-
--- name: lead_attempts
-SELECT attempted_at, outcome, failure_class, http_status, error_code, error, duration_ms,
-       d365_lead_id::text AS d365_lead_id, dataverse_requests, dequeue_count
-FROM sync_attempt WHERE company_id = %(company_id)s ORDER BY id;
 
 -- name: reset_for_replay
 -- A replayed lead starts over: queued, attempts counted afresh.

@@ -242,3 +242,22 @@ def test_malformed_message_goes_to_poison_at_once(pipeline, dataverse, database_
         audit = attempts(database_url, company_id)
         assert audit[-1]["outcome"] == "failed" and "malformed message" in audit[-1]["error"]
     assert emulator.leads() == []
+
+
+def test_older_version_written_while_a_newer_one_waits_leaves_the_lead_queued(pipeline, dataverse, database_url):
+    emulator = dataverse("mvp")
+    p = pipeline(emulator, D365_MATCH_COLUMNS="none")
+    p.container.pusher._schema.get()
+    newer = lead(1014, readiness_score=90, updated_at="2026-11-27T09:00:00Z")
+    older = lead(1014, readiness_score=10, updated_at="2026-11-27T08:00:00Z")
+
+    # the newer version's write commits, but its answer and both retries are lost: it waits to be retried
+    emulator.set_faults(script=[{"drop": "after_commit"}, {"drop": "before"}, {"drop": "before"}])
+    assert p.push(newer).action is Action.RETRY
+    # meanwhile the older version is written
+    assert p.push(older).outcome == "updated"
+    assert sync_rows(database_url, [1014])[1014]["status"] == "queued"  # not synced: a newer one waits
+
+    assert p.push(newer, dequeue_count=2).outcome == "updated"
+    assert sync_rows(database_url, [1014])[1014]["status"] == "synced"
+    assert records(emulator, 1014)[0]["hnt_finalscore"] == 90
