@@ -1,12 +1,13 @@
 """The lead records, their indexes, reject rules and the current schema, behind one lock."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import threading
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from local.emulators.dataverse.errors import (
     DUPLICATE_RECORD,
@@ -83,7 +84,8 @@ def _fullname(record: dict) -> str | None:
 class LeadStore:
     def __init__(self, schema: Schema) -> None:
         self._initial_schema = schema
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the writes inside transaction()
+        self._undo: dict[str, tuple[dict | None, int | None]] | None = None
         self.reset()
 
     # -- state -----------------------------------------------------------------------------------
@@ -115,6 +117,24 @@ class LeadStore:
     def rules(self) -> list[Rule]:
         with self._lock:
             return list(self._rules)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Hold the lock; if the block raises, every write made inside it is undone (all or nothing).
+        A nested transaction joins the outer one."""
+        with self._lock:
+            if self._undo is not None:
+                yield
+                return
+            self._undo = {}
+            counters = (self._version, self._sequence)
+            try:
+                yield
+            except BaseException:
+                self._rollback(counters)
+                raise
+            finally:
+                self._undo = None
 
     # -- Web API operations ----------------------------------------------------------------------
 
@@ -333,18 +353,43 @@ class LeadStore:
                 raise ODataError(rule.status, rule.code, rule.message)
         self._version += 1
         record["versionnumber"] = self._version
+        self._remember(lead_id)
         if old is not None:
             self._unindex(old)
-        for key, values in keys:
+        self._index(record)
+        self._records[lead_id] = record
+
+    def _remove(self, lead_id: str) -> None:
+        self._remember(lead_id)
+        self._unindex(self._records.pop(lead_id))
+        del self._order[lead_id]
+
+    def _remember(self, lead_id: str) -> None:
+        if self._undo is not None and lead_id not in self._undo:
+            self._undo[lead_id] = (self._records.get(lead_id), self._order.get(lead_id))
+
+    def _rollback(self, counters: tuple[int, int]) -> None:
+        undo = self._undo or {}
+        for lead_id in undo:
+            current = self._records.pop(lead_id, None)
+            self._order.pop(lead_id, None)
+            if current is not None:
+                self._unindex(current)
+        for lead_id, (record, order) in undo.items():
+            if record is not None and order is not None:
+                self._records[lead_id] = record
+                self._order[lead_id] = order
+                self._index(record)
+        self._version, self._sequence = counters
+
+    def _index(self, record: dict) -> None:
+        lead_id = record[PRIMARY_KEY]
+        for key in self.schema.active_keys():
+            values = self._key_tuple(key, record)
             if values is not None:
                 self._key_indexes[key.name][values] = lead_id
         for column, index in self._eq_indexes.items():
             index.setdefault(fold(record.get(column)), set()).add(lead_id)
-        self._records[lead_id] = record
-
-    def _remove(self, lead_id: str) -> None:
-        self._unindex(self._records.pop(lead_id))
-        del self._order[lead_id]
 
     def _unindex(self, record: dict) -> None:
         lead_id = record[PRIMARY_KEY]
