@@ -30,6 +30,7 @@ from d365.errors import (
 )
 from d365.metadata import LeadSchema, parse_lead_schema
 from d365.odata import filter_eq_any, key_segment, query_string
+from d365.telemetry import record_dataverse_request
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class DataverseClient:
         reauthenticated = False
         while True:
             request_headers["Authorization"] = f"Bearer {self._tokens.get_token()}"
+            response = None
             try:
                 with self._sent_lock:
                     self._sent += 1
@@ -187,6 +189,8 @@ class DataverseClient:
                     retries = self._backoff(retries, kind, error)
                     continue
                 raise error from exc
+            finally:
+                record_dataverse_request(kind, None if response is None else response.status_code)
             if response.status_code < 400:
                 return response
             error = error_from_response(response.status_code, response.headers, response.content)
