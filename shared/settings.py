@@ -21,7 +21,8 @@ DEFAULT_STUCK_AFTER_SECONDS = 900
 STORAGE_SETTING = "AzureWebJobsStorage"
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
-_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,56}[a-z0-9]$")  # leaves room for "-poison"
+# 3-56 characters: Storage allows 63, and the poison queue adds "-poison" (7).
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]\Z")
 
 
 @dataclass(frozen=True)
