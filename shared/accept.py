@@ -6,11 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
+from shared.intake import DeliveryConflict
 from shared.messages import LeadMessage
 from shared.queue import LeadQueues
 from shared.store import LeadStore
 
 logger = logging.getLogger(__name__)
+
+# Kept inside the remembered 202 body (no schema change) and stripped before it is answered again.
+_BODY_SHA256 = "body_sha256"
 
 
 def accept_leads(
@@ -20,8 +24,13 @@ def accept_leads(
     queues: LeadQueues,
     received_at: datetime,
     delivery_id: str | None = None,
+    body_sha256: str | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     """Queue the leads; returns the 202 body. A delivery id seen before returns its first answer.
+
+    `body_sha256` (of the raw body) is remembered with the delivery id; the same id with another
+    body raises DeliveryConflict (409) and queues nothing. Deliveries remembered without one replay.
 
     Recorded before sending: a lead whose message is lost after that stays `queued`, and the
     sweeper sends it again. Raises StoreUnavailable or QueueUnavailable (transient).
@@ -29,11 +38,18 @@ def accept_leads(
     if delivery_id:
         earlier = store.delivery_response(delivery_id)
         if earlier is not None:
+            first_sha256 = earlier.get(_BODY_SHA256)
+            if first_sha256 is not None and body_sha256 is not None and first_sha256 != body_sha256:
+                logger.warning("webhook_delivery_conflict delivery_id=%s", delivery_id,
+                               extra={"delivery_id": delivery_id})
+                raise DeliveryConflict()
             logger.info("webhook_duplicate_delivery delivery_id=%s", delivery_id, extra={"delivery_id": delivery_id})
-            return {**earlier, "duplicate_delivery": True}
+            answer = {key: value for key, value in earlier.items() if key != _BODY_SHA256}
+            return {**answer, "duplicate_delivery": True}
 
     correlation_id = uuid.uuid4().hex
-    messages = [LeadMessage(lead=lead, correlation_id=correlation_id, received_at=received_at) for lead in leads]
+    messages = [LeadMessage(lead=lead, correlation_id=correlation_id, received_at=received_at, traceparent=traceparent)
+                for lead in leads]
     store.record_queued(messages)
     queues.send([m.to_wire() for m in messages])
     response = {
@@ -42,7 +58,7 @@ def accept_leads(
         "duplicate_delivery": False,
     }
     if delivery_id:
-        store.remember_delivery(delivery_id, response)
+        store.remember_delivery(delivery_id, {**response, _BODY_SHA256: body_sha256})
     logger.info("webhook_leads_queued count=%s correlation_id=%s", len(messages), correlation_id,
                 extra={"correlation_id": correlation_id, "lead_count": len(messages)})
     return response

@@ -3,7 +3,8 @@
     X-Hunter-Signature: sha256=<hex HMAC-SHA256 of the signed content, keyed with the shared secret>
     X-Hunter-Timestamp: <unix seconds>   optional; when sent, the signed content is
                                          b"<timestamp>." + body and stale calls are refused
-    X-Hunter-Delivery:  <delivery id>    optional; the same id on a re-delivery
+    X-Hunter-Delivery:  <delivery id>    optional; the same id on a re-delivery, which must repeat
+                                         the first delivery's body byte for byte (else 409)
 
 Header lookups are case-insensitive, so a plain dict works as well as the Functions headers.
 """
@@ -21,9 +22,11 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "DELIVERY_HEADER",
     "SignatureError",
+    "DeliveryConflict",
     "verify_signature",
     "sign",
     "delivery_id",
+    "body_digest",
 ]
 
 SIGNATURE_HEADER = "X-Hunter-Signature"
@@ -43,6 +46,20 @@ class SignatureError(IntakeError):
     def __init__(self, reason: str, *, header: str = SIGNATURE_HEADER) -> None:
         self.reason = reason
         super().__init__(401, [Problem(header, reason)])
+
+
+class DeliveryConflict(IntakeError):
+    """A delivery id reused with a different body (409).
+
+    Replaying the first delivery's answer would tell Hunter that this body's leads were queued.
+    """
+
+    def __init__(self) -> None:
+        reason = (
+            "was already used by a delivery with a different body; a re-delivery must repeat the first "
+            "body byte for byte, and new content needs a new delivery id"
+        )
+        super().__init__(409, [Problem(DELIVERY_HEADER, reason)])
 
 
 def verify_signature(
@@ -106,6 +123,11 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
         reason = f"must be 1 to {MAX_DELIVERY_ID_CHARS} printable ASCII characters"
         raise IntakeError(400, [Problem(DELIVERY_HEADER, reason)])
     return value
+
+
+def body_digest(body: bytes) -> str:
+    """The hex SHA-256 of a raw body: what tells a true re-delivery from a reused delivery id."""
+    return hashlib.sha256(body).hexdigest()
 
 
 def _signed_content(body: bytes, timestamp: str | None) -> bytes:

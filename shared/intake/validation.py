@@ -1,7 +1,7 @@
 """Turn a webhook body into validated, normalised Hunter leads, or refuse it whole.
 
-`parse_leads(body, content_type)` accepts one lead object or `{"leads": [...]}` (1..MAX_LEADS) and
-returns the leads with only the fields of `LEAD_FIELDS`, normalised. Any problem anywhere refuses the
+`parse_leads(body, content_type, now=...)` accepts one lead object or `{"leads": [...]}` (1..MAX_LEADS)
+and returns the leads with only the fields of `LEAD_FIELDS`, normalised. Any problem anywhere refuses the
 whole call with `IntakeError(status, problems)`: 415 wrong media type, 413 body too large, 400
 everything else. Each `Problem` names a field path (`domain`, `leads[3].contact_emails[0]`, `body`)
 and a short reason; reasons never carry a traceback and echo at most a truncated value.
@@ -10,13 +10,16 @@ Normalisation: strings are stripped and a blank string becomes null; a field tha
 absent and an explicit null stays null (the push side may treat "clear" and "unchanged" apart);
 host names are lower-case ASCII (IDNA) without a trailing dot; e-mail domains likewise; timestamps
 are UTC ISO-8601; `referral_id` is a string.
+
+`updated_at` is the lead's version, so a version more than MAX_FUTURE_SKEW ahead of `now` (the
+server's clock at receipt) is refused: once stored, it would make every later, honest version look old.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Protocol
@@ -29,6 +32,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_LEADS",
     "MAX_DEPTH",
+    "MAX_FUTURE_SKEW",
     "parse_leads",
 ]
 
@@ -46,6 +50,8 @@ EMAIL_MAX = 254
 EMAIL_LOCAL_MAX = 64
 MAX_EMAILS = 50
 TIMESTAMP_MAX = 64
+# Clocks drift by minutes; a day ahead is a bug or a forged version.
+MAX_FUTURE_SKEW = timedelta(days=1)
 # Exact in every JSON implementation (IEEE doubles), and fits a PostgreSQL bigint.
 MAX_COMPANY_ID = 2**53 - 1
 
@@ -243,13 +249,15 @@ LEAD_FIELDS: Mapping[str, LeadField] = MappingProxyType({
 })
 
 
-def parse_leads(body: bytes, content_type: str | None) -> list[dict[str, Any]]:
-    """Validate and normalise the leads in a webhook body.
+def parse_leads(body: bytes, content_type: str | None, *, now: datetime) -> list[dict[str, Any]]:
+    """Validate and normalise the leads in a webhook body received at `now` (timezone-aware).
 
     Raises IntakeError: 415 if the content type is not application/json (utf-8), 413 if the body
     exceeds MAX_BODY_BYTES, 400 for anything else wrong (encoding, JSON, nesting, batch size, any
-    field of any lead). Nothing is returned unless every lead is valid.
+    field of any lead, an `updated_at` more than MAX_FUTURE_SKEW after `now`). Nothing is returned
+    unless every lead is valid.
     """
+    latest_version = now.astimezone(timezone.utc) + MAX_FUTURE_SKEW
     _check_content_type(content_type)
     if len(body) > MAX_BODY_BYTES:
         raise IntakeError(413, [Problem("body", f"must be at most {MAX_BODY_BYTES} bytes")])
@@ -265,7 +273,7 @@ def parse_leads(body: bytes, content_type: str | None) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             problems.append(Problem(prefix, f"must be a lead object, got {_json_type(item)}"))
             continue
-        leads.append(_validate_lead(item, prefix, problems))
+        leads.append(_validate_lead(item, prefix, problems, latest_version))
     if problems:
         raise IntakeError(400, _capped(problems))
     return leads
@@ -345,7 +353,9 @@ def _batch_items(value: Any) -> list[Any]:
     return value
 
 
-def _validate_lead(item: Mapping[str, Any], prefix: str, problems: list[Problem]) -> dict[str, Any]:
+def _validate_lead(
+    item: Mapping[str, Any], prefix: str, problems: list[Problem], latest_version: datetime
+) -> dict[str, Any]:
     lead: dict[str, Any] = {}
     for name, spec in LEAD_FIELDS.items():
         path = f"{prefix}.{name}" if prefix else name
@@ -363,6 +373,11 @@ def _validate_lead(item: Mapping[str, Any], prefix: str, problems: list[Problem]
             problems.append(Problem(path, "must not be null or blank"))
             continue
         lead[name] = normalised
+    version = lead.get("updated_at")
+    if version is not None and datetime.fromisoformat(version) > latest_version:
+        path = f"{prefix}.updated_at" if prefix else "updated_at"
+        hours = MAX_FUTURE_SKEW // timedelta(hours=1)
+        problems.append(Problem(path, f"must not be more than {hours} hours ahead of the server's clock"))
     return lead
 
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from shared.intake import LEAD_FIELDS, MAX_LEADS, IntakeError, Problem, parse_leads
+from shared.intake import LEAD_FIELDS, MAX_LEADS, DeliveryConflict, IntakeError, Problem, parse_leads
 from shared.intake.signature import MAX_DELIVERY_ID_CHARS
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
@@ -72,7 +73,7 @@ def test_intake_headers_match_the_code(spec: dict[str, Any]) -> None:
     assert parameters["X-Hunter-Delivery"]["schema"]["maxLength"] == MAX_DELIVERY_ID_CHARS
 
 
-@pytest.mark.parametrize("status", ["400", "401", "413", "415"])
+@pytest.mark.parametrize("status", ["400", "401", "409", "413", "415"])
 def test_refusals_document_the_body_intake_error_produces(spec: dict[str, Any], status: str) -> None:
     response = resolve(spec, spec["paths"]["/api/leads"]["post"]["responses"][status])
     schema = resolve(spec, response["content"]["application/json"]["schema"])
@@ -84,9 +85,18 @@ def test_refusals_document_the_body_intake_error_produces(spec: dict[str, Any], 
     assert set(problem["required"]) == set(body["problems"][0])
 
 
+def test_delivery_conflict_is_a_documented_refusal(spec: dict[str, Any]) -> None:
+    responses = spec["paths"]["/api/leads"]["post"]["responses"]
+
+    conflict = DeliveryConflict()
+
+    assert str(conflict.status) in responses
+    assert [p.field for p in conflict.problems] == ["X-Hunter-Delivery"]
+
+
 def test_example_lead_is_complete_and_valid(spec: dict[str, Any]) -> None:
     example = spec["components"]["schemas"]["Lead"]["example"]
 
-    [lead] = parse_leads(json.dumps(example).encode(), "application/json")
+    [lead] = parse_leads(json.dumps(example).encode(), "application/json", now=datetime.now(timezone.utc))
 
     assert list(example) == list(lead) == list(LEAD_FIELDS)

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from shared.intake import LEAD_FIELDS, IntakeError, parse_leads
+from shared.intake import LEAD_FIELDS, MAX_FUTURE_SKEW, IntakeError, parse_leads
 
 MAX_FIELD_CHARS = 64
 MAX_REASON_CHARS = 200
 REQUIRED = {name for name, field in LEAD_FIELDS.items() if field.required}
+NOW = datetime(2026, 11, 29, 5, 30, tzinfo=timezone.utc)
 FAST = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 keys = st.sampled_from([*LEAD_FIELDS, "leads", ""]) | st.text(max_size=4)
@@ -54,7 +55,7 @@ documents = leads | st.fixed_dictionaries({"leads": st.lists(leads, max_size=3) 
 
 def check(body: bytes, content_type: str | None = "application/json") -> None:
     try:
-        parsed = parse_leads(body, content_type)
+        parsed = parse_leads(body, content_type, now=NOW)
     except IntakeError as error:
         assert 400 <= error.status < 500
         assert error.problems
@@ -69,9 +70,11 @@ def check(body: bytes, content_type: str | None = "application/json") -> None:
     assert parsed
     for lead in parsed:
         assert REQUIRED <= set(lead) <= set(LEAD_FIELDS)
+        if lead.get("updated_at") is not None:
+            assert datetime.fromisoformat(lead["updated_at"]) <= NOW + MAX_FUTURE_SKEW
         encoded = json.dumps(lead, ensure_ascii=False).encode("utf-8")  # no lone surrogates survive
         # normalising is idempotent: a normalised lead passes through unchanged
-        assert parse_leads(encoded, "application/json") == [lead]
+        assert parse_leads(encoded, "application/json", now=NOW) == [lead]
 
 
 @FAST

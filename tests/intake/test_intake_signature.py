@@ -5,7 +5,16 @@ import hmac
 
 import pytest
 
-from shared.intake import IntakeError, Problem, SignatureError, delivery_id, sign, verify_signature
+from shared.intake import (
+    DeliveryConflict,
+    IntakeError,
+    Problem,
+    SignatureError,
+    body_digest,
+    delivery_id,
+    sign,
+    verify_signature,
+)
 
 SECRET = "hunter-shared-secret"
 BODY = b'{"company_id": 86, "domain": "uppoint.com.tr"}'
@@ -122,3 +131,19 @@ def test_bad_delivery_id_is_400(value: str) -> None:
     assert caught.value.problems == (
         Problem("X-Hunter-Delivery", "must be 1 to 128 printable ASCII characters"),
     )
+
+
+def test_body_digest_is_the_hex_sha256_of_the_raw_body() -> None:
+    assert body_digest(BODY) == hashlib.sha256(BODY).hexdigest()
+    assert body_digest(BODY) != body_digest(BODY + b" ")
+
+
+def test_delivery_conflict_is_a_409_naming_the_header_and_the_different_body() -> None:
+    conflict = DeliveryConflict()
+
+    assert isinstance(conflict, IntakeError)
+    assert conflict.status == 409
+    [problem] = conflict.problems
+    assert problem.field == "X-Hunter-Delivery"
+    assert "different body" in problem.reason
+    assert conflict.response_body()["error"] == "Conflict"

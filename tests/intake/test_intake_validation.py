@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -8,6 +9,8 @@ import pytest
 from shared.intake import LEAD_FIELDS, MAX_BODY_BYTES, MAX_DEPTH, MAX_LEADS, IntakeError, Problem, parse_leads
 
 JSON = "application/json"
+# The server's clock at receipt: a few days after HUNTER_LEAD's updated_at.
+NOW = datetime(2026, 11, 29, 5, 30, tzinfo=timezone.utc)
 
 HUNTER_LEAD: dict[str, Any] = {
     "company_id": 86,
@@ -40,7 +43,7 @@ def body(document: Any) -> bytes:
 
 def refusal(raw: bytes, content_type: str | None = JSON) -> IntakeError:
     with pytest.raises(IntakeError) as caught:
-        parse_leads(raw, content_type)
+        parse_leads(raw, content_type, now=NOW)
     return caught.value
 
 
@@ -60,7 +63,7 @@ def test_hunter_lead_is_normalised() -> None:
     )
 
     # when
-    [lead] = parse_leads(body(sent), "application/json; charset=UTF-8")
+    [lead] = parse_leads(body(sent), "application/json; charset=UTF-8", now=NOW)
 
     # then
     assert lead == {
@@ -75,7 +78,7 @@ def test_hunter_lead_is_normalised() -> None:
 
 
 def test_minimal_lead_keeps_only_what_was_sent() -> None:
-    assert parse_leads(body({"company_id": 1, "domain": "a.io", "segment": "  "}), JSON) == [
+    assert parse_leads(body({"company_id": 1, "domain": "a.io", "segment": "  "}), JSON, now=NOW) == [
         {"company_id": 1, "domain": "a.io", "segment": None}
     ]
 
@@ -83,7 +86,7 @@ def test_minimal_lead_keeps_only_what_was_sent() -> None:
 def test_batch_returns_every_lead_in_order() -> None:
     leads = [lead_with(company_id=n, domain=f"c{n}.example.com") for n in range(1, MAX_LEADS + 1)]
 
-    parsed = parse_leads(body({"leads": leads}), JSON)
+    parsed = parse_leads(body({"leads": leads}), JSON, now=NOW)
 
     assert [lead["company_id"] for lead in parsed] == list(range(1, MAX_LEADS + 1))
 
@@ -124,6 +127,59 @@ def test_bad_field_is_named_with_its_reason(field: str, value: Any, reason: str)
     assert error.problems == (Problem(field, reason),)
 
 
+FUTURE = "must not be more than 24 hours ahead of the server's clock"
+
+
+@pytest.mark.parametrize(
+    "updated_at",
+    [
+        (NOW + timedelta(minutes=5)).isoformat(),  # a clock a few minutes fast
+        (NOW + timedelta(days=1)).isoformat(),  # the limit itself
+        (NOW + timedelta(days=1)).astimezone(timezone(timedelta(hours=-5))).isoformat(),  # in another offset
+        "2020-01-01T00:00:00Z",
+    ],
+    ids=["5 minutes ahead", "24 hours ahead", "24 hours ahead, -05:00", "long ago"],
+)
+def test_updated_at_up_to_a_day_ahead_is_accepted(updated_at: str) -> None:
+    [lead] = parse_leads(body(lead_with(updated_at=updated_at)), JSON, now=NOW)
+
+    assert datetime.fromisoformat(lead["updated_at"]) == datetime.fromisoformat(updated_at)
+
+
+@pytest.mark.parametrize(
+    "updated_at",
+    [
+        (NOW + timedelta(days=1, seconds=1)).isoformat(),
+        (NOW + timedelta(days=1, seconds=1)).astimezone(timezone(timedelta(hours=14))).isoformat(),
+        "9999-12-31T23:59:59Z",
+    ],
+    ids=["a day and a second ahead", "same, at +14:00", "year 9999"],
+)
+def test_updated_at_more_than_a_day_ahead_is_refused(updated_at: str) -> None:
+    error = refusal(body(lead_with(updated_at=updated_at)))
+
+    assert (error.status, error.problems) == (400, (Problem("updated_at", FUTURE),))
+
+
+def test_future_updated_at_in_a_batch_names_the_lead_and_refuses_the_batch() -> None:
+    # given a batch whose second lead claims a version from next week
+    leads = [lead_with(company_id=1), lead_with(company_id=2, updated_at=(NOW + timedelta(days=7)).isoformat())]
+
+    # when
+    error = refusal(body({"leads": leads}))
+
+    # then
+    assert (error.status, error.problems) == (400, (Problem("leads[1].updated_at", FUTURE),))
+
+
+def test_the_future_is_measured_from_the_clock_passed_in() -> None:
+    ahead = (NOW + timedelta(days=2)).isoformat()
+
+    [lead] = parse_leads(body(lead_with(updated_at=ahead)), JSON, now=NOW + timedelta(days=1, hours=1))
+
+    assert lead["updated_at"] == ahead
+
+
 @pytest.mark.parametrize("field", ["company_id", "domain"])
 def test_required_field_missing(field: str) -> None:
     sent = dict(HUNTER_LEAD)
@@ -146,7 +202,7 @@ def test_required_field_missing(field: str) -> None:
     ],
 )
 def test_domain_is_normalised_to_ascii(domain: str, expected: str) -> None:
-    [lead] = parse_leads(body({"company_id": 1, "domain": domain}), JSON)
+    [lead] = parse_leads(body({"company_id": 1, "domain": domain}), JSON, now=NOW)
 
     assert lead["domain"] == expected
 
@@ -184,7 +240,7 @@ def test_bad_domain_is_refused(domain: Any, reason: str) -> None:
     ],
 )
 def test_good_email_is_normalised(email: str, expected: str) -> None:
-    [lead] = parse_leads(body({"company_id": 1, "domain": "a.io", "contact_emails": [email]}), JSON)
+    [lead] = parse_leads(body({"company_id": 1, "domain": "a.io", "contact_emails": [email]}), JSON, now=NOW)
 
     assert lead["contact_emails"] == [expected]
 
@@ -284,7 +340,7 @@ def test_nesting_up_to_the_limit_is_fine_and_brackets_in_strings_do_not_count() 
         value = [value]
     deep["ignored"] = value
 
-    [lead] = parse_leads(body(deep), JSON)
+    [lead] = parse_leads(body(deep), JSON, now=NOW)
 
     assert lead["segment"] == "[[[[" * 100
 
@@ -315,7 +371,7 @@ def test_wrong_content_type_is_415(content_type: str | None, reason: str) -> Non
 
 @pytest.mark.parametrize("content_type", ["application/json", "Application/JSON", 'application/json; charset="utf-8"'])
 def test_json_content_types_are_accepted(content_type: str) -> None:
-    assert parse_leads(body(HUNTER_LEAD), content_type)[0]["company_id"] == 86
+    assert parse_leads(body(HUNTER_LEAD), content_type, now=NOW)[0]["company_id"] == 86
 
 
 def test_response_body_is_the_documented_problem_body() -> None:
