@@ -9,14 +9,16 @@ import os
 
 import azure.functions as func
 
-from blueprints import admin, health, lead_queue, lead_status, webhook
+from blueprints import admin, health, lead_queue, lead_status, metrics, webhook
 from shared.container import Container
 from shared.logging_setup import configure_logging
 from shared.settings import Settings
+from shared.telemetry import install_log_dimensions
 
 configure_logging()
+install_log_dimensions()  # after the worker (or local host) put the Azure Monitor handler on the root logger
 container = Container(Settings.from_env(os.environ))
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for module in (webhook, lead_status, lead_queue, health, admin):
+for module in (webhook, lead_status, lead_queue, health, admin, metrics):
     app.register_functions(module.blueprint(container))

@@ -1,11 +1,15 @@
-"""The queue trigger: one delivery of one lead message."""
+"""The queue trigger: one delivery of one lead message, as the `push_lead` span of the webhook's trace."""
 from __future__ import annotations
+
+import time
 
 import azure.functions as func
 
 from shared.container import Container
-from shared.delivery import Delivery, handle_delivery
+from shared.delivery import Delivery, RetryLater, handle_delivery
+from shared.messages import LeadRef, MalformedMessage
 from shared.settings import STORAGE_SETTING
+from shared.telemetry import push_span, record_push
 
 
 def blueprint(container: Container) -> func.Blueprint:
@@ -15,14 +19,38 @@ def blueprint(container: Container) -> func.Blueprint:
     @bp.function_name("push_lead")
     @bp.queue_trigger(arg_name="msg", queue_name=settings.lead_queue_name, connection=STORAGE_SETTING)
     def push_lead(msg: func.QueueMessage) -> None:
-        handle_delivery(
-            Delivery(body=msg.get_body(), message_id=msg.id, pop_receipt=msg.pop_receipt,
-                     dequeue_count=msg.dequeue_count or 1),
-            pusher=container.pusher,
-            queues=container.queues,
-            store=container.store,
-            backoff_base_seconds=settings.queue_runtime.visibility_timeout_seconds,
-            max_dequeue_count=settings.queue_runtime.max_dequeue_count,
-        )
+        body = msg.get_body()
+        dequeue_count = msg.dequeue_count or 1
+        ref = _reference(body)
+        started = time.perf_counter()
+        outcome = "error"  # an unexpected exception: the runtime delivers the message again
+        with push_span(ref.traceparent if ref else None, correlation_id=ref.correlation_id if ref else None,
+                       company_id=ref.company_id if ref else None) as span:
+            try:
+                result = handle_delivery(
+                    Delivery(body=body, message_id=msg.id, pop_receipt=msg.pop_receipt, dequeue_count=dequeue_count),
+                    pusher=container.pusher,
+                    queues=container.queues,
+                    store=container.store,
+                    backoff_base_seconds=settings.queue_runtime.visibility_timeout_seconds,
+                    max_dequeue_count=settings.queue_runtime.max_dequeue_count,
+                )
+                outcome = result.outcome
+            except RetryLater as exc:
+                outcome = getattr(exc, "outcome", None) or (
+                    "failed" if dequeue_count >= settings.queue_runtime.max_dequeue_count else "error")
+                raise
+            finally:
+                span.set_attribute("outcome", outcome)
+                record_push(outcome, (time.perf_counter() - started) * 1000)
 
     return bp
+
+
+def _reference(body: bytes) -> LeadRef | None:
+    """What the span needs from the message (trace context, ids); None for one that is not ours,
+    which handle_delivery then sends to the poison queue with its reason."""
+    try:
+        return LeadRef.from_wire(body)
+    except MalformedMessage:
+        return None
