@@ -1,0 +1,112 @@
+// Azure Database for PostgreSQL Flexible Server: Microsoft Entra authentication only (no password login exists),
+// the app's managed identity as an Entra administrator, built-in PgBouncer on port 6432 where the tier offers it.
+param name string
+param location string = resourceGroup().location
+param tags object = {}
+param databaseName string = 'leadpush'
+param version string = '16'
+param skuName string = 'Standard_D2ds_v5'
+@allowed([
+  'Burstable'
+  'GeneralPurpose'
+  'MemoryOptimized'
+])
+param skuTier string = 'GeneralPurpose'
+param storageSizeGB int = 32
+@description('Name of the app\'s user-assigned identity: the PostgreSQL role the app signs in as.')
+param appIdentityName string
+@description('Object (principal) id of that identity.')
+param appIdentityPrincipalId string
+
+// Azure offers the built-in PgBouncer on General Purpose and Memory Optimized only.
+var pgBouncerEnabled = skuTier != 'Burstable'
+
+resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: skuName
+    tier: skuTier
+  }
+  properties: {
+    version: version
+    createMode: 'Default'
+    authConfig: {
+      activeDirectoryAuth: 'Enabled'
+      passwordAuth: 'Disabled'
+      tenantId: subscription().tenantId
+    }
+    storage: {
+      storageSizeGB: storageSizeGB
+      autoGrow: 'Enabled'
+    }
+    backup: {
+      backupRetentionDays: 7
+      geoRedundantBackup: 'Disabled'
+    }
+    highAvailability: {
+      mode: 'Disabled'
+    }
+    network: {
+      publicNetworkAccess: 'Enabled'
+    }
+  }
+}
+
+// Flex Consumption apps without a virtual network have no fixed outbound addresses: admit Azure's own ranges.
+// The server still requires TLS and an Entra token for every login.
+resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = {
+  parent: server
+  name: 'AllowAllAzureServicesAndResourcesWithinAzureIps'
+  properties: {
+    startIpAddress: '0.0.0.0'
+    endIpAddress: '0.0.0.0'
+  }
+}
+
+// Changes to one server run one at a time (the service answers ServerIsBusy otherwise): each waits for the last.
+resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-01' = {
+  parent: server
+  name: databaseName
+  properties: {
+    charset: 'UTF8'
+    collation: 'en_US.utf8'
+  }
+  dependsOn: [
+    allowAzureServices
+  ]
+}
+
+resource pgBouncer 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = if (pgBouncerEnabled) {
+  parent: server
+  name: 'pgbouncer.enabled'
+  properties: {
+    value: 'true'
+    source: 'user-override'
+  }
+  dependsOn: [
+    database
+  ]
+}
+
+resource appIdentityAdministrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
+  parent: server
+  name: appIdentityPrincipalId
+  properties: {
+    principalType: 'ServicePrincipal'
+    principalName: appIdentityName
+    tenantId: subscription().tenantId
+  }
+  dependsOn: [
+    database
+    pgBouncer
+  ]
+}
+
+output name string = server.name
+output id string = server.id
+output host string = server.properties.fullyQualifiedDomainName
+output databaseName string = database.name
+output appPort int = pgBouncerEnabled ? 6432 : 5432
+output pgBouncerEnabled bool = pgBouncerEnabled

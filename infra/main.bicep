@@ -1,0 +1,220 @@
+// lead push in Azure: `azd up` provisions this and deploys the app (azure.yaml). The shape follows Microsoft's
+// Flex Consumption quickstart for Python (Azure-Samples/functions-quickstart-python-http-azd): main.bicep
+// composes small modules under app/. Every module is written here, none fetched from a registry.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; used in resource names and tags.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource (one that offers Flex Consumption).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com')
+param dataverseUrl string
+
+@secure()
+@description('Shared secret Hunter signs webhook bodies with; stored in Key Vault only.')
+param hunterWebhookSecret string
+
+@description('Upper bound of Function App instances. With host.json batchSize 16 + newBatchThreshold 8 each instance runs at most 24 pushes at once; 2 instances stay under Dataverse\'s 52 concurrent requests per user (docs/deploy.md).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 2
+
+@description('Memory of each Function App instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('PostgreSQL compute. Burstable tiers have no built-in PgBouncer; the app then connects on 5432.')
+param postgresSkuName string = 'Standard_D2ds_v5'
+@allowed([
+  'Burstable'
+  'GeneralPurpose'
+  'MemoryOptimized'
+])
+param postgresSkuTier string = 'GeneralPurpose'
+
+@description('Email address that receives the alerts; empty = no email receiver.')
+param alertEmail string = ''
+
+@description('Alert when more than this percentage of pushes in 15 minutes fail.')
+param failedSharePercentThreshold int = 10
+
+@description('Object id of the user running azd (set by azd): gets Key Vault Secrets Officer on the vault.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
+param leadQueueName string = 'lead-push'
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = '${abbrs.webSitesFunctions}leadpush-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}leadpush-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    leadQueueName: leadQueueName
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    webhookSecret: hunterWebhookSecret
+  }
+}
+
+module postgres 'app/postgres.bicep' = {
+  name: 'postgres'
+  scope: rg
+  params: {
+    name: '${abbrs.dBforPostgreSQLServers}${resourceToken}'
+    location: location
+    tags: tags
+    skuName: postgresSkuName
+    skuTier: postgresSkuTier
+    appIdentityName: identity.outputs.name
+    appIdentityPrincipalId: identity.outputs.principalId
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.name
+    identityPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.resourceId
+    identityClientId: identity.outputs.clientId
+    identityName: identity.outputs.name
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    postgresHost: postgres.outputs.host
+    postgresPort: postgres.outputs.appPort
+    databaseName: postgres.outputs.databaseName
+    webhookSecretUri: keyVault.outputs.webhookSecretUri
+    dataverseUrl: dataverseUrl
+    leadQueueName: leadQueueName
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+  // The identity must hold its roles before the host starts (storage) and resolves the Key Vault reference.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module alerts 'app/monitoring-alerts.bicep' = {
+  name: 'monitoring-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    actionGroupName: '${abbrs.insightsActionGroups}leadpush-${resourceToken}'
+    alertEmail: alertEmail
+    failedSharePercentThreshold: failedSharePercentThreshold
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+// azd stores these in the environment (.azure/<env>/.env); the postprovision hook and docs/deploy.md use them.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = 'https://${api.outputs.defaultHostName}'
+output AZURE_MANAGED_IDENTITY_NAME string = identity.outputs.name
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_POSTGRES_SERVER_NAME string = postgres.outputs.name
+output AZURE_POSTGRES_HOST string = postgres.outputs.host
+output AZURE_POSTGRES_DATABASE string = postgres.outputs.databaseName
+output AZURE_POSTGRES_APP_PORT int = postgres.outputs.appPort
+output DATAVERSE_URL string = dataverseUrl
+output LEAD_QUEUE_NAME string = leadQueueName
