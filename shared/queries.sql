@@ -131,3 +131,7 @@ INSERT INTO schema_migration (version) VALUES (%(version)s);
 
 -- name: ping
 SELECT 1;
+
+-- name: count_by_status
+-- For the leadpush.leads.by_status gauge, read every minute by the metrics timer.
+SELECT status, count(*) AS leads FROM lead_sync GROUP BY status;

@@ -126,6 +126,19 @@ class LeadQueues:
         except AzureError as exc:
             raise QueueUnavailable(f"queue {self.main.queue_name} unreachable: {exc.message}") from exc
 
+    def depths(self) -> dict[str, int]:
+        """Queue name -> approximate message count, for the lead queue and its poison queue (0 for
+        one not created yet). Raises QueueUnavailable."""
+        counts: dict[str, int] = {}
+        for client in (self.main, self.poison):
+            try:
+                counts[client.queue_name] = client.get_queue_properties().approximate_message_count
+            except ResourceNotFoundError:
+                counts[client.queue_name] = 0
+            except AzureError as exc:
+                raise QueueUnavailable(f"queue {client.queue_name} unreachable: {exc.message}") from exc
+        return counts
+
 
 def _client(connection_string: str, name: str) -> QueueClient:
     return QueueClient.from_connection_string(

@@ -248,6 +248,10 @@ class LeadStore:
         rows = self._execute("claim_stuck", {"age_seconds": age_seconds, "limit": limit}, fetch="all")
         return [(row["company_id"], row["message"]) for row in rows]
 
+    def count_by_status(self) -> dict[str, int]:
+        """Status -> number of leads in it (statuses with none are absent). Raises StoreUnavailable."""
+        return {row["status"]: row["leads"] for row in self._execute("count_by_status", fetch="all")}
+
 
 class LeadSession:
     """The verbs of one attempt at one lead, under the lead's lock; each verb is one statement."""

@@ -6,6 +6,7 @@ Every trigger goes through `Invoker.invoke`, so shutdown can wait for all in-fli
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import threading
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from local.funchost.app_loader import FunctionSpec
+from local.funchost.telemetry import traced
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ class Invoker:
             started = time.monotonic()
             outcome = "Failed"
             try:
-                result = self._call(spec, {spec.trigger.name: argument})
+                result = traced(spec, argument, lambda: self._call(spec, {spec.trigger.name: argument}))
                 outcome = "Succeeded"
                 return result
             finally:
@@ -76,7 +78,10 @@ class Invoker:
             except BaseException as exc:  # handed back to the waiting thread
                 box["error"] = exc
 
-        thread = threading.Thread(target=target, name=f"fn-{spec.name}", daemon=True)
+        # In the caller's context, so the function runs inside the invocation's span (OpenTelemetry
+        # keeps the current span in a context variable).
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), name=f"fn-{spec.name}",
+                                  daemon=True)
         thread.start()
         thread.join(self._function_timeout)
         if thread.is_alive():

@@ -26,6 +26,7 @@ from local.funchost.invoker import Invoker
 from local.funchost.ncrontab import Schedule, ScheduleError
 from local.funchost.queue_listener import QueueListener
 from local.funchost.routes import RouteTemplateError
+from local.funchost.telemetry import configure_worker_telemetry
 from local.funchost.timer import TimerRunner
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class LocalHost:
         """Load the app and start every trigger; returns self. Raises HostStartError."""
         try:
             config = load_host_config(self._app_dir)
+            configure_worker_telemetry(os.environ)  # as the Python worker does, before it loads the app
             specs = load_functions(self._app_dir)
             invoker = self._invoker = Invoker(function_timeout=config.function_timeout)
             listeners = [_listener(spec, config, invoker) for spec in specs if spec.trigger.type == "queueTrigger"]

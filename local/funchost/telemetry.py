@@ -1,0 +1,100 @@
+"""Telemetry as Azure Functions runs it for Python, on the local host.
+
+- `configure_worker_telemetry(environ)`: what the Python worker does at start-up, before it loads
+  the app, when PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true: `configure_azure_monitor()` with
+  APPLICATIONINSIGHTS_CONNECTION_STRING and the logger named by PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME
+  (default: the root logger), resource detector `azure_functions`. The exporter sends to the
+  connection string's IngestionEndpoint; OTEL_METRIC_EXPORT_INTERVAL (ms) sets the metric export
+  interval (the SDK's periodic reader reads it). Locally the exporter's own usage statistics
+  (statsbeat, sent to a fixed Microsoft endpoint) are off unless the environment says otherwise.
+- `traced(spec, argument, call)`: what the host does around each invocation with telemetryMode
+  OpenTelemetry: a request span (HTTP: `POST /api/leads`, continuing an incoming `traceparent`;
+  other triggers: the function's name), current while the function runs, as the worker attaches
+  the host's trace context to the invocation.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Mapping, MutableMapping
+from urllib.parse import urlsplit
+
+import azure.functions as func
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from local.funchost.app_loader import FunctionSpec
+
+logger = logging.getLogger(__name__)
+
+ENABLE_SETTING = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
+CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+LOGGER_NAME_SETTING = "PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"
+
+_tracer = trace.get_tracer("local.funchost")
+_propagator = TraceContextTextMapPropagator()
+_configured = False
+
+
+def telemetry_enabled(environ: Mapping[str, str]) -> bool:
+    return environ.get(ENABLE_SETTING, "").strip().lower() in ("true", "1")
+
+
+def configure_worker_telemetry(environ: MutableMapping[str, str]) -> bool:
+    """Configure the Azure Monitor distro once per process, as the worker does; False when the
+    setting is off or no connection string is set (then nothing is exported)."""
+    global _configured
+    if _configured or not telemetry_enabled(environ):
+        return _configured
+    connection_string = environ.get(CONNECTION_SETTING)
+    if not connection_string:
+        logger.warning("%s is true but %s is not set: no telemetry is sent", ENABLE_SETTING, CONNECTION_SETTING)
+        return False
+    from azure.monitor.opentelemetry import configure_azure_monitor  # only when asked: it is slow to import
+
+    environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_functions")
+    environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
+    configure_azure_monitor(connection_string=connection_string, logger_name=environ.get(LOGGER_NAME_SETTING, ""))
+    _configured = True
+    logger.info("telemetry: Azure Monitor distro configured")
+    return True
+
+
+def traced(spec: FunctionSpec, argument: Any, call: Callable[[], Any]) -> Any:
+    """Run `call` inside the host's request span for this invocation; returns what it returns."""
+    if isinstance(argument, func.HttpRequest):
+        return _traced_http(spec, argument, call)
+    with _tracer.start_as_current_span(spec.name, kind=SpanKind.SERVER,
+                                       attributes={"faas.trigger": _TRIGGERS.get(spec.trigger.type, "other"),
+                                                   "faas.name": spec.name}):
+        return call()
+
+
+_TRIGGERS = {"queueTrigger": "pubsub", "timerTrigger": "timer", "httpTrigger": "http"}
+
+
+def _traced_http(spec: FunctionSpec, request: func.HttpRequest, call: Callable[[], Any]) -> Any:
+    url = urlsplit(request.url)
+    route = _route(url.path, spec.trigger.route or spec.name)
+    parent = _propagator.extract({name.lower(): value for name, value in request.headers.items()})
+    with _tracer.start_as_current_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER,
+                                       attributes={"http.request.method": request.method, "url.full": request.url,
+                                                   "url.path": url.path, "url.scheme": url.scheme or "http",
+                                                   "http.route": route, "faas.trigger": "http",
+                                                   "faas.name": spec.name}) as span:
+        response = call()
+        status = getattr(response, "status_code", 200)
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+        return response
+
+
+def _route(path: str, template: str) -> str:
+    """'/api/leads/86' with template 'leads/{company_id:long}' -> '/api/leads/{company_id}'."""
+    template_parts = [part for part in template.strip("/").split("/") if part]
+    path_parts = [part for part in path.strip("/").split("/") if part]
+    prefix = path_parts[:max(0, len(path_parts) - len(template_parts))]
+    parts = [p.split(":")[0] + "}" if p.startswith("{") and ":" in p else p for p in template_parts]
+    return "/" + "/".join([*prefix, *parts])
