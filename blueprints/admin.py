@@ -1,4 +1,5 @@
 """Operator functions: replay from the poison queue (HTTP, admin key) and the stuck-lead sweeper (timer)."""
+
 from __future__ import annotations
 
 import json
@@ -6,11 +7,11 @@ import logging
 
 import azure.functions as func
 
+from blueprints.responses import json_response, unavailable
 from shared.container import Container
 from shared.errors import TransientError
 from shared.replay import replay_poisoned
 from shared.sweep import requeue_stuck_leads
-from blueprints.responses import json_response, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,13 @@ def blueprint(container: Container) -> func.Blueprint:
                 if company_id is not None and (not isinstance(company_id, int) or isinstance(company_id, bool)):
                     raise ValueError
             except ValueError:
-                return json_response(400, {"error": "Bad Request", "problems": [
-                    {"field": "company_id", "reason": "body must be {} or {\"company_id\": <integer>}"}]})
+                return json_response(
+                    400,
+                    {
+                        "error": "Bad Request",
+                        "problems": [{"field": "company_id", "reason": 'body must be {} or {"company_id": <integer>}'}],
+                    },
+                )
         try:
             moved = replay_poisoned(queues=container.queues, store=container.store, company_id=company_id)
         except TransientError:
@@ -43,7 +49,8 @@ def blueprint(container: Container) -> func.Blueprint:
     @bp.function_name("requeue_stuck_leads")
     @bp.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False)
     def requeue_stuck(timer: func.TimerRequest) -> None:
-        requeue_stuck_leads(store=container.store, queues=container.queues,
-                            age_seconds=container.settings.stuck_after_seconds)
+        requeue_stuck_leads(
+            store=container.store, queues=container.queues, age_seconds=container.settings.stuck_after_seconds
+        )
 
     return bp

@@ -1,4 +1,5 @@
 """GET /api/health and GET /api/openapi.yaml, both anonymous."""
+
 from __future__ import annotations
 
 import logging
@@ -6,9 +7,9 @@ from pathlib import Path
 
 import azure.functions as func
 
+from blueprints.responses import json_response
 from shared.container import Container
 from shared.errors import TransientError
-from blueprints.responses import json_response
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +22,7 @@ def blueprint(container: Container) -> func.Blueprint:
     @bp.function_name("health")
     @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def health(req: func.HttpRequest) -> func.HttpResponse:
-        checks = {"database": _check(lambda: container.store.ping()),
-                  "queue": _check(lambda: container.queues.ping())}
+        checks = {"database": _check(lambda: container.store.ping()), "queue": _check(lambda: container.queues.ping())}
         healthy = all(result == "ok" for result in checks.values())
         return json_response(200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks})
 

@@ -1,11 +1,12 @@
 """GET /api/leads/{company_id}: a lead's sync state."""
+
 from __future__ import annotations
 
 import azure.functions as func
 
+from blueprints.responses import json_response, unavailable
 from shared.container import Container
 from shared.errors import TransientError
-from blueprints.responses import json_response, unavailable
 
 
 def blueprint(container: Container) -> func.Blueprint:
@@ -17,15 +18,18 @@ def blueprint(container: Container) -> func.Blueprint:
         try:
             company_id = int(req.route_params["company_id"])
         except (KeyError, ValueError):
-            return json_response(400, {"error": "Bad Request",
-                                       "problems": [{"field": "company_id", "reason": "must be an integer"}]})
+            return json_response(
+                400, {"error": "Bad Request", "problems": [{"field": "company_id", "reason": "must be an integer"}]}
+            )
         try:
             state = container.store.lead_state(company_id)
         except TransientError:
             return unavailable("database")
         if state is None:
-            return json_response(404, {"error": "Not Found",
-                                       "problems": [{"field": "company_id", "reason": "no lead with this company_id"}]})
+            return json_response(
+                404,
+                {"error": "Not Found", "problems": [{"field": "company_id", "reason": "no lead with this company_id"}]},
+            )
         return json_response(200, state)
 
     return bp

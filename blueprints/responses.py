@@ -1,4 +1,5 @@
 """JSON responses for the HTTP triggers."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ def json_response(status: int, body: Any, *, headers: dict[str, str] | None = No
 
 def unavailable(what: str) -> func.HttpResponse:
     """503 for a dependency that is down: the caller should retry; nothing was lost."""
-    return json_response(503, {"error": "Service Unavailable", "problems": [{"field": what, "reason": "temporarily unavailable, retry later"}]},
-                         headers={"Retry-After": "10"})
+    return json_response(
+        503,
+        {
+            "error": "Service Unavailable",
+            "problems": [{"field": what, "reason": "temporarily unavailable, retry later"}],
+        },
+        headers={"Retry-After": "10"},
+    )
 
 
 def _jsonable(value: Any) -> Any:

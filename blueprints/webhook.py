@@ -1,18 +1,19 @@
 """POST /api/leads: Hunter's webhook."""
+
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 
+from blueprints.responses import json_response, unavailable
 from shared.accept import accept_leads
 from shared.container import Container
 from shared.errors import TransientError
 from shared.intake import IntakeError, body_digest, delivery_id, parse_leads, verify_signature
 from shared.telemetry import current_traceparent, record_leads_accepted
-from blueprints.responses import json_response, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -25,19 +26,34 @@ def blueprint(container: Container) -> func.Blueprint:
     @bp.route(route="leads", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
     def receive_leads(req: func.HttpRequest) -> func.HttpResponse:
         body = req.get_body()
-        received_at = datetime.now(timezone.utc)
+        received_at = datetime.now(UTC)
         try:
             if settings.hunter_webhook_secret:
-                verify_signature(body, req.headers, secret=settings.hunter_webhook_secret,
-                                 tolerance_seconds=settings.hunter_signature_tolerance_seconds, now=time.time())
+                verify_signature(
+                    body,
+                    req.headers,
+                    secret=settings.hunter_webhook_secret,
+                    tolerance_seconds=settings.hunter_signature_tolerance_seconds,
+                    now=time.time(),
+                )
             delivery = delivery_id(req.headers)
             leads = parse_leads(body, req.headers.get("Content-Type"), now=received_at)
-            accepted = accept_leads(leads, store=container.store, queues=container.queues, received_at=received_at,
-                                    delivery_id=delivery, body_sha256=body_digest(body) if delivery else None,
-                                    traceparent=current_traceparent())
+            accepted = accept_leads(
+                leads,
+                store=container.store,
+                queues=container.queues,
+                received_at=received_at,
+                delivery_id=delivery,
+                body_sha256=body_digest(body) if delivery else None,
+                traceparent=current_traceparent(),
+            )
         except IntakeError as exc:
-            logger.info("webhook_refused status=%s problems=%s", exc.status, len(exc.problems),
-                        extra={"http_status": exc.status})
+            logger.info(
+                "webhook_refused status=%s problems=%s",
+                exc.status,
+                len(exc.problems),
+                extra={"http_status": exc.status},
+            )
             return json_response(exc.status, exc.response_body())
         except TransientError as exc:
             logger.warning("webhook_unavailable: %s", exc)

@@ -4,15 +4,17 @@ The organisation's metadata (`LeadSchema`) is an input: a column it lacks is not
 converted by the column's type as the org defines it, and a choice is sent as the integer the org
 gives its label. No choice integer is written down here.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from d365.metadata import Column, LeadSchema
 
@@ -82,6 +84,8 @@ CHOICE = "Choice"
 YES_NO = "Yes/No"
 _HEAT = ("Hot", "Warm", "Cold")
 
+# A table: one rule per row reads better than one argument per line.
+# fmt: off
 FIELD_RULES: tuple[FieldRule, ...] = (
     FieldRule("subject", "domain", _with_domain("Hunter: {}"), "`Hunter: <domain>`", TEXT, required=True),
     FieldRule("companyname", "canonical_name", _field("canonical_name"), "as is", TEXT, required=True),
@@ -136,6 +140,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         YES_NO,
     ),
 )
+# fmt: on
 
 
 def map_lead(

@@ -1,4 +1,5 @@
 """`python -m d365.mapping_doc` prints docs/mapping.md, generated from the mapping table."""
+
 from __future__ import annotations
 
 from d365.mapping import FIELD_RULES

@@ -2,11 +2,13 @@
 
 Pure: the client fetches the JSON (`DataverseClient.read_lead_schema`), this module only reads it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,7 @@ def parse_lead_schema(
     """Build the schema from the bodies of the Attributes list and the Picklist, String and Memo
     casts. Raises ValueError when a body is not a metadata collection."""
     max_lengths = {
-        item["LogicalName"]: item.get("MaxLength")
-        for body in (strings_json, memos_json)
-        for item in _items(body)
+        item["LogicalName"]: item.get("MaxLength") for body in (strings_json, memos_json) for item in _items(body)
     }
     options = {item["LogicalName"]: _options(item) for item in _items(picklists_json)}
     columns = {}

@@ -4,10 +4,11 @@ A value reaches Dataverse unchanged and can never alter the filter or the key it
 string literal a `'` is doubled, and the literal is then percent-encoded so `& # ? + / %` travel
 as data, not as URL syntax.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -4,12 +4,14 @@ Checks the D365_* settings, gets a token, calls WhoAmI, reads the lead metadata 
 mapped column: present or missing in the org, its type, and for choices the Hunter labels that
 have no option. Exits 0 only when the push can work; otherwise prints one line per problem.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from d365.auth import build_token_provider
 from d365.client import DataverseClient
@@ -25,6 +27,7 @@ EXIT_CONFIG = 2
 
 def main(env: Mapping[str, str] = os.environ, out: TextIO = sys.stdout) -> int:
     """Run every check in order, stopping at the first that fails; returns the exit code."""
+
     def say(line: str) -> None:
         print(line, file=out)
 
@@ -96,13 +99,16 @@ def column_report(schema: LeadSchema, overrides: ChoiceOverrides) -> list[str]:
         note = ""
         if column.attribute_type == "Picklist":
             unmatched = [
-                label for label in rule.known_values
+                label
+                for label in rule.known_values
                 if resolve_choice(column, label, overrides.get(rule.column, {})) is None
             ]
             note = f"no option for: {', '.join(unmatched)}" if unmatched else ""
         rows.append((rule.column, "present", column.attribute_type, note))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths + [0])).rstrip() for row in rows]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, [*widths, 0], strict=True)).rstrip() for row in rows
+    ]
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ SyncError
 ```
 Dataverse's own errors (`d365.errors`) are classified into these at the use-case boundary.
 """
+
 from __future__ import annotations
 
 

@@ -3,6 +3,7 @@
 Application Insights keeps each record's message and, through the worker, its `extra` fields as
 custom dimensions; a query such as `traces | where message startswith "d365_push_failed"` finds events.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,9 +18,9 @@ def configure_logging() -> None:
     """Idempotent. Under the Functions host the worker's handlers are on the root logger already."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        root.addHandler(handler)
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(console)
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

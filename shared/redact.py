@@ -7,6 +7,7 @@ signatures and e-mail addresses.
 `RedactingFilter` applies it to every log record; attach it to the *handlers* (a logger's own
 filters do not see records propagated from child loggers).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,8 @@ _EMAIL = re.compile(
 )
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))
-) | {"message", "asctime"}
+    [*vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)), "message", "asctime"]
+)
 
 
 def mask_email(address: str) -> str:

@@ -2,13 +2,14 @@
 
 `python -m shared.replay [--company-id N]` does it from a shell, with the app's settings.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
 
-from shared.messages import LeadMessage, MalformedMessage
+from shared.messages import LeadRef, MalformedMessage
 from shared.queue import LeadQueues
 from shared.store import LeadStore
 
@@ -21,7 +22,7 @@ def replay_poisoned(*, queues: LeadQueues, store: LeadStore, company_id: int | N
     moved = 0
     for message in queues.drain_poison():
         try:
-            lead_company = LeadMessage.from_wire(message.text.encode("utf-8")).company_id
+            lead_company = LeadRef.from_wire(message.text.encode("utf-8")).company_id
         except MalformedMessage as exc:
             lead_company = exc.company_id
         if company_id is not None and lead_company != company_id:
@@ -32,8 +33,12 @@ def replay_poisoned(*, queues: LeadQueues, store: LeadStore, company_id: int | N
         queues.send([message.text])
         queues.remove_from_poison(message)
         moved += 1
-        logger.info("poison_replayed company_id=%s message_id=%s", lead_company, message.id,
-                    extra={"company_id": lead_company, "message_id": message.id})
+        logger.info(
+            "poison_replayed company_id=%s message_id=%s",
+            lead_company,
+            message.id,
+            extra={"company_id": lead_company, "message_id": message.id},
+        )
     return moved
 
 
@@ -41,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, not at the top: this module is part of the function app, which never needs them.
     import argparse
 
+    from shared.pg_connect import PostgresConnector
     from shared.settings import Settings, SettingsError
 
     parser = argparse.ArgumentParser(prog="python -m shared.replay", description=__doc__.splitlines()[0])
@@ -51,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    store = LeadStore(settings.database_url, max_connections=2)
+    store = LeadStore(connect=PostgresConnector.from_settings(settings).connect, pool_max=2)
     try:
-        moved = replay_poisoned(queues=LeadQueues(settings.storage_connection, settings.lead_queue_name),
-                                store=store, company_id=args.company_id)
+        moved = replay_poisoned(
+            queues=LeadQueues(settings.storage, settings.lead_queue_name),
+            store=store,
+            company_id=args.company_id,
+        )
     finally:
         store.close()
     print(f"replayed {moved} message(s) from {settings.poison_queue_name} to {settings.lead_queue_name}")

@@ -1,4 +1,5 @@
 """The webhook's pure intake layer: body validation and Hunter's signature headers. No I/O."""
+
 from __future__ import annotations
 
 from shared.intake.signature import (

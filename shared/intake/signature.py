@@ -8,12 +8,13 @@
 
 Header lookups are case-insensitive, so a plain dict works as well as the Functions headers.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from shared.intake.validation import IntakeError, Problem
 
@@ -82,7 +83,8 @@ def verify_signature(
     if presented is None:
         raise SignatureError("is missing")
     presented = presented.strip()
-    if not presented.startswith(_SCHEME) or not _HEX_DIGEST.fullmatch(presented[len(_SCHEME):].lower()):
+    digest = presented.removeprefix(_SCHEME).lower()
+    if not presented.startswith(_SCHEME) or not _HEX_DIGEST.fullmatch(digest):
         raise SignatureError("must be sha256=<64 hex digits>")
     timestamp = _header(headers, TIMESTAMP_HEADER)
     if timestamp is not None:
@@ -90,7 +92,7 @@ def verify_signature(
         if not _UNIX_SECONDS.fullmatch(timestamp):
             raise SignatureError("must be unix seconds", header=TIMESTAMP_HEADER)
     expected = _digest(_signed_content(body, timestamp), secret)
-    if not hmac.compare_digest(presented[len(_SCHEME):].lower().encode("ascii"), expected.encode("ascii")):
+    if not hmac.compare_digest(digest.encode("ascii"), expected.encode("ascii")):
         raise SignatureError("does not match the body")
     # Checked after the signature, so only an authentic caller learns about the clock.
     if timestamp is not None:

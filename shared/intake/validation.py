@@ -14,15 +14,17 @@ are UTC ISO-8601; `referral_id` is a string.
 `updated_at` is the lead's version, so a version more than MAX_FUTURE_SKEW ahead of `now` (the
 server's clock at receipt) is refused: once stored, it would make every later, honest version look old.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "IntakeError",
@@ -203,7 +205,7 @@ class Timestamp:
         if moment.utcoffset() is None:
             raise _Invalid("must include a UTC offset, e.g. Z or +03:00")
         try:
-            return moment.astimezone(timezone.utc).isoformat()
+            return moment.astimezone(UTC).isoformat()
         except OverflowError:
             raise _Invalid("is out of range") from None
 
@@ -224,29 +226,31 @@ class LeadField:
 
 
 # The lead as Hunter sends it. Order is the order of the normalised lead's keys.
-LEAD_FIELDS: Mapping[str, LeadField] = MappingProxyType({
-    "company_id": LeadField(Integer(1, MAX_COMPANY_ID), required=True),
-    "domain": LeadField(HostName(), required=True),
-    "canonical_name": LeadField(Text(SHORT_TEXT_MAX)),
-    "readiness_score": LeadField(Integer(0, 100)),
-    "m365_fit_score": LeadField(Integer(0, 100)),
-    "priority_score": LeadField(Integer(0, 1000)),
-    "segment": LeadField(Text(SHORT_TEXT_MAX)),
-    "provider": LeadField(Text(SHORT_TEXT_MAX)),
-    "tenant_size": LeadField(Text(SHORT_TEXT_MAX)),
-    "contact_emails": LeadField(EmailList(MAX_EMAILS)),
-    "infrastructure_summary": LeadField(Text(LONG_TEXT_MAX)),
-    "source": LeadField(Text(SHORT_TEXT_MAX)),
-    "processing_status": LeadField(Text(SHORT_TEXT_MAX)),
-    "referral_id": LeadField(Identifier(IDENTIFIER_MAX)),
-    "referral_type": LeadField(Text(SHORT_TEXT_MAX)),
-    "priority_category": LeadField(Text(SHORT_TEXT_MAX)),
-    "priority_label": LeadField(Text(SHORT_TEXT_MAX)),
-    "technical_heat": LeadField(Text(SHORT_TEXT_MAX)),
-    "commercial_segment": LeadField(Text(SHORT_TEXT_MAX)),
-    "commercial_heat": LeadField(Text(SHORT_TEXT_MAX)),
-    "updated_at": LeadField(Timestamp()),
-})
+LEAD_FIELDS: Mapping[str, LeadField] = MappingProxyType(
+    {
+        "company_id": LeadField(Integer(1, MAX_COMPANY_ID), required=True),
+        "domain": LeadField(HostName(), required=True),
+        "canonical_name": LeadField(Text(SHORT_TEXT_MAX)),
+        "readiness_score": LeadField(Integer(0, 100)),
+        "m365_fit_score": LeadField(Integer(0, 100)),
+        "priority_score": LeadField(Integer(0, 1000)),
+        "segment": LeadField(Text(SHORT_TEXT_MAX)),
+        "provider": LeadField(Text(SHORT_TEXT_MAX)),
+        "tenant_size": LeadField(Text(SHORT_TEXT_MAX)),
+        "contact_emails": LeadField(EmailList(MAX_EMAILS)),
+        "infrastructure_summary": LeadField(Text(LONG_TEXT_MAX)),
+        "source": LeadField(Text(SHORT_TEXT_MAX)),
+        "processing_status": LeadField(Text(SHORT_TEXT_MAX)),
+        "referral_id": LeadField(Identifier(IDENTIFIER_MAX)),
+        "referral_type": LeadField(Text(SHORT_TEXT_MAX)),
+        "priority_category": LeadField(Text(SHORT_TEXT_MAX)),
+        "priority_label": LeadField(Text(SHORT_TEXT_MAX)),
+        "technical_heat": LeadField(Text(SHORT_TEXT_MAX)),
+        "commercial_segment": LeadField(Text(SHORT_TEXT_MAX)),
+        "commercial_heat": LeadField(Text(SHORT_TEXT_MAX)),
+        "updated_at": LeadField(Timestamp()),
+    }
+)
 
 
 def parse_leads(body: bytes, content_type: str | None, *, now: datetime) -> list[dict[str, Any]]:
@@ -257,7 +261,7 @@ def parse_leads(body: bytes, content_type: str | None, *, now: datetime) -> list
     field of any lead, an `updated_at` more than MAX_FUTURE_SKEW after `now`). Nothing is returned
     unless every lead is valid.
     """
-    latest_version = now.astimezone(timezone.utc) + MAX_FUTURE_SKEW
+    latest_version = now.astimezone(UTC) + MAX_FUTURE_SKEW
     _check_content_type(content_type)
     if len(body) > MAX_BODY_BYTES:
         raise IntakeError(413, [Problem("body", f"must be at most {MAX_BODY_BYTES} bytes")])
@@ -385,7 +389,7 @@ def _capped(problems: list[Problem]) -> list[Problem]:
     if len(problems) <= MAX_PROBLEMS:
         return problems
     hidden = len(problems) - MAX_PROBLEMS
-    return problems[:MAX_PROBLEMS] + [Problem("body", f"{hidden} more problems not shown")]
+    return [*problems[:MAX_PROBLEMS], Problem("body", f"{hidden} more problems not shown")]
 
 
 def _text(value: Any, max_length: int) -> str | None:
@@ -425,9 +429,7 @@ def _host_name(value: str) -> str:
     if len(labels) < 2:
         raise _Invalid(f"must have at least two labels, e.g. example.com: {_echo(name)}")
     if not all(_LABEL.fullmatch(label) for label in labels):
-        raise _Invalid(
-            f"labels must be 1-63 letters, digits or inner hyphens: {_echo(ascii_name)}"
-        )
+        raise _Invalid(f"labels must be 1-63 letters, digits or inner hyphens: {_echo(ascii_name)}")
     if labels[-1].isdigit():
         raise _Invalid("must be a host name, not an IP address")
     return ascii_name
