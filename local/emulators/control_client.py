@@ -40,6 +40,18 @@ class EmulatorControl:
     def clear_faults(self) -> None:
         self.control("DELETE", "faults")
 
+    def set_bulk_support(self, supported: bool) -> None:
+        """Answer as an org with (True) or without (False) the bulk messages for lead."""
+        self.control("POST", "bulk", json={"supported": supported})
+
+    def set_protection(self, **limits: Any) -> Any:
+        """Enforce service protection limits (see local/emulators/dataverse/protection.py Limits, e.g.
+        requests_per_window=600, window_seconds=30, max_concurrent=8); unnamed limits are off. Returns them."""
+        return self.control("POST", "protection", json=limits)
+
+    def clear_protection(self) -> None:
+        self.control("DELETE", "protection")
+
     def close(self) -> None:
         self.http.close()
         self.process.stop()

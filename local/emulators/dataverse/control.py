@@ -2,13 +2,16 @@
 
 GET  leads | stats | schema          DELETE leads/<id> | faults | rules | schema/columns/<name>
 POST reset | stats/reset | faults | rules | schema/columns | schema/columns/<name>/options | keys
+GET/POST bulk ({"supported": bool})   GET/POST/DELETE protection (protection.Limits as JSON)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.faults import FaultPlan
+from local.emulators.dataverse.protection import Limits, ServiceProtection
 from local.emulators.dataverse.schema import CREATABLE_TYPES, AttributeType, Column, Option, Schema
 from local.emulators.dataverse.stats import Stats
 from local.emulators.dataverse.store import LeadStore, Rule, SchemaChangeError
@@ -29,6 +32,8 @@ class Emulator:
     store: LeadStore
     faults: FaultPlan
     stats: Stats
+    bulk_support: BulkSupport
+    protection: ServiceProtection
 
 
 def handle(emulator: Emulator, method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -73,6 +78,8 @@ def _reset(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
     emulator.store.reset()
     emulator.stats.reset()
     emulator.faults.clear()
+    emulator.bulk_support.reset()
+    emulator.protection.reset()
     return 204, None
 
 
@@ -83,6 +90,32 @@ def _set_faults(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, A
 
 def _clear_faults(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
     emulator.faults.clear()
+    return 204, None
+
+
+def _bulk(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, {"supported": emulator.bulk_support.supported}
+
+
+def _set_bulk(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    supported = _object(body)["supported"]
+    if not isinstance(supported, bool):
+        raise ControlError(400, "supported must be true or false")
+    emulator.bulk_support.supported = supported
+    return _bulk(emulator, parts, body)
+
+
+def _protection(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, emulator.protection.describe()
+
+
+def _set_protection(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.protection.configure(Limits.from_dict(_object(body)))
+    return _protection(emulator, parts, body)
+
+
+def _clear_protection(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.protection.configure(Limits())
     return 204, None
 
 
@@ -193,4 +226,9 @@ _ROUTES: dict[tuple[str, tuple[str, ...]], Callable[[Emulator, list[str], Any], 
     ("DELETE", ("schema", "columns", "*")): _remove_column,
     ("POST", ("schema", "columns", "*", "options")): _add_option,
     ("POST", ("keys",)): _add_key,
+    ("GET", ("bulk",)): _bulk,
+    ("POST", ("bulk",)): _set_bulk,
+    ("GET", ("protection",)): _protection,
+    ("POST", ("protection",)): _set_protection,
+    ("DELETE", ("protection",)): _clear_protection,
 }

@@ -9,8 +9,11 @@ from urllib.parse import parse_qsl, unquote
 
 from local.emulators import tokens
 from local.emulators.dataverse import control
+from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.errors import resource_not_found
 from local.emulators.dataverse.faults import FaultPlan
+from local.emulators.dataverse.protection import Limits, ServiceProtection
+from local.emulators.dataverse.routes import Api
 from local.emulators.dataverse.schema import profile_schema
 from local.emulators.dataverse.stats import DROPPED, Stats
 from local.emulators.dataverse.store import LeadStore
@@ -35,6 +38,8 @@ class DataverseServer(EmulatorServer):
         alternate_key: str | None,
         resource: str | None,
         tenant_id: str,
+        bulk_supported: bool = True,
+        protection: Limits | None = None,
     ) -> None:
         super().__init__(address, DataverseHandler)
         self.resource = resource or self.url
@@ -43,7 +48,10 @@ class DataverseServer(EmulatorServer):
         self.faults = FaultPlan()
         self.stats = Stats()
         self.web_api = WebApi(self.store, self.url)
-        self.emulator = control.Emulator(self.store, self.faults, self.stats)
+        self.bulk_support = BulkSupport(bulk_supported)
+        self.protection = ServiceProtection(protection)
+        self.api = Api(self.web_api, self.store, self.bulk_support)
+        self.emulator = control.Emulator(self.store, self.faults, self.stats, self.bulk_support, self.protection)
         self.verified_tokens: dict[str, dict] = {}
 
     @property
@@ -103,23 +111,40 @@ class DataverseHandler(EmulatorHandler):
             )
             self.respond(401, b"", [("WWW-Authenticate", challenge)])
             return
+        user = str(claims.get("appid") or claims.get("oid") or claims.get("sub") or "")
+        refusal = server.protection.admit(user)
+        if refusal is not None:
+            server.stats.throttled(refusal.limit)
+            self._reply(error_reply(refusal.error, ("Retry-After", str(refusal.retry_after))), kind)
+            return
+        started = time.monotonic()
+        operations = 1
+        try:
+            operations = self._admitted(method, path, raw_query, body, kind, claims)
+        finally:
+            server.protection.release(user, (time.monotonic() - started) * 1000, operations)
+
+    def _admitted(self, method: str, path: str, raw_query: str, body: bytes, kind: str, claims: dict) -> int:
+        """Apply the fault plan and answer the request; returns how many records or inner requests it ran."""
+        server = self.server
         fault = server.faults.next()
         if fault is not None:
             if fault.latency_ms:
                 time.sleep(fault.latency_ms / 1000)
             if fault.drop == "before":
                 self._drop(kind)
-                return
+                return 1
             if fault.error is not None:
                 retry = (("Retry-After", str(fault.retry_after)),) if fault.retry_after is not None else ()
                 self._reply(error_reply(fault.error, *retry), kind)
-                return
+                return 1
         request = Request(method, path, dict(parse_qsl(raw_query, keep_blank_values=True)), self.headers, body, claims)
-        reply = server.web_api.handle(request)
+        reply = server.api.handle(request)
         if fault is not None and fault.drop == "after_commit":
             self._drop(kind)
-            return
+            return reply.operations
         self._reply(reply, kind)
+        return reply.operations
 
     def _authenticate(self) -> dict | None:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
@@ -148,7 +173,9 @@ class DataverseHandler(EmulatorHandler):
         if kind is not None:
             self.server.stats.record(kind, reply.status)
         headers = list(reply.headers)
-        if reply.payload is None:
+        if reply.body is not None:
+            self.respond(reply.status, reply.body, headers)
+        elif reply.payload is None:
             self.respond(reply.status, b"", headers)
         else:
             headers.append(("Content-Type", _ODATA_CONTENT_TYPE))
@@ -163,6 +190,8 @@ def serve(
     alternate_key: str | None = None,
     resource: str | None = None,
     tenant_id: str = DEFAULT_TENANT_ID,
+    bulk_supported: bool = True,
+    protection: Limits | None = None,
 ) -> DataverseServer:
     """Start the emulator in a background thread; stop it with `.shutdown()`.
 
@@ -170,6 +199,7 @@ def serve(
     address cannot be bound.
     """
     server = DataverseServer(
-        (host, port), profile=profile, alternate_key=alternate_key, resource=resource, tenant_id=tenant_id
+        (host, port), profile=profile, alternate_key=alternate_key, resource=resource, tenant_id=tenant_id,
+        bulk_supported=bulk_supported, protection=protection,
     )
     return server.start()

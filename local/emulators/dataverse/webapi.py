@@ -46,6 +46,8 @@ class Reply:
     status: int
     payload: dict | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None  # a non-JSON answer ($batch), its Content-Type among `headers`
+    operations: int = 1  # records written or inner requests run, for service protection's execution time
 
 
 def error_reply(error: ODataError, *headers: tuple[str, str]) -> Reply:
@@ -62,6 +64,12 @@ def kind_of(method: str, path: str) -> str:
         return "metadata"
     if path in ("WhoAmI", "WhoAmI()"):
         return "whoami"
+    if path == "$batch" and method == "POST":
+        return "POST $batch"
+    if path.startswith(ENTITY_SET + "/Microsoft.Dynamics.CRM.") and method == "POST":
+        return "POST " + path.rsplit(".", 1)[1]
+    if path == "sdkmessagefilters" and method == "GET":
+        return "GET sdkmessagefilters"
     return "other"
 
 
