@@ -40,5 +40,5 @@ docs: setup
 
 # Logs, throwaway state and caches; .venv and node_modules stay (delete them by hand to reinstall).
 clean:
-	rm -rf .local .pytest_cache .hypothesis
+	rm -rf .local .pytest_cache .hypothesis .mypy_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +
