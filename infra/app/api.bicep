@@ -26,6 +26,8 @@ param dataverseUrl string
 param leadQueueName string = 'lead-push'
 @description('Upper bound of PostgreSQL connections per worker process (DATABASE_POOL_MAX).')
 param databasePoolMax int = 4
+@description('How long a push owns its lead (LEAD_LEASE_SECONDS); shorter than host.json functionTimeout.')
+param leadLeaseSeconds int = 120
 
 @minValue(1)
 @maxValue(1000)
@@ -116,7 +118,7 @@ var appSettings = {
   DATABASE_URL: 'postgresql://${identityName}@${postgresHost}:${postgresPort}/${databaseName}?sslmode=require'
   DATABASE_AUTH: 'managed_identity'
   DATABASE_POOL_MAX: string(databasePoolMax)
-  AZURE_CLIENT_ID: identityClientId
+  LEAD_LEASE_SECONDS: string(leadLeaseSeconds)
   LEAD_QUEUE_NAME: leadQueueName
   D365_URL: dataverseUrl
   D365_AUTH_MODE: 'managed_identity'

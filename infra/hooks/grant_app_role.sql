@@ -1,0 +1,9 @@
+-- Run by postprovision.py after the migrations, as the Entra administrator who ran them (and so owns the tables).
+-- The app's role gets the rows, never the schema: it does not migrate, it only reads and writes sync state.
+-- {app_role} is the app's managed identity, quoted as an identifier by psycopg2.sql.
+GRANT USAGE ON SCHEMA public TO {app_role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app_role};
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {app_role};
+-- Tables a later migration creates (run by the same administrator) are granted without running this again.
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app_role};
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app_role};
