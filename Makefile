@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.requirements-installed
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: setup run test bench smoketest docs clean
+.PHONY: setup run test bench smoketest docs package clean
 
 setup: $(VENV_STAMP) $(NODE_STAMP)
 
@@ -33,6 +33,11 @@ bench: setup
 
 smoketest: setup
 	$(PY) -m d365.smoketest
+
+# The zip `azd deploy` uploads: the app's files that .funcignore keeps, no dependencies (Flex Consumption
+# installs requirements.txt remotely). Writes .local/package/leadpush.zip.
+package:
+	$(PYTHON) infra/package.py $(ARGS)
 
 docs: setup
 	$(PY) -m d365.mapping_doc > docs/mapping.md.tmp
