@@ -3,7 +3,8 @@
 Starts Azurite (queue), PostgreSQL (database `leadpush`), the Dataverse and managed-identity
 emulators and the local Functions host, prints curl commands to try it, and on Ctrl-C stops what
 it started, in reverse order. A stand-in is skipped when its setting is already in the
-environment (AzureWebJobsStorage, DATABASE_URL, D365_URL, IDENTITY_ENDPOINT); every app setting
+environment (AzureWebJobsStorage or its identity-based AzureWebJobsStorage__accountName /
+__queueServiceUri, DATABASE_URL, D365_URL, IDENTITY_ENDPOINT); every app setting
 can be overridden that way. Ports: AZURITE_PORT (10001), FUNCHOST_PORT (7071),
 DATAVERSE_EMULATOR_PORT (7072), IDENTITY_EMULATOR_PORT (7073).
 """
@@ -27,6 +28,8 @@ DATABASE_NAME = "leadpush"
 LOCAL_WEBHOOK_SECRET = "local-webhook-secret"
 LOCAL_IDENTITY_HEADER = "local-identity-header"
 SAMPLE_LEAD = Path(__file__).with_name("sample_lead.json")
+# Any of these names the storage to use (as the Functions host reads AzureWebJobsStorage).
+STORAGE_SETTINGS = ("AzureWebJobsStorage", "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__queueServiceUri")
 DEFAULT_PORTS = {
     "AZURITE_PORT": 10001,
     "FUNCHOST_PORT": 7071,
@@ -75,7 +78,7 @@ def start(stack: Stack) -> tuple[dict[str, str], str]:
         "LEAD_QUEUE_NAME": "lead-push",
         "HUNTER_WEBHOOK_SECRET": LOCAL_WEBHOOK_SECRET,
     }
-    if not os.environ.get("AzureWebJobsStorage"):
+    if not any(os.environ.get(name) for name in STORAGE_SETTINGS):
         process, env["AzureWebJobsStorage"] = services.start_azurite(port("AZURITE_PORT"))
         stack.add(process)
     if not os.environ.get("DATABASE_URL"):

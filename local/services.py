@@ -276,21 +276,37 @@ def start_funchost(
 # --- Azurite ---------------------------------------------------------------------------------
 
 
-def azurite_connection_string(port: int) -> str:
+def azurite_connection_string(port: int, *, scheme: str = "http") -> str:
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"QueueEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        f"DefaultEndpointsProtocol={scheme};AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"QueueEndpoint={azurite_queue_url(port, scheme=scheme)};"
     )
 
 
-def start_azurite(port: int = 0, *, timeout: float = DEFAULT_START_TIMEOUT) -> tuple[ManagedProcess, str]:
+def azurite_queue_url(port: int, *, scheme: str = "http") -> str:
+    """The queue service URL of the emulator's account (an `AzureWebJobsStorage__queueServiceUri`)."""
+    return f"{scheme}://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+
+
+def start_azurite(
+    port: int = 0,
+    *,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    tls: tuple[Path, Path] | None = None,
+    oauth: bool = False,
+) -> tuple[ManagedProcess, str]:
     """Start Azurite's queue service on 127.0.0.1 (port 0: any free one) with in-memory storage.
 
+    `tls=(cert_pem, key_pem)` serves HTTPS; `oauth` (which needs `tls`) also accepts bearer tokens,
+    checking their issuer, audience and lifetime but not their signature (`--oauth basic`).
     Returns the process and the storage connection string. Raises ServiceError if Azurite is not
     installed (`make setup`) or does not start.
     """
     if not AZURITE_QUEUE.exists():
         raise ServiceError(f"{AZURITE_QUEUE} is missing: run `make setup` (npm ci)")
+    if oauth and tls is None:
+        raise ServiceError("Azurite accepts bearer tokens only over HTTPS: pass tls=(cert, key)")
+    extra = ["--cert", str(tls[0]), "--key", str(tls[1])] if tls else []
     process = start_process(
         [
             str(AZURITE_QUEUE),
@@ -301,12 +317,14 @@ def start_azurite(port: int = 0, *, timeout: float = DEFAULT_START_TIMEOUT) -> t
             "--disableTelemetry",
             # azure-storage-queue sends a newer API version than Azurite 3.35 knows; see README.
             "--skipApiVersionCheck",
+            *extra,
+            *(["--oauth", "basic"] if oauth else []),
         ],
         name="azurite",
-        ready=r"successfully listens on (?P<url>http://\S+)",
+        ready=r"successfully listens on (?P<url>https?://\S+)",
         timeout=timeout,
     )
-    return process, azurite_connection_string(process.port)
+    return process, azurite_connection_string(process.port, scheme="https" if tls else "http")
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------

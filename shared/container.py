@@ -43,7 +43,7 @@ class Container:
 
     @property
     def queues(self) -> LeadQueues:
-        return self._get("queues", lambda: LeadQueues(self.settings.storage_connection, self.settings.lead_queue_name))
+        return self._get("queues", lambda: LeadQueues(self.settings.storage, self.settings.lead_queue_name))
 
     @property
     def dataverse(self) -> DataverseClient:

@@ -1,5 +1,8 @@
 """The lead queue and its poison queue, on Azure Storage (Azurite locally).
 
+Clients sign in as `shared.storage_config` says: with a connection string, or with a managed
+identity's token (`azure-identity`) against the queue service URL.
+
 The adapter moves wire text as it is: messages are encoded by `shared.messages` (base64 JSON), and a
 message moved to the poison queue or replayed from it keeps its exact bytes, even one that is not ours.
 """
@@ -8,15 +11,18 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import requests
 import requests.adapters
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
+from azure.identity import ManagedIdentityCredential
 from azure.storage.queue import QueueClient
 
 from shared.errors import TransientError
+from shared.storage_config import ConnectionStringStorage, StorageConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +44,13 @@ class ReceivedMessage:
 class LeadQueues:
     """Sends to the lead queue and its poison queue, and moves messages between them."""
 
-    def __init__(self, connection_string: str, queue_name: str) -> None:
-        self.main = _client(connection_string, queue_name)
-        self.poison = _client(connection_string, f"{queue_name}-poison")
+    def __init__(self, storage: StorageConfig | str, queue_name: str) -> None:
+        """`storage` as the settings read it, or a connection string."""
+        if isinstance(storage, str):
+            storage = ConnectionStringStorage(storage)
+        credential = storage_credential(storage)
+        self.main = _client(storage, queue_name, credential)
+        self.poison = _client(storage, f"{queue_name}-poison", credential)
         self._ensured = False
 
     def ensure(self) -> None:
@@ -140,10 +150,28 @@ class LeadQueues:
         return counts
 
 
-def _client(connection_string: str, name: str) -> QueueClient:
-    return QueueClient.from_connection_string(
-        connection_string,
+def storage_credential(storage: StorageConfig) -> TokenCredential | None:
+    """The managed identity an identity-based connection signs in with; None for a connection string.
+
+    Share one between the clients of a connection: it caches its token.
+    """
+    if isinstance(storage, ConnectionStringStorage):
+        return None
+    return ManagedIdentityCredential(client_id=storage.client_id)
+
+
+def queue_client(storage: StorageConfig, name: str, credential: TokenCredential | None, **options: Any) -> QueueClient:
+    """A client for queue `name`; `credential` from `storage_credential(storage)`, options as QueueClient's."""
+    if isinstance(storage, ConnectionStringStorage):
+        return QueueClient.from_connection_string(storage.connection_string, name, **options)
+    return QueueClient(storage.queue_service_uri, name, credential=credential, **options)
+
+
+def _client(storage: StorageConfig, name: str, credential: TokenCredential | None) -> QueueClient:
+    return queue_client(
+        storage,
         name,
+        credential,
         transport=RequestsTransport(session=_pooled_session(), connection_timeout=5, read_timeout=10),
     )
 

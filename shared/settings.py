@@ -8,17 +8,20 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Mapping
 
-from d365.config import DataverseConfig, EnvReader, SettingsError
+import psycopg2.extensions
 
-__all__ = ["Settings", "SettingsError", "QueueRuntime"]
+from d365.config import DataverseConfig, EnvReader, SettingsError
+from shared.storage_config import STORAGE_SETTING, StorageConfig, read_storage
+
+__all__ = ["Settings", "SettingsError", "QueueRuntime", "DatabaseAuth"]
 
 DEFAULT_QUEUE_NAME = "lead-push"
 DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
 DEFAULT_STUCK_AFTER_SECONDS = 900
-STORAGE_SETTING = "AzureWebJobsStorage"
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 # 3-56 characters: Storage allows 63, and the poison queue adds "-poison" (7).
@@ -33,11 +36,17 @@ class QueueRuntime:
     visibility_timeout_seconds: float = 30.0
 
 
+class DatabaseAuth(str, Enum):
+    PASSWORD = "password"
+    MANAGED_IDENTITY = "managed_identity"
+
+
 @dataclass(frozen=True)
 class Settings:
-    storage_connection: str = field(repr=False)
+    storage: StorageConfig
     database_url: str = field(repr=False)
     dataverse: DataverseConfig
+    database_auth: DatabaseAuth = DatabaseAuth.PASSWORD
     lead_queue_name: str = DEFAULT_QUEUE_NAME
     hunter_webhook_secret: str | None = field(default=None, repr=False)
     hunter_allow_unsigned: bool = False
@@ -49,14 +58,20 @@ class Settings:
     def poison_queue_name(self) -> str:
         return f"{self.lead_queue_name}-poison"
 
+    @property
+    def storage_connection(self) -> StorageConfig:
+        """Old name of `storage`, kept while shared/replay.py still uses it."""
+        return self.storage
+
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, host_json: Path = HOST_JSON) -> "Settings":
         """Read and validate every setting. Raises SettingsError naming each problem."""
         reader = EnvReader(env)
         settings = cls(
-            storage_connection=reader.required(STORAGE_SETTING, "the storage account connection string for the lead queue"),
+            storage=read_storage(reader, STORAGE_SETTING),
             database_url=reader.required("DATABASE_URL", "PostgreSQL URL, e.g. postgresql://user@host:5432/leadpush"),
             dataverse=DataverseConfig.read(reader),
+            database_auth=reader.choice("DATABASE_AUTH", DatabaseAuth, DatabaseAuth.PASSWORD),
             lead_queue_name=_queue_name(reader, "LEAD_QUEUE_NAME"),
             hunter_webhook_secret=reader.optional("HUNTER_WEBHOOK_SECRET"),
             hunter_allow_unsigned=reader.flag("HUNTER_ALLOW_UNSIGNED"),
@@ -71,8 +86,25 @@ class Settings:
                 "HUNTER_WEBHOOK_SECRET is missing: the secret Hunter signs webhook bodies with "
                 "(HUNTER_ALLOW_UNSIGNED=true accepts unsigned calls, for local work only)"
             )
+        if settings.database_url:
+            _check_database_url(settings.database_url, settings.database_auth, reader.problems)
         reader.raise_if_problems()
         return settings
+
+
+def _check_database_url(url: str, auth: DatabaseAuth, problems: list[str]) -> None:
+    try:
+        params = psycopg2.extensions.parse_dsn(url)
+    except psycopg2.ProgrammingError as exc:
+        problems.append(f"DATABASE_URL is not a PostgreSQL URL: {str(exc).strip()}")
+        return
+    if auth is DatabaseAuth.MANAGED_IDENTITY:
+        if not params.get("user"):
+            problems.append("DATABASE_URL must name the user (the managed identity's database principal) "
+                            "when DATABASE_AUTH=managed_identity")
+        if params.get("password"):
+            problems.append("DATABASE_URL must not hold a password when DATABASE_AUTH=managed_identity "
+                            "(the password is the identity's token)")
 
 
 def _queue_name(reader: EnvReader, name: str) -> str:

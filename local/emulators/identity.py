@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import threading
 import uuid
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from local.emulators import tokens
@@ -22,10 +23,20 @@ _ID_PARAMETERS = ("client_id", "object_id", "principal_id", "mi_res_id")
 
 
 class IdentityServer(EmulatorServer):
-    def __init__(self, address: tuple[str, int], *, identity_header: str, token_ttl: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        identity_header: str,
+        token_ttl: int,
+        on_issue: Callable[[str, str, int], None] | None = None,
+    ) -> None:
         super().__init__(address, IdentityHandler)
         self.identity_header = identity_header
         self.token_ttl = token_ttl
+        # Called with (resource, token, expires_on) before a token is handed out, so a test can make
+        # a resource (a PostgreSQL role's password) accept it, as Entra-integrated services do.
+        self.on_issue = on_issue
         self.lock = threading.Lock()
         self.tokens_issued = 0
         self.last_client_id: str | None = None
@@ -36,6 +47,8 @@ class IdentityServer(EmulatorServer):
 
     def issue(self, resource: str, client_id: str) -> dict:
         token, expires_on = tokens.mint(resource, subject=client_id, app_id=client_id, ttl_seconds=self.token_ttl)
+        if self.on_issue is not None:
+            self.on_issue(resource, token, expires_on)
         with self.lock:
             self.tokens_issued += 1
             self.last_client_id = client_id
@@ -93,9 +106,17 @@ class IdentityHandler(EmulatorHandler):
         self.respond_json(status, {"statusCode": status, "message": message})
 
 
-def serve(host: str, port: int, *, identity_header: str, token_ttl: int = DEFAULT_TOKEN_TTL_SECONDS) -> IdentityServer:
+def serve(
+    host: str,
+    port: int,
+    *,
+    identity_header: str,
+    token_ttl: int = DEFAULT_TOKEN_TTL_SECONDS,
+    on_issue: Callable[[str, str, int], None] | None = None,
+) -> IdentityServer:
     """Start the endpoint in a background thread; stop it with `.shutdown()`."""
-    return IdentityServer((host, port), identity_header=identity_header, token_ttl=token_ttl).start()
+    server = IdentityServer((host, port), identity_header=identity_header, token_ttl=token_ttl, on_issue=on_issue)
+    return server.start()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,10 @@ import time
 import uuid
 
 DEV_TOKEN_KEY = "lead-push-local-emulator-dev-key"
-ISSUER = "https://local-emulator/lead-push/"
+# Entra's v1 issuer, as in the tokens managed identities get: Azurite's `--oauth basic` accepts only
+# Entra issuers (https://sts.windows.net/...). The tenant is made up.
+LOCAL_TENANT_ID = "7e1a0000-0000-4000-8000-00000000a7e1"
+ISSUER = f"https://sts.windows.net/{LOCAL_TENANT_ID}/"
 _HEADER = {"alg": "HS256", "typ": "JWT"}
 
 
@@ -48,6 +51,7 @@ def mint(audience: str, *, subject: str, app_id: str, ttl_seconds: int) -> tuple
         "sub": subject,
         "appid": app_id,
         "oid": subject,
+        "tid": LOCAL_TENANT_ID,
         "iat": now,
         "nbf": now,
         "exp": expires_on,

@@ -4,6 +4,9 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
+from d365.config import SettingsError
+from shared.storage_config import StorageConfig, storage_from_env
+
 DEFAULT_STORAGE_SETTING = "AzureWebJobsStorage"
 
 _EXPRESSION = re.compile(r"%([^%]+)%")
@@ -25,10 +28,11 @@ def resolve(value: str, environ: Mapping[str, str]) -> str:
     return _EXPRESSION.sub(setting, value)
 
 
-def connection_string(setting_name: str | None, environ: Mapping[str, str]) -> str:
-    """The storage connection string held by a binding's `connection` setting. Raises AppSettingError."""
+def storage(setting_name: str | None, environ: Mapping[str, str]) -> StorageConfig:
+    """The storage a binding's `connection` names, as the host reads it: a connection string in the
+    setting, or an identity-based connection in `<setting>__*` settings. Raises AppSettingError."""
     name = setting_name or DEFAULT_STORAGE_SETTING
-    value = environ.get(name)
-    if not value:
-        raise AppSettingError(f"app setting {name!r} (a binding's storage connection) is not set")
-    return value
+    try:
+        return storage_from_env(environ, name)
+    except SettingsError as exc:
+        raise AppSettingError(f"a binding's storage connection {name!r}: " + "; ".join(exc.problems)) from exc

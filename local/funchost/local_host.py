@@ -19,7 +19,7 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 
 from local.funchost.app_loader import AppLoadError, FunctionSpec, load_functions
-from local.funchost.app_settings import AppSettingError, connection_string, resolve
+from local.funchost.app_settings import AppSettingError, resolve, storage
 from local.funchost.host_config import HostConfig, HostConfigError, load_host_config
 from local.funchost.http_server import build_http_server
 from local.funchost.invoker import Invoker
@@ -106,7 +106,7 @@ def _listener(spec: FunctionSpec, config: HostConfig, invoker: Invoker) -> Queue
     return QueueListener(
         spec,
         queue_name=resolve(spec.trigger.queue_name, os.environ),
-        connection_string=connection_string(spec.trigger.connection, os.environ),
+        storage=storage(spec.trigger.connection, os.environ),
         config=config.queues,
         invoker=invoker,
         function_timeout=config.function_timeout,

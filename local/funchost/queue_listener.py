@@ -29,6 +29,9 @@ import azure.functions.queue as func_queue
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.queue import LinearRetry, QueueClient, QueueMessage, StorageErrorCode
 
+from shared.queue import queue_client, storage_credential
+from shared.storage_config import StorageConfig
+
 from local.funchost.app_loader import FunctionSpec
 from local.funchost.host_config import QueuesConfig
 from local.funchost.invoker import Invoker
@@ -48,7 +51,7 @@ class QueueListener:
         spec: FunctionSpec,
         *,
         queue_name: str,
-        connection_string: str,
+        storage: StorageConfig,
         config: QueuesConfig,
         invoker: Invoker,
         function_timeout: float | None,
@@ -57,8 +60,9 @@ class QueueListener:
         self._config = config
         self._invoker = invoker
         self._lease = int(max(RECEIVE_LEASE_SECONDS, (function_timeout or 0) + 30))
-        self._queue = QueueClient.from_connection_string(connection_string, queue_name, **_RETRY)
-        self._poison = QueueClient.from_connection_string(connection_string, f"{queue_name}-poison", **_RETRY)
+        credential = storage_credential(storage)
+        self._queue = queue_client(storage, queue_name, credential, **_RETRY)
+        self._poison = queue_client(storage, f"{queue_name}-poison", credential, **_RETRY)
         self._pool = ThreadPoolExecutor(
             max_workers=config.batch_size + config.new_batch_threshold, thread_name_prefix=f"queue-{spec.name}"
         )

@@ -1,0 +1,101 @@
+"""Opens PostgreSQL connections, signing in with the URL's password or a managed identity's token.
+
+With `DATABASE_AUTH=managed_identity` (Azure Database for PostgreSQL with Microsoft Entra
+authentication) the password of each new connection is an Entra access token for
+`https://ossrdbms-aad.database.windows.net`, of the identity Dataverse uses
+(`D365_MANAGED_IDENTITY_CLIENT_ID`, else the system-assigned one). A token is reused until shortly
+before it expires; a connection already open stays open when its token expires (the server checks
+the token only at sign-in). Entra sign-in needs TLS, so `sslmode=require` is added unless the URL
+sets its own `sslmode`.
+
+Errors: `DatabaseTokenUnavailable` (a `StoreUnavailable`, so transient) when no token could be had;
+psycopg2's own errors from the connection attempt.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import psycopg2
+import psycopg2.extensions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
+from azure.identity import ManagedIdentityCredential
+
+from shared.errors import StoreUnavailable
+from shared.settings import DatabaseAuth, Settings
+
+__all__ = ["PostgresConnector", "EntraPassword", "DatabaseTokenUnavailable", "POSTGRES_SCOPE"]
+
+logger = logging.getLogger(__name__)
+
+POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+REFRESH_BEFORE_EXPIRY_SECONDS = 300.0
+CONNECT_TIMEOUT_SECONDS = 5
+APPLICATION_NAME = "lead-push"
+
+
+class DatabaseTokenUnavailable(StoreUnavailable):
+    """No Entra token for PostgreSQL could be had (identity endpoint down, identity unknown)."""
+
+
+class EntraPassword:
+    """Entra access tokens for PostgreSQL, each kept until shortly before it expires."""
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        *,
+        scope: str = POSTGRES_SCOPE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._credential = credential
+        self._scope = scope
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+
+    def get(self) -> str:
+        """A token valid for a while yet. Raises DatabaseTokenUnavailable."""
+        with self._lock:
+            if self._token is not None and self._clock() < self._refresh_at:
+                return self._token
+            try:
+                access = self._credential.get_token(self._scope)
+            except AzureError as exc:
+                raise DatabaseTokenUnavailable(f"no Entra token for PostgreSQL: {type(exc).__name__}") from exc
+            expires_in = max(0.0, access.expires_on - self._clock())
+            # A token shorter-lived than twice the margin is still reused for half its life.
+            self._refresh_at = self._clock() + expires_in - min(REFRESH_BEFORE_EXPIRY_SECONDS, expires_in / 2)
+            self._token = access.token
+            logger.info("pg_token_acquired expires_in=%s", int(expires_in), extra={"expires_in": int(expires_in)})
+            return self._token
+
+
+class PostgresConnector:
+    """New connections to DATABASE_URL for the store's pool."""
+
+    def __init__(self, url: str, *, password: EntraPassword | None = None) -> None:
+        """`password`: sign in with Entra tokens instead of the URL's password."""
+        self._url = url
+        self._password = password
+        self._sslmode: dict[str, str] = {}
+        if password is not None and "sslmode" not in psycopg2.extensions.parse_dsn(url):
+            self._sslmode = {"sslmode": "require"}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PostgresConnector":
+        if settings.database_auth is DatabaseAuth.MANAGED_IDENTITY:
+            credential = ManagedIdentityCredential(client_id=settings.dataverse.managed_identity_client_id)
+            return cls(settings.database_url, password=EntraPassword(credential))
+        return cls(settings.database_url)
+
+    def connect(self) -> Any:
+        """A new psycopg2 connection. Raises DatabaseTokenUnavailable, psycopg2.Error."""
+        options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": APPLICATION_NAME}
+        if self._password is not None:
+            options |= {"password": self._password.get(), **self._sslmode}
+        return psycopg2.connect(self._url, **options)
