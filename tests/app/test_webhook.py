@@ -1,13 +1,17 @@
 """The webhook and the read endpoints, over HTTP on the local host."""
 from __future__ import annotations
 
+import base64
 import json
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from azure.storage.queue import QueueClient
 
-from shared.intake import sign
+from shared.accept import accept_leads
+from shared.intake import DeliveryConflict, body_digest, parse_leads, sign
 from tests.app.helpers import COMPANY_86, lead, post_leads, queue_length, sync_rows
 from tests.conftest import WEBHOOK_SECRET
 
@@ -15,6 +19,12 @@ from tests.conftest import WEBHOOK_SECRET
 @pytest.fixture
 def host(app_env, dataverse, local_host):
     return local_host(app_env(dataverse("mvp")))
+
+
+def company_ids(wire_texts: list[str]) -> list[int]:
+    """The company each queue message is about (a v2 reference, or a v1 message carrying the lead)."""
+    documents = [json.loads(base64.b64decode(text)) for text in wire_texts]
+    return [d["company_id"] if "company_id" in d else d["lead"]["company_id"] for d in documents]
 
 
 def _post_raw(host, raw: bytes, headers: dict[str, str]) -> requests.Response:
@@ -50,8 +60,78 @@ def test_replayed_delivery_id_answers_the_same_and_queues_once(host, azurite, da
     again = post_leads(host.url, body, secret=WEBHOOK_SECRET, headers={"X-Hunter-Delivery": "delivery-502"})
 
     assert first.status_code == again.status_code == 202
-    assert again.json()["correlation_id"] == first.json()["correlation_id"]
-    assert again.json()["duplicate_delivery"] is True
+    assert again.json() == {**first.json(), "duplicate_delivery": True}
+
+
+def test_reused_delivery_id_with_another_body_is_409_and_queues_nothing(host, azurite, database_url):
+    # given a delivery accepted under an id
+    headers = {"X-Hunter-Delivery": "delivery-510"}
+    first = post_leads(host.url, {"leads": [lead(510)]}, secret=WEBHOOK_SECRET, headers=headers)
+    assert first.status_code == 202
+
+    # when Hunter reuses the id for other leads
+    reused = post_leads(host.url, {"leads": [lead(511), lead(512)]}, secret=WEBHOOK_SECRET, headers=headers)
+
+    # then it is told so, and none of the new leads is recorded or on the queue
+    assert reused.status_code == 409
+    assert reused.json()["error"] == "Conflict"
+    [problem] = reused.json()["problems"]
+    assert problem["field"] == "X-Hunter-Delivery" and "different body" in problem["reason"]
+    assert sync_rows(database_url, [511, 512]) == {}
+    queue = QueueClient.from_connection_string(azurite.connection_string, host.env["LEAD_QUEUE_NAME"])
+    queued = [m.content for m in queue.peek_messages(max_messages=32)]
+    assert not set(company_ids(queued)) & {511, 512}
+
+
+def test_reused_delivery_id_queues_nothing_more_whatever_the_body(pipeline, dataverse):
+    """The same check without a queue trigger draining the queue: every message stays visible to peek."""
+    p = pipeline(dataverse("mvp"))
+    p.container.queues.ensure()
+
+    def post(leads: list[dict], delivery: str) -> dict:
+        raw = json.dumps({"leads": leads}).encode()
+        received_at = datetime.now(timezone.utc)
+        return accept_leads(parse_leads(raw, "application/json", now=received_at), store=p.container.store,
+                            queues=p.container.queues, received_at=received_at, delivery_id=delivery,
+                            body_sha256=body_digest(raw))
+
+    # given one delivery of two leads
+    first = post([lead(530), lead(531)], "delivery-530")
+    assert len(p.main_texts()) == 2
+
+    # when it is delivered again, then reused for another lead
+    again = post([lead(530), lead(531)], "delivery-530")
+    with pytest.raises(DeliveryConflict):
+        post([lead(532)], "delivery-530")
+
+    # then the repeat answers the first 202, and neither call queued anything
+    assert again == {**first, "duplicate_delivery": True}
+    assert "body_sha256" not in again
+    assert sorted(company_ids(p.main_texts())) == [530, 531]
+
+
+@pytest.mark.parametrize("leads, field", [
+    ([lead(520, updated_at="2099-01-01T00:00:00Z")], "leads[0].updated_at"),
+    ([lead(521), lead(522, updated_at=(datetime.now(timezone.utc) + timedelta(days=2)).isoformat())],
+     "leads[1].updated_at"),
+], ids=["far future", "two days ahead, second in batch"])
+def test_updated_at_more_than_a_day_ahead_is_400_and_queues_nothing(host, azurite, database_url, leads, field):
+    response = post_leads(host.url, {"leads": leads}, secret=WEBHOOK_SECRET)
+
+    assert response.status_code == 400
+    assert [p["field"] for p in response.json()["problems"]] == [field]
+    assert "ahead of the server's clock" in response.json()["problems"][0]["reason"]
+    assert queue_length(azurite, host.env["LEAD_QUEUE_NAME"]) == 0
+    assert sync_rows(database_url, [lead["company_id"] for lead in leads]) == {}
+
+
+def test_updated_at_a_few_minutes_ahead_is_accepted(host, database_url):
+    ahead = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()
+
+    response = post_leads(host.url, lead(523, updated_at=ahead), secret=WEBHOOK_SECRET)
+
+    assert response.status_code == 202
+    assert 523 in sync_rows(database_url, [523])
 
 
 @pytest.mark.parametrize("body, field", [
