@@ -44,6 +44,8 @@ class Limits:
         for name, value in spec.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0")
+            if known[name] == "int" and value != int(value):
+                raise ValueError(f"{name} must be a whole number")
             values[name] = int(value) if known[name] == "int" else float(value)
         limits = cls(**values)
         if limits.window_seconds <= 0:
