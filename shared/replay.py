@@ -21,6 +21,7 @@ def replay_poisoned(*, queues: LeadQueues, store: LeadStore, company_id: int | N
     `queued`. Returns how many were moved. Raises QueueUnavailable or StoreUnavailable."""
     moved = 0
     for message in queues.drain_poison():
+        lead_company: int | None
         try:
             lead_company = LeadRef.from_wire(message.text.encode("utf-8")).company_id
         except MalformedMessage as exc:
