@@ -101,9 +101,28 @@ def test_keys(api: Api) -> None:
     ]
 
 
+def test_definitions_are_reachable_by_metadata_id(api: Api) -> None:
+    entity_id = api.get(f"{LEAD}?$select=LogicalName").json()["MetadataId"]
+    attribute_id = api.get(f"{LEAD}/Attributes(LogicalName='hnt_segment')?$select=LogicalName").json()["MetadataId"]
+
+    by_id = api.get(f"EntityDefinitions({entity_id})?$select=LogicalName,EntitySetName").json()
+    keyed = api.get(f"EntityDefinitions(MetadataId={entity_id})?$select=LogicalName").json()
+    named = api.get(f"EntityDefinitions({entity_id})/Attributes(LogicalName='emailaddress1')?$select=MaxLength")
+    attribute = api.get(f"EntityDefinitions({entity_id})/Attributes({attribute_id})/{CRM}PicklistAttributeMetadata"
+                        "?$select=LogicalName&$expand=OptionSet($select=Options)").json()
+    listed = api.get(f"EntityDefinitions({entity_id.upper()})/Attributes?$select=LogicalName").json()["value"]
+
+    assert (by_id["LogicalName"], by_id["EntitySetName"], keyed["LogicalName"]) == ("lead", "leads", "lead")
+    assert named.status_code == 400  # MaxLength needs the StringAttributeMetadata cast, by id as by name
+    assert attribute["LogicalName"] == "hnt_segment" and len(attribute["OptionSet"]["Options"]) == 4
+    assert "emailaddress1" in {item["LogicalName"] for item in listed}
+
+
 @pytest.mark.parametrize(
     ("path", "status", "code"),
     [
+        ("EntityDefinitions(00000000-0000-0000-0000-000000000001)", 404, "0x80040217"),
+        (f"{LEAD}/Attributes(00000000-0000-0000-0000-000000000001)", 404, "0x80040217"),
         (f"{LEAD}/Attributes?$select=MaxLength", 400, "0x0"),
         (f"{LEAD}/Attributes?$select=LogicalName&$expand=OptionSet", 400, "0x0"),
         (f"{LEAD}/Attributes(LogicalName='subject')/{CRM}PicklistAttributeMetadata", 404, "0x8006088a"),

@@ -13,8 +13,11 @@ RECORDS = [
 KNOWN = {"id", "lastname", "email", "score", "vip", "city"}
 
 
+ALIASES = {"@name": "'Smith'", "@low": "7"}
+
+
 def ids(text: str) -> list[int]:
-    where = parse_filter(text, KNOWN.__contains__, "T")
+    where = parse_filter(text, KNOWN.__contains__, "T", aliases=ALIASES)
     return [r["id"] for r in RECORDS if where.matches(r)]
 
 
@@ -34,6 +37,12 @@ def ids(text: str) -> list[int]:
         ("contains(email,'EXAMPLE') and startswith(lastname,'o''b')", [1]),
         ("endswith(city,'lo')", [2]),
         ("((lastname eq 'x')) or id eq 2", [2]),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='lastname',PropertyValues=[\"smith\",\"o'bryan\"])", [1, 2, 3]),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='lastname',PropertyValues=['O''Bryan']) or id eq 3", [1, 3]),
+        ("Microsoft.Dynamics.CRM.NotIn(PropertyName='city',PropertyValues=['Oslo'])", [3]),
+        ("not Microsoft.Dynamics.CRM.In(PropertyName='city',PropertyValues=['Oslo'])", [1, 3]),
+        ("lastname eq @name and score le @low", [3]),
+        ("email eq @missing", [3]),
     ],
 )
 def test_filter_selects(text: str, expected: list[int]) -> None:
@@ -51,6 +60,10 @@ def test_filter_selects(text: str, expected: list[int]) -> None:
         ("lastname xx 'a'", "Comparison operator expected"),
         ("(lastname eq 'a'", "')' expected"),
         ("lastname eq 'a' $", "is not valid"),
+        ("lastname eq \"a\"", "Literal expected"),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='lastname',PropertyValues=['a'", "']' expected"),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='lastname')", "needs PropertyName and PropertyValues"),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='lastname',Values=['a'])", "Parameter 'Values' is not valid"),
     ],
 )
 def test_filter_errors(text: str, message: str) -> None:
@@ -70,6 +83,8 @@ def test_filter_errors(text: str, message: str) -> None:
         ("email eq 'a' or score gt 1", None),
         ("email eq null", None),
         ("not (email eq 'a')", None),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='email',PropertyValues=['A','b'])", {("email", "a"), ("email", "b")}),
+        ("Microsoft.Dynamics.CRM.NotIn(PropertyName='email',PropertyValues=['a'])", None),
     ],
 )
 def test_equality_lookups_cover_every_match(text: str, lookups: set | None) -> None:

@@ -12,6 +12,10 @@ PAYLOAD_ERROR = "0x80048d19"
 MAX_LENGTH_EXCEEDED = "0x80044331"
 PICKLIST_OUT_OF_RANGE = "0x8004431A"
 QUERY_ERROR = "0x0"
+# Live services answer query options they refuse with this code (seen for $skip and bad $select in
+# public client code); the exact wording of those messages is [UNCONFIRMED] and easy to change here.
+UNSUPPORTED_QUERY = "0x80060888"
+NO_SUCH_ATTRIBUTE = "0x80041103"  # QueryBuilderNoAttribute: a query function names an unknown column
 
 ENTITY = "lead"
 ENTITY_TYPE = "Microsoft.Dynamics.CRM.lead"
@@ -36,6 +40,10 @@ def record_not_found(lead_id: str) -> ODataError:
 
 def unknown_property(name: str, type_name: str = ENTITY_TYPE) -> ODataError:
     return ODataError(400, QUERY_ERROR, f"Could not find a property named '{name}' on type '{type_name}'.")
+
+
+def unsupported_query_option(name: str) -> ODataError:
+    return ODataError(400, UNSUPPORTED_QUERY, f"The query parameter {name} is not supported")
 
 
 def resource_not_found(segment: str) -> ODataError:

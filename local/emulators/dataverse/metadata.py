@@ -6,6 +6,7 @@ from typing import Any
 
 from local.emulators.dataverse.errors import ENTITY, NOT_FOUND, ODataError, resource_not_found, unknown_property
 from local.emulators.dataverse.odata_filter import parse_filter
+from local.emulators.dataverse.queryoptions import METADATA_OPTIONS, check_options
 from local.emulators.dataverse.schema import (
     CHOICE_TYPES,
     INT_MAX,
@@ -19,9 +20,11 @@ from local.emulators.dataverse.schema import (
 )
 
 NAMESPACE = "Microsoft.Dynamics.CRM."
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# A definition is addressed by LogicalName='x' or by its MetadataId (bare or as MetadataId=<guid>).
 _PATH = re.compile(
-    r"^EntityDefinitions(?:\(LogicalName='(?P<entity>[^']*)'\))?"
-    r"(?:/(?P<nav>Attributes|Keys)(?:\(LogicalName='(?P<attribute>[^']*)'\))?"
+    rf"^EntityDefinitions(?:\((?:LogicalName='(?P<entity>[^']*)'|(?:MetadataId=)?(?P<entity_id>{_GUID}))\))?"
+    rf"(?:/(?P<nav>Attributes|Keys)(?:\((?:LogicalName='(?P<attribute>[^']*)'|(?:MetadataId=)?(?P<attribute_id>{_GUID}))\))?"
     r"(?:/Microsoft\.Dynamics\.CRM\.(?P<cast>\w+))?(?P<optionset>/OptionSet)?)?$"
 )
 _TYPE_NAMES = {
@@ -180,11 +183,17 @@ def _attribute_view(column: Column, query: dict[str, str], cast: AttributeType |
 
 
 def read(path: str, query: dict[str, str], *, base: str, schema: Schema) -> dict:
-    """Answer a GET of `path` (relative to the API base). Raises ODataError 404/400."""
+    """Answer a GET of `path` (relative to the API base). Raises ODataError 404/400 (400 also for a
+    query option metadata reads refuse, such as $top or $orderby)."""
+    check_options(query, METADATA_OPTIONS)
     match = _PATH.match(path)
     if match is None:
         raise resource_not_found(path.split("/")[-1])
     entity, nav, attr, cast_name = match.group("entity", "nav", "attribute", "cast")
+    if match.group("entity_id"):
+        entity = _entity_by_id(match.group("entity_id"))
+    if match.group("attribute_id"):
+        attr = _attribute_by_id(schema, match.group("attribute_id"))
     context = f"{base}/$metadata#"
     if entity is None:
         if nav is not None:
@@ -229,6 +238,22 @@ def read(path: str, query: dict[str, str], *, base: str, schema: Schema) -> dict
         return {"@odata.context": context + "/OptionSet/$entity",
                 **_select(full, query, set(full), NAMESPACE + "OptionSetMetadata")}
     return {"@odata.context": context + "/$entity", **_attribute_view(column, query, cast)}
+
+
+def _entity_by_id(metadata_id_text: str) -> str:
+    # The wording of a 404 for an unknown MetadataId is [UNCONFIRMED]; it mirrors the LogicalName one.
+    if metadata_id_text.lower() != metadata_id(ENTITY):
+        raise ODataError(404, NOT_FOUND, f"Could not find entity with MetadataId '{metadata_id_text}'.")
+    return ENTITY
+
+
+def _attribute_by_id(schema: Schema, metadata_id_text: str) -> str:
+    wanted = metadata_id_text.lower()
+    for name in schema.columns:
+        if metadata_id(ENTITY, name) == wanted:
+            return name
+    raise ODataError(404, NOT_FOUND, f"Could not find attribute with MetadataId '{metadata_id_text}' on entity "
+                                     f"'{ENTITY}'.")
 
 
 def _attributes(schema: Schema, query: dict[str, str], cast: AttributeType | None) -> list[dict]:

@@ -1,28 +1,36 @@
 """A small OData `$filter` parser for the expressions clients send.
 
 Supports `eq ne gt ge lt le` against string, number, GUID, null, true/false and enum literals
-(`Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist'`), `contains/startswith/endswith`, `and`, `or`,
-`not` and parentheses. String comparisons ignore case, as Dataverse's do.
+(`Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist'`), `contains/startswith/endswith`, the Dataverse
+query functions `Microsoft.Dynamics.CRM.In` and `NotIn` (`PropertyValues` a `[...]` of single- or
+double-quoted strings or numbers), parameter aliases (`@p1`, resolved from the query string), `and`,
+`or`, `not` and parentheses. String comparisons ignore case, as Dataverse's do.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from local.emulators.dataverse.errors import QUERY_ERROR, ODataError, unknown_property
+from local.emulators.dataverse.errors import NO_SUCH_ATTRIBUTE, QUERY_ERROR, ODataError, unknown_property
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?\b")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./]*")
 _COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
+_ALIAS = re.compile(r"@[A-Za-z_][A-Za-z0-9_]*")
 _FUNCTIONS = ("contains", "startswith", "endswith")
+_CRM_NAMESPACE = "Microsoft.Dynamics.CRM."
+_SET_FUNCTIONS = ("In", "NotIn")
 _KEYWORD_LITERALS = {"null": None, "true": True, "false": False}
+
+Coerce = Callable[[str, str], Any]
 
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # "name", "literal", "(", ")", ","
+    kind: str  # "name", "literal", "dquoted" (a "..." array item), "alias", "(", ")", ",", "[", "]", "="
     value: Any
     position: int
 
@@ -53,9 +61,21 @@ def tokenize(text: str) -> list[Token]:
         char = text[i]
         if char.isspace():
             i += 1
-        elif char in "(),":
+        elif char in "(),[]=":
             tokens.append(Token(char, char, i))
             i += 1
+        elif char == '"':
+            start = i
+            try:
+                value, i = json.JSONDecoder().raw_decode(text, i)
+            except ValueError:
+                raise ODataError(
+                    400, QUERY_ERROR, f"There is an unterminated literal at position {len(text)} in '{text}'."
+                ) from None
+            tokens.append(Token("dquoted", value, start))
+        elif match := _ALIAS.match(text, i):
+            tokens.append(Token("alias", match.group(), i))
+            i = match.end()
         elif char == "'":
             start = i
             value, i = read_string_literal(text, i)
@@ -104,12 +124,21 @@ def read_string_literal(text: str, start: int, *, shown: str | None = None) -> t
 
 
 class _Parser:
-    def __init__(self, text: str, is_property: Callable[[str], bool], type_name: str) -> None:
+    def __init__(
+        self,
+        text: str,
+        is_property: Callable[[str], bool],
+        type_name: str,
+        aliases: Mapping[str, str],
+        coerce: Coerce,
+    ) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
         self.is_property = is_property
         self.type_name = type_name
+        self.aliases = aliases
+        self.coerce = coerce
 
     def parse(self) -> Filter:
         if not self.tokens:
@@ -182,11 +211,84 @@ class _Parser:
 
     def _literal(self) -> Any:
         token = self._next()
+        if token.kind == "alias":
+            return self._alias(token, array=False)
         if token.kind != "literal":
             raise _syntax_error(self.text, token.position, "Literal expected")
         return token.value
 
+    def _alias(self, token: Token, *, array: bool) -> Any:
+        """The value of parameter alias `@name`; OData reads a missing alias as null."""
+        text = self.aliases.get(token.value)
+        if text is None:
+            return None
+        inner = _Parser(text, self.is_property, self.type_name, {}, self.coerce)
+        value = inner._array() if array else inner._literal()
+        if inner.index < len(inner.tokens):
+            raise _syntax_error(text, inner.tokens[inner.index].position)
+        return value
+
+    def _array(self) -> list[Any]:
+        token = self._peek()
+        if token is not None and token.kind == "alias":
+            self.index += 1
+            value = self._alias(token, array=True)
+            if not isinstance(value, list):
+                raise _syntax_error(self.text, token.position, "Collection expected")
+            return value
+        self._expect("[")
+        items: list[Any] = []
+        while True:
+            token = self._next()
+            if token.kind not in ("literal", "dquoted") or token.value is None:
+                raise _syntax_error(self.text, token.position, "Literal expected")
+            items.append(token.value)
+            if self._expect_one_of(",", "]") == "]":
+                return items
+
+    def _expect_one_of(self, *kinds: str) -> str:
+        token = self._peek()
+        if token is None or token.kind not in kinds:
+            position = len(self.text) if token is None else token.position
+            raise _syntax_error(self.text, position, f"'{kinds[-1]}' expected")
+        self.index += 1
+        return token.kind
+
+    def _query_function(self, name: str, position: int) -> Filter:
+        """`Microsoft.Dynamics.CRM.In(PropertyName='col',PropertyValues=[...])` and `NotIn`."""
+        function = name[len(_CRM_NAMESPACE):]
+        if function not in _SET_FUNCTIONS:
+            raise ODataError(501, QUERY_ERROR, f"The query function '{name}' is not implemented by the local "
+                                               "Dataverse emulator.")
+        self._expect("(")
+        arguments: dict[str, Any] = {}
+        while True:
+            token = self._expect("name")
+            if token.value not in ("PropertyName", "PropertyValues") or token.value in arguments:
+                raise _syntax_error(self.text, token.position, f"Parameter '{token.value}' is not valid")
+            self._expect("=")
+            arguments[token.value] = self._literal() if token.value == "PropertyName" else self._array()
+            if self._expect_one_of(",", ")") == ")":
+                break
+        column = arguments.get("PropertyName")
+        values = arguments.get("PropertyValues")
+        if not isinstance(column, str) or values is None:
+            raise _syntax_error(self.text, position, f"'{name}' needs PropertyName and PropertyValues")
+        if not self.is_property(column):
+            raise ODataError(400, NO_SUCH_ATTRIBUTE, f"'{self.type_name.rsplit('.', 1)[-1]}' entity doesn't "
+                                                     f"contain attribute with Name = '{column}' and NameMapping = "
+                                                     "'Logical'.")
+        wanted = frozenset(fold(self.coerce(column, str(value))) for value in values)
+        if function == "In":
+            return Filter(lambda r: fold(r.get(column)) in wanted,
+                          frozenset((column, value) for value in wanted))
+        return Filter(lambda r: r.get(column) is not None and fold(r.get(column)) not in wanted, None)
+
     def _comparison(self) -> Filter:
+        token = self._peek()
+        if token is not None and token.kind == "name" and token.value.startswith(_CRM_NAMESPACE):
+            self.index += 1
+            return self._query_function(token.value, token.position)
         if function := self._accept_word(*_FUNCTIONS):
             self._expect("(")
             name = self._property()
@@ -240,7 +342,22 @@ def _function(function: str, name: str, needle: Any) -> Filter:
     return Filter(matches, None)
 
 
-def parse_filter(text: str, is_property: Callable[[str], bool], type_name: str) -> Filter:
-    """Parse `text`. Raises ODataError 400: "Could not find a property named ..." for an unknown
-    property, "There is an unterminated literal ..." or a syntax error otherwise."""
-    return _Parser(text, is_property, type_name).parse()
+def _as_text(column: str, text: str) -> Any:
+    return text
+
+
+def parse_filter(
+    text: str,
+    is_property: Callable[[str], bool],
+    type_name: str,
+    *,
+    aliases: Mapping[str, str] | None = None,
+    coerce: Coerce = _as_text,
+) -> Filter:
+    """Parse `text`; `aliases` maps `@name` to its raw query-string value, `coerce(column, text)`
+    turns a `PropertyValues` item into the column's type (raising ODataError 400 when it cannot).
+
+    Raises ODataError 400: "Could not find a property named ..." for an unknown property,
+    0x80041103 for a query function naming an unknown column, "There is an unterminated literal ..."
+    or a syntax error otherwise; 501 for a Dataverse query function the emulator lacks."""
+    return _Parser(text, is_property, type_name, aliases or {}, coerce).parse()

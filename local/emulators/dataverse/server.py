@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote
 
 from local.emulators import tokens
@@ -17,8 +19,19 @@ from local.emulators.dataverse.routes import Api
 from local.emulators.dataverse.schema import profile_schema
 from local.emulators.dataverse.stats import DROPPED, Stats
 from local.emulators.dataverse.store import LeadStore
-from local.emulators.dataverse.webapi import API_PATH, Reply, Request, WebApi, error_reply, kind_of
+from local.emulators.dataverse.webapi import (
+    API_PATH,
+    Reply,
+    Request,
+    WebApi,
+    error_reply,
+    kind_of,
+    request_id_headers,
+)
 from local.emulators.httpserver import EmulatorHandler, EmulatorServer
+
+if TYPE_CHECKING:
+    from local.emulators.authority import CertFiles
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +53,14 @@ class DataverseServer(EmulatorServer):
         tenant_id: str,
         bulk_supported: bool = True,
         protection: Limits | None = None,
+        tls: CertFiles | None = None,
     ) -> None:
         super().__init__(address, DataverseHandler)
+        if tls is not None:  # https, as Microsoft's own client insists (authority.write_certificates makes them)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.resource = resource or self.url
         self.tenant_id = tenant_id
         self.store = LeadStore(profile_schema(profile, alternate_key))
@@ -109,7 +128,7 @@ class DataverseHandler(EmulatorHandler):
                 f"Bearer authorization_uri=https://login.microsoftonline.com/{server.tenant_id}/oauth2/authorize, "
                 f"resource_id={server.resource.rstrip('/')}/"
             )
-            self.respond(401, b"", [("WWW-Authenticate", challenge)])
+            self.respond(401, b"", [("WWW-Authenticate", challenge), *request_id_headers()])
             return
         user = str(claims.get("appid") or claims.get("oid") or claims.get("sub") or "")
         refusal = server.protection.admit(user)
@@ -172,7 +191,7 @@ class DataverseHandler(EmulatorHandler):
     def _reply(self, reply: Reply, kind: str | None = None) -> None:
         if kind is not None:
             self.server.stats.record(kind, reply.status)
-        headers = list(reply.headers)
+        headers = [*reply.headers, *request_id_headers()]
         if reply.body is not None:
             self.respond(reply.status, reply.body, headers)
         elif reply.payload is None:
@@ -192,14 +211,16 @@ def serve(
     tenant_id: str = DEFAULT_TENANT_ID,
     bulk_supported: bool = True,
     protection: Limits | None = None,
+    tls: CertFiles | None = None,
 ) -> DataverseServer:
-    """Start the emulator in a background thread; stop it with `.shutdown()`.
+    """Start the emulator in a background thread; stop it with `.shutdown()`. With `tls` (from
+    `authority.write_certificates`) it serves https.
 
     Raises ValueError for an unknown profile or an unusable alternate key column, OSError if the
     address cannot be bound.
     """
     server = DataverseServer(
         (host, port), profile=profile, alternate_key=alternate_key, resource=resource, tenant_id=tenant_id,
-        bulk_supported=bulk_supported, protection=protection,
+        bulk_supported=bulk_supported, protection=protection, tls=tls,
     )
     return server.start()

@@ -208,23 +208,22 @@ class LeadStore:
             self._remove(lead_id)
             return True
 
-    def query(self, where: Filter | None, top: int | None) -> list[dict]:
+    def query(self, where: Filter | None) -> list[tuple[int, dict]]:
+        """Every record `where` matches (all when None) as `(creation sequence, copy)`, in creation order."""
         with self._lock:
-            if where is None:
-                candidates: Iterable[dict] = self._records.values()
-            elif where.lookups is not None:
+            if where is not None and where.lookups is not None:
                 ids: set[str] = set()
                 for column, value in where.lookups:
                     ids |= self._eq_index(column).get(value, set())
-                candidates = (self._records[i] for i in sorted(ids, key=self._order.__getitem__))
+                candidates: Iterable[dict] = (self._records[i] for i in ids)
             else:
                 candidates = self._records.values()
-            found = []
-            for record in candidates:
-                if top is not None and len(found) >= top:
-                    break
-                if where is None or where.matches(record):
-                    found.append(dict(record))
+            found = [
+                (self._order[record[PRIMARY_KEY]], dict(record))
+                for record in candidates
+                if where is None or where.matches(record)
+            ]
+            found.sort(key=lambda row: row[0])
             return found
 
     # -- schema changes --------------------------------------------------------------------------

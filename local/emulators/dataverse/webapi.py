@@ -8,10 +8,32 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 from local.emulators.dataverse import metadata
-from local.emulators.dataverse.errors import QUERY_ERROR, ODataError, payload_error, resource_not_found, unknown_property
+from local.emulators.dataverse.errors import (
+    ENTITY_TYPE,
+    QUERY_ERROR,
+    ODataError,
+    payload_error,
+    resource_not_found,
+    unknown_property,
+)
 from local.emulators.dataverse.odata_filter import parse_filter
+from local.emulators.dataverse.ordering import Ordering, annotate
 from local.emulators.dataverse.payload import parse_values
-from local.emulators.dataverse.schema import PRIMARY_KEY
+from local.emulators.dataverse.queryoptions import (
+    COLLECTION_OPTIONS,
+    ENTITY_OPTIONS,
+    MAX_PAGE_SIZE,
+    Preferences,
+    check_options,
+    decode_skiptoken,
+    encode_skiptoken,
+    next_link,
+    parse_count,
+    parse_orderby,
+    parse_prefer,
+    parse_top,
+)
+from local.emulators.dataverse.schema import PRIMARY_KEY, AttributeType, Schema
 from local.emulators.dataverse.store import LeadStore, etag
 from local.emulators.dataverse.urlkeys import KeySegment, parse_guid, parse_key_segment
 
@@ -40,6 +62,10 @@ class Request:
     def wants_representation(self) -> bool:
         return "return=representation" in (self.header("Prefer") or "").replace(" ", "")
 
+    @property
+    def preferences(self) -> Preferences:
+        return parse_prefer(self.header("Prefer"))
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -48,6 +74,12 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None  # a non-JSON answer ($batch), its Content-Type among `headers`
     operations: int = 1  # records written or inner requests run, for service protection's execution time
+
+
+def request_id_headers() -> tuple[tuple[str, str], ...]:
+    """A new id per response, under both names Dataverse uses: the one support asks for."""
+    request_id = str(uuid.uuid4())
+    return (("x-ms-service-request-id", request_id), ("REQ_ID", request_id))
 
 
 def error_reply(error: ODataError, *headers: tuple[str, str]) -> Reply:
@@ -99,6 +131,7 @@ class WebApi:
                 return self._create(request)
             raise _method_not_allowed(method)
         if path.startswith(ENTITY_SET + "(") and path.endswith(")"):
+            check_options(request.query, ENTITY_OPTIONS)
             segment = parse_key_segment(path[len(ENTITY_SET) + 1 : -1])
             if method == "GET":
                 return self._get(request, segment)
@@ -129,6 +162,8 @@ class WebApi:
 
     def _select(self, request: Request) -> list[str] | None:
         text = request.query.get("$select")
+        if "$expand" in request.query:  # the emulated lead has no navigation properties
+            raise unknown_property(request.query["$expand"].split(",")[0].split("(")[0].strip())
         if text is None:
             return None
         names = [name.strip() for name in text.split(",") if name.strip()]
@@ -138,13 +173,13 @@ class WebApi:
                 raise unknown_property(name)
         return names
 
-    def _render(self, record: dict, select: list[str] | None) -> dict:
+    def _render(self, record: dict, select: list[str] | None, preferences: Preferences) -> dict:
         names = select if select is not None else list(self.store.schema.columns)
         item = {"@odata.etag": etag(record)}
         for name in names:
             item[name] = record.get(name)
         item[PRIMARY_KEY] = record[PRIMARY_KEY]
-        return item
+        return annotate(item, self.store.schema, preferences.includes)
 
     def _context(self, select: list[str] | None, suffix: str = "") -> str:
         columns = f"({','.join(select)})" if select else ""
@@ -165,11 +200,13 @@ class WebApi:
         return values
 
     def _create(self, request: Request) -> Reply:
+        check_options(request.query, ENTITY_OPTIONS)
         select = self._select(request)
         record = self.store.create(self._values(request, creating=True))
-        if request.wants_representation:
-            body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select)}
-            return Reply(201, body, _ODATA_HEADERS + (("Preference-Applied", "return=representation"),))
+        preferences = request.preferences
+        if preferences.representation:
+            body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select, preferences)}
+            return Reply(201, body, _ODATA_HEADERS + _applied(preferences, "return=representation"))
         entity_id = f"{self.base}/{ENTITY_SET}({record[PRIMARY_KEY]})"
         return Reply(204, None, _ODATA_HEADERS + (("OData-EntityId", entity_id),))
 
@@ -179,9 +216,10 @@ class WebApi:
         record, created = self.store.upsert(
             segment, values, if_match=request.header("If-Match"), if_none_match=request.header("If-None-Match")
         )
-        if request.wants_representation:
-            body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select)}
-            headers = (("ETag", etag(record)), ("Preference-Applied", "return=representation"))
+        preferences = request.preferences
+        if preferences.representation:
+            body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select, preferences)}
+            headers = (("ETag", etag(record)),) + _applied(preferences, "return=representation")
             return Reply(201 if created else 200, body, _ODATA_HEADERS + headers)
         entity_id = f"{self.base}/{ENTITY_SET}({quote(segment.text, safe=_KEY_SAFE)})"
         return Reply(204, None, _ODATA_HEADERS + (("OData-EntityId", entity_id),))
@@ -189,31 +227,83 @@ class WebApi:
     def _get(self, request: Request, segment: KeySegment) -> Reply:
         select = self._select(request)
         record = self.store.get(segment)
-        if request.header("If-None-Match") == etag(record):
+        preferences = request.preferences
+        # Never 304 when annotations are asked for (DATAVERSE.md 4, conditional GET).
+        if preferences.annotations is None and request.header("If-None-Match") == etag(record):
             return Reply(304, None, _ODATA_HEADERS + (("ETag", etag(record)),))
-        body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select)}
-        return Reply(200, body, _ODATA_HEADERS + (("ETag", etag(record)),))
+        body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select, preferences)}
+        return Reply(200, body, _ODATA_HEADERS + (("ETag", etag(record)),) + _applied(preferences))
 
     def _query(self, request: Request) -> Reply:
+        """A collection read: $filter, $orderby, $top, $count and paging by `Prefer: odata.maxpagesize`
+        with `@odata.nextLink`; with both, $top is ignored (DATAVERSE.md 4)."""
+        query, schema = request.query, self.store.schema
+        check_options(query, COLLECTION_OPTIONS)
         select = self._select(request)
         where = None
-        if request.query.get("$filter"):
-            columns = self.store.schema.columns
-            where = parse_filter(request.query["$filter"], columns.__contains__, "Microsoft.Dynamics.CRM.lead")
-        top = None
-        if "$top" in request.query:
-            try:
-                top = int(request.query["$top"])
-            except ValueError:
-                top = -1
-            if top < 0:
-                raise ODataError(400, QUERY_ERROR, f"Invalid value '{request.query['$top']}' for $top query option.")
-        records = self.store.query(where, top)
-        body = {"@odata.context": self._context(select), "value": [self._render(r, select) for r in records]}
-        return Reply(200, body, _ODATA_HEADERS)
+        if query.get("$filter"):
+            aliases = {name: value for name, value in query.items() if name.startswith("@")}
+            where = parse_filter(query["$filter"], schema.columns.__contains__, ENTITY_TYPE, aliases=aliases,
+                                 coerce=lambda column, text: _coerce(schema, column, text))
+        orders = parse_orderby(query.get("$orderby"), schema.columns.__contains__, ENTITY_TYPE)
+        top, count, preferences = parse_top(query), parse_count(query), request.preferences
+        ordering = Ordering(schema, orders)
+        rows = ordering.sort(self.store.query(where))
+        matched, page_number = len(rows), 1
+        if "$skiptoken" in query:
+            cursor = decode_skiptoken(query["$skiptoken"], orders, PRIMARY_KEY, _cookie_kinds(schema))
+            rows, page_number = ordering.after(rows, cursor), cursor.page
+        elif top is not None and preferences.max_page_size is None:
+            rows = rows[:top]
+        size = preferences.max_page_size or MAX_PAGE_SIZE
+        page = rows[:size]
+        body: dict[str, Any] = {"@odata.context": self._context(select)}
+        if count:
+            body["@odata.count"] = min(matched, MAX_PAGE_SIZE)
+            if preferences.includes("Microsoft.Dynamics.CRM.totalrecordcount"):
+                body["@Microsoft.Dynamics.CRM.totalrecordcount"] = min(matched, MAX_PAGE_SIZE)
+            if preferences.includes("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"):
+                body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = matched > MAX_PAGE_SIZE
+        body["value"] = [self._render(record, select, preferences) for _, record in page]
+        if len(rows) > size:
+            token = encode_skiptoken(page_number + 1, orders, page[-1][1], page[0][1], PRIMARY_KEY, page[-1][0])
+            body["@odata.nextLink"] = next_link(f"{self.base}/{ENTITY_SET}", query, token)
+        return Reply(200, body, _ODATA_HEADERS + _applied(preferences, paging=True))
 
 
 _KEY_SAFE = "'=,()"
+
+
+def _applied(preferences: Preferences, *extra: str, paging: bool = False) -> tuple[tuple[str, str], ...]:
+    """The `Preference-Applied` header for the preferences honoured, if any."""
+    items = [*extra, *preferences.applied(paging=paging)]
+    return (("Preference-Applied", ",".join(items)),) if items else ()
+
+
+_INTEGER_TYPES = (AttributeType.INTEGER, AttributeType.BIGINT, AttributeType.PICKLIST, AttributeType.STATE,
+                  AttributeType.STATUS)
+
+
+def _cookie_kinds(schema: Schema) -> dict[str, str]:
+    kinds = {AttributeType.BOOLEAN: "bool", **{kind: "int" for kind in _INTEGER_TYPES}}
+    return {name: kinds.get(column.attribute_type, "str") for name, column in schema.columns.items()}
+
+
+def _coerce(schema: Schema, column: str, text: str) -> Any:
+    """A `Microsoft.Dynamics.CRM.In` value (always a string) as the column's type. Raises ODataError 400."""
+    kind = schema.columns[column].attribute_type
+    if kind in _INTEGER_TYPES:
+        try:
+            return int(text)
+        except ValueError:
+            raise ODataError(400, QUERY_ERROR, f"Cannot convert the literal '{text}' to the expected type "
+                                               "'Edm.Int32'.") from None
+    if kind is AttributeType.BOOLEAN:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ODataError(400, QUERY_ERROR, f"Cannot convert the literal '{text}' to the expected type "
+                                               "'Edm.Boolean'.")
+        return text.lower() in ("true", "1")
+    return text
 
 
 def _method_not_allowed(method: str) -> ODataError:

@@ -1,0 +1,94 @@
+"""How rows are ordered and annotated: `$orderby` with Dataverse's collation, keyset paging, and
+`OData.Community.Display.V1.FormattedValue` annotations.
+
+Dataverse sorts strings ignoring case, puts nulls first when ascending (last when descending, as
+SQL Server does) and sorts choice columns by their label, not their value (FetchXML needs
+`useraworderby` to sort by value). Rows that tie, and every query without `$orderby`, fall back to
+creation order, which the emulator uses for "unspecified".
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+from local.emulators.dataverse.queryoptions import FORMATTED_VALUE, Cursor, Order
+from local.emulators.dataverse.schema import CHOICE_TYPES, AttributeType, Column, Schema
+
+Row = tuple[int, dict]  # (creation sequence, record)
+_BOOLEAN_LABELS = {True: "Yes", False: "No"}  # the labels metadata.option_set gives two-option columns
+
+
+def _key(column: Column | None, value: Any) -> tuple:
+    if value is None:
+        return (0,)
+    if column is not None and column.attribute_type in CHOICE_TYPES:
+        label = next((o.label for o in column.options if o.value == value), str(value))
+        return (1, label.casefold())
+    if isinstance(value, str):
+        return (1, value.casefold())
+    return (1, value)
+
+
+def _compare(a: tuple, b: tuple) -> int:
+    return (a > b) - (a < b)
+
+
+class Ordering:
+    """The sort order of one query over `schema`."""
+
+    def __init__(self, schema: Schema, orders: Sequence[Order]) -> None:
+        self.orders = list(orders)
+        self._columns = [schema.columns.get(order.column) for order in self.orders]
+
+    def keys(self, values: Sequence[Any]) -> tuple:
+        return tuple(_key(column, value) for column, value in zip(self._columns, values))
+
+    def row_keys(self, row: Row) -> tuple:
+        return self.keys([row[1].get(order.column) for order in self.orders])
+
+    def _cmp(self, a: tuple[tuple, int], b: tuple[tuple, int]) -> int:
+        for order, left, right in zip(self.orders, a[0], b[0]):
+            result = _compare(left, right)
+            if result:
+                return -result if order.descending else result
+        return _compare(a[1], b[1])
+
+    def sort(self, rows: list[Row]) -> list[Row]:
+        if not self.orders:
+            return sorted(rows, key=lambda row: row[0])
+        keyed = functools.cmp_to_key(self._cmp)
+        return sorted(rows, key=lambda row: keyed((self.row_keys(row), row[0])))
+
+    def after(self, rows: list[Row], cursor: Cursor) -> list[Row]:
+        """The rows of the sorted `rows` that come after the cursor's row."""
+        mark = (self.keys(cursor.values), cursor.sequence)
+        return [row for row in rows if self._cmp((self.row_keys(row), row[0]), mark) > 0]
+
+
+def formatted_value(column: Column, value: Any) -> str | None:
+    """The label Dataverse gives a value in `<column>@OData.Community.Display.V1.FormattedValue`,
+    or None when it gives none."""
+    if value is None:
+        return None
+    kind = column.attribute_type
+    if kind in CHOICE_TYPES:
+        return next((option.label for option in column.options if option.value == value), None)
+    if kind is AttributeType.BOOLEAN:
+        return _BOOLEAN_LABELS.get(value)
+    if kind is AttributeType.INTEGER:
+        return f"{value:,}"
+    return None
+
+
+def annotate(item: dict, schema: Schema, includes: Callable[[str], bool]) -> dict:
+    """`item` with a formatted value before each column that has one, when asked for."""
+    if not includes(FORMATTED_VALUE):
+        return item
+    result: dict = {}
+    for name, value in item.items():
+        column = schema.columns.get(name)
+        label = formatted_value(column, value) if column is not None else None
+        if label is not None:
+            result[f"{name}@{FORMATTED_VALUE}"] = label
+        result[name] = value
+    return result
