@@ -98,8 +98,19 @@ def start(stack: Stack) -> tuple[dict[str, str], str]:
         process = services.start_identity_emulator(port("IDENTITY_EMULATOR_PORT"), identity_header=LOCAL_IDENTITY_HEADER)
         env |= {"IDENTITY_ENDPOINT": stack.add(process).url, "IDENTITY_HEADER": LOCAL_IDENTITY_HEADER}
     env |= os.environ
-    host = stack.add(services.start_funchost(port("FUNCHOST_PORT"), env=env, echo=True))
-    return env, host.url
+    services.migrate_database(env)
+    hosts = [stack.add(services.start_funchost(port("FUNCHOST_PORT"), env=env, echo=True))]
+    # Further hosts compete for the same queue, as scaled-out instances do; HTTP goes to the first.
+    for n in range(1, instance_count()):
+        hosts.append(stack.add(services.start_funchost(0, env=env, echo=True, name=f"funchost-{n + 1}")))
+    return env, hosts[0].url
+
+
+def instance_count() -> int:
+    value = os.environ.get("FUNCHOST_INSTANCES", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"FUNCHOST_INSTANCES must be a positive whole number, got {value!r}")
+    return int(value)
 
 
 def instructions(env: dict[str, str], host_url: str) -> str:

@@ -263,14 +263,23 @@ def start_authority_emulator(
 
 
 def start_funchost(
-    port: int, *, env: Mapping[str, str], timeout: float = 60.0, echo: bool = False
+    port: int, *, env: Mapping[str, str], timeout: float = 60.0, echo: bool = False, name: str = "funchost"
 ) -> ManagedProcess:
     """The local Functions host serving this repository's function_app.py with `env` as its
-    whole environment. Raises ServiceError."""
+    whole environment (port 0: a free one). Raises ServiceError."""
     return start_module(
-        "local.funchost", "--app-dir", str(REPO), "--host", "127.0.0.1", "--port", str(port),
-        name="funchost", env=env, timeout=timeout, echo=echo,
+        "local.funchost", "--app-dir", str(REPO), "--host", "127.0.0.1", "--port", str(port or free_port()),
+        name=name, env=env, timeout=timeout, echo=echo,
     )
+
+
+def migrate_database(env: Mapping[str, str]) -> None:
+    """`python -m shared.migrate` with `env`, as deployment runs it. Raises ServiceError."""
+    result = subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=REPO, env=dict(env),
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise ServiceError(f"migrations failed: {result.stderr.strip() or result.stdout.strip()}")
+    log.info(result.stdout.strip())
 
 
 # --- Azurite ---------------------------------------------------------------------------------

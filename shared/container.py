@@ -1,22 +1,32 @@
 """Builds the app's dependencies once per worker process, lazily, from the validated settings."""
 from __future__ import annotations
 
+import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
 
 from d365.auth import build_token_provider
 from d365.client import DataverseClient
 from d365.mapping import load_choice_overrides
 from d365.schema_cache import SchemaCache
+from d365.throttle import ThrottleGate
+from shared.errors import StoreUnavailable
 from shared.lead_writer import LeadWriter
+from shared.pg_connect import PostgresConnector
 from shared.push import LeadPusher
 from shared.queue import LeadQueues
 from shared.settings import Settings
 from shared.store import LeadStore
 
+logger = logging.getLogger(__name__)
+
 
 class Container:
-    """Each dependency is built on first use, once, even when worker threads ask at the same time."""
+    """Each dependency is built on first use, once, even when worker threads ask at the same time.
+    Nothing here touches the network when built: the schema is migrated by `python -m shared.migrate`,
+    run before the app starts, never by the first request a worker serves."""
 
     def __init__(self, settings: Settings) -> None:
         """Raises ChoiceOverridesError for a bad overrides file: a start-up error, like a bad setting."""
@@ -34,16 +44,24 @@ class Container:
 
     @property
     def store(self) -> LeadStore:
-        def build() -> LeadStore:
-            store = LeadStore(self.settings.database_url)
-            store.migrate()
-            return store
-
-        return self._get("store", build)
+        return self._get("store", lambda: LeadStore(connect=PostgresConnector.from_settings(self.settings).connect,
+                                                    pool_max=self.settings.database_pool_max))
 
     @property
     def queues(self) -> LeadQueues:
         return self._get("queues", lambda: LeadQueues(self.settings.storage, self.settings.lead_queue_name))
+
+    @property
+    def throttle(self) -> ThrottleGate:
+        """This process's view of Dataverse's throttling, shared with every instance through PostgreSQL."""
+        return self._get("throttle", lambda: ThrottleGate(
+            inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds, publish=self._publish_throttle))
+
+    def _publish_throttle(self, until_epoch: float) -> None:
+        try:
+            self.store.publish_throttle(datetime.fromtimestamp(until_epoch, tz=timezone.utc))
+        except StoreUnavailable as exc:  # the 429 is still honoured in this process
+            logger.warning("d365_throttle_unpublished: %s", exc)
 
     @property
     def dataverse(self) -> DataverseClient:
@@ -54,6 +72,7 @@ class Container:
             api_version=config.api_version,
             timeout=config.timeout_seconds,
             inline_retry_after=config.inline_retry_after_seconds,
+            throttle=self.throttle,
         ))
 
     @property
@@ -62,7 +81,11 @@ class Container:
         return self._get("pusher", lambda: LeadPusher(
             store=self.store,
             writer=LeadWriter(self.dataverse, alternate_key=config.alternate_key, match_columns=config.match_columns),
-            schema=SchemaCache(self.dataverse.read_lead_schema, ttl_seconds=config.metadata_ttl_seconds),
+            schema=SchemaCache(self.dataverse.read_lead_schema, ttl_seconds=config.metadata_ttl_seconds,
+                               failure_ttl_seconds=config.metadata_failure_ttl_seconds),
             choice_overrides=self.choice_overrides,
             max_dequeue_count=self.settings.queue_runtime.max_dequeue_count,
+            lease_seconds=self.settings.lead_lease_seconds,
+            inline_wait_seconds=config.inline_retry_after_seconds,
+            throttle=self.throttle,
         ))

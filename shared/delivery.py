@@ -1,9 +1,10 @@
 """One queue delivery, start to finish: decode, push, and carry out the queue side of the outcome.
 
-Success: acknowledge. Permanent: record why, copy the message to the poison queue, acknowledge.
-Throttled for longer than we wait in-process: re-enqueue with that delay, acknowledge. Transient:
-record, push the next delivery back (exponential, jittered) and raise `RetryLater`, so the runtime
-delivers it again, and moves it to the poison queue after host.json's maxDequeueCount.
+Success: acknowledge. Permanent: the reason is recorded, the message copied to the poison queue,
+acknowledged. Throttled, or the lead held by another worker: re-enqueued with that delay,
+acknowledged. Transient: recorded, the next delivery pushed back (exponential, jittered), and
+`RetryLater` raised so the runtime delivers it again, and moves it to the poison queue after
+host.json's maxDequeueCount. Nothing else leaves `handle_delivery`.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import logging
 import random
 from dataclasses import dataclass
 
-from shared.errors import TransientError
-from shared.messages import LeadMessage, MalformedMessage
+from shared.failures import classify
+from shared.messages import LeadRef, MalformedMessage
 from shared.push import Action, LeadPusher, PushResult
 from shared.queue import LeadQueues
 from shared.store import LeadStore
@@ -49,35 +50,44 @@ def handle_delivery(
     backoff_base_seconds: float,
     max_dequeue_count: int,
 ) -> PushResult:
-    """Raises RetryLater for a transient failure; anything else unexpected propagates."""
+    """Raises RetryLater for a transient failure, and nothing else."""
     wire_text = delivery.body.decode("utf-8", errors="replace")
     try:
-        message = LeadMessage.from_wire(delivery.body)
-    except MalformedMessage as exc:
-        logger.error("d365_push_failed message_id=%s company_id=%s: malformed message: %s", delivery.message_id,
-                     exc.company_id, exc.reason,
-                     extra={"message_id": delivery.message_id, "company_id": exc.company_id})
-        if exc.company_id is not None:
-            store.record_rejected_message(exc.company_id, f"malformed message: {exc.reason}",
-                                          dequeue_count=delivery.dequeue_count)
-        queues.send_to_poison(wire_text)
-        return PushResult(Action.POISON, "failed", exc.reason)
+        try:
+            ref = LeadRef.from_wire(delivery.body)
+        except MalformedMessage as exc:
+            return _reject(delivery, wire_text, exc, queues=queues, store=store)
+        try:
+            result = pusher.push(ref, dequeue_count=delivery.dequeue_count)
+        except Exception as exc:  # noqa: BLE001 - the claim itself failed: PostgreSQL, mostly
+            failure = classify(exc)
+            result = PushResult(Action.RETRY, "error", failure.reason)
+            logger.warning("d365_push_error company_id=%s: %s", ref.company_id, failure.reason,
+                           extra={"company_id": ref.company_id, "correlation_id": ref.correlation_id,
+                                  "dequeue_count": delivery.dequeue_count})
 
-    try:
-        result = pusher.push(message, dequeue_count=delivery.dequeue_count)
-    except TransientError as exc:
-        result = PushResult(Action.RETRY, "error", str(exc))
-        logger.warning("d365_push_error company_id=%s: %s", message.company_id, exc,
-                       extra={"company_id": message.company_id, "correlation_id": message.correlation_id})
+        if result.action is Action.POISON:
+            queues.send_to_poison(wire_text)
+        elif result.action is Action.DEFER:
+            queues.send([wire_text], delay_seconds=max(1, round(result.delay_seconds)))
+    except Exception as exc:  # noqa: BLE001 - the queue could not be reached: let the runtime retry
+        raise RetryLater(classify(exc).reason) from exc
 
-    if result.action is Action.POISON:
-        queues.send_to_poison(wire_text)
-    elif result.action is Action.DEFER:
-        queues.send([wire_text], delay_seconds=max(1, round(result.delay_seconds)))
-    elif result.action is Action.RETRY:
+    if result.action is Action.RETRY:
         if delivery.dequeue_count < max_dequeue_count:
             # Not on the last delivery: the runtime's own move to the poison queue needs its pop receipt.
             queues.delay_redelivery(delivery.message_id, delivery.pop_receipt,
                                     backoff_seconds(delivery.dequeue_count, base=backoff_base_seconds))
         raise RetryLater(result.reason)
     return result
+
+
+def _reject(delivery: Delivery, wire_text: str, exc: MalformedMessage, *, queues: LeadQueues,
+            store: LeadStore) -> PushResult:
+    logger.error("d365_push_failed message_id=%s company_id=%s: malformed message: %s", delivery.message_id,
+                 exc.company_id, exc.reason, extra={"message_id": delivery.message_id, "company_id": exc.company_id})
+    if exc.company_id is not None:
+        store.record_rejected_message(exc.company_id, f"malformed message: {exc.reason}",
+                                      dequeue_count=delivery.dequeue_count)
+    queues.send_to_poison(wire_text)
+    return PushResult(Action.POISON, "failed", exc.reason)

@@ -1,33 +1,49 @@
-"""Finds the Dataverse record for a Hunter lead, and writes it, never creating a second one.
+"""Finds the Dataverse record of one Hunter company's lead and writes it, never a second one and
+never another company's.
 
-Matching, in order: (1) the record id stored for the company; (2) the alternate key, when one is
-configured; (3) a lookup of existing leads by the configured columns (email, then website);
-(4) a create with an id derived from the company id, sent as `PATCH` + `If-None-Match: *`, so a
-create whose answer was lost is found, not repeated, on the next attempt. Never a bare `POST`.
+Matching, in order: (1) the record id stored for the company, updated with `If-Match: <the row
+version of our last write>`, so a write racing a newer one fails (412) instead of overwriting it;
+(2) the alternate key, when one is configured; (3) one lookup of existing leads by the configured
+columns, adopting only a record that really matches on one of them and belongs to no other
+company (see `_adoptable`); (4) a create with an id derived from the company id, sent as `PATCH` +
+`If-None-Match: *`, so a create whose answer was lost is found, not repeated. Never a bare `POST`.
+A stored id that answers 404 goes through (2) to (4).
 """
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from d365.client import DataverseClient
-from d365.errors import D365DuplicateError, D365NotFoundError
+from d365.errors import D365DuplicateError, D365NotFoundError, D365RecordChangedError
 
 logger = logging.getLogger(__name__)
 
 # Fixed forever: changing it would make every lead look new to Dataverse.
 LEAD_ID_NAMESPACE = uuid.UUID("7c1f6a4e-2b1d-5c8e-9f3a-48d0e6b1a2c4")
+COMPANY_COLUMN = "hnt_companyid"
 
 
 def deterministic_lead_id(company_id: int) -> str:
     return str(uuid.uuid5(LEAD_ID_NAMESPACE, f"hunter-company:{company_id}"))
 
 
+def is_deterministic_id(lead_id: str) -> bool:
+    """Whether the id is one this app derives for some company: Dataverse itself never makes
+    version-5 (name-based) GUIDs."""
+    try:
+        return uuid.UUID(lead_id).version == 5
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class WriteResult:
     lead_id: str
+    etag: str | None
     created: bool
     requests: int
 
@@ -38,59 +54,108 @@ class LeadWriter:
         self._alternate_key = alternate_key
         self._match_columns = tuple(match_columns)
 
-    def write(self, company_id: int, payload: Mapping[str, Any], *, known_id: str | None) -> WriteResult:
-        """Upsert the lead. Raises d365.errors.D365Error subclasses for the caller to classify."""
-        requests = 0
+    def write(self, company_id: int, payload: Mapping[str, Any], *, known_id: str | None, etag: str | None,
+              reserve: Callable[[str], bool]) -> WriteResult:
+        """Upsert the company's lead. `reserve(lead_id)` records a found record as the company's
+        before it is adopted, and answers False when another company holds it.
+        Raises d365.errors.D365Error subclasses for the caller to classify."""
+        counter = _Counter()
         if known_id:
             try:
-                self._client.update_lead(known_id, payload)
-                return WriteResult(known_id, created=False, requests=1)
+                new_etag = self._update_known(known_id, payload, etag, counter)
+                return WriteResult(known_id, new_etag, created=False, requests=counter.n)
             except D365NotFoundError:
-                logger.warning("d365_lead_missing company_id=%s d365_lead_id=%s: recreating", company_id, known_id,
-                               extra={"company_id": company_id, "d365_lead_id": known_id})
-                return self._create(company_id, payload, requests=1)
+                logger.warning("d365_lead_missing company_id=%s d365_lead_id=%s: matching it again", company_id,
+                               known_id, extra={"company_id": company_id, "d365_lead_id": known_id})
 
         key_value = payload.get(self._alternate_key) if self._alternate_key else None
-        if key_value is not None:
-            body = {k: v for k, v in payload.items() if k != self._alternate_key}
-            lead_id = self._client.upsert_lead_by_key({self._alternate_key: key_value}, body)
-            return WriteResult(lead_id, created=False, requests=1)
+        if self._alternate_key and key_value is not None:
+            counter.n += 1
+            lead_id, new_etag, created = self._client.upsert_lead_by_key({self._alternate_key: key_value}, payload)
+            return WriteResult(lead_id, new_etag, created=created, requests=counter.n)
 
+        found = self._find(company_id, payload, counter, reserve)
+        if found:
+            try:
+                counter.n += 1
+                new_etag = self._client.update_lead(found, payload)
+                return WriteResult(found, new_etag, created=False, requests=counter.n)
+            except D365NotFoundError:  # deleted between the lookup and the write
+                pass
+        return self._create(company_id, payload, counter)
+
+    def _update_known(self, lead_id: str, payload: Mapping[str, Any], etag: str | None, counter: _Counter) -> str:
+        """Update with the row version of our last write. A 412 means the record changed since:
+        edited in the CRM, or a write of ours that the store never heard of. Read its current version
+        and write once more: this worker holds the lead, so its data is the newest."""
+        try:
+            counter.n += 1
+            return self._client.update_lead(lead_id, payload, etag=etag)
+        except D365RecordChangedError:
+            counter.n += 2
+            current = self._client.get_lead_etag(lead_id)
+            return self._client.update_lead(lead_id, payload, etag=current)
+
+    def _find(self, company_id: int, payload: Mapping[str, Any], counter: _Counter,
+              reserve: Callable[[str], bool]) -> str | None:
         matches = [(column, payload[column]) for column in self._match_columns if payload.get(column)]
-        if matches:
-            requests += 1
-            found = self._pick(self._client.find_leads(matches), matches, deterministic_lead_id(company_id))
-            if found:
-                try:
-                    self._client.update_lead(found, payload)
-                    return WriteResult(found, created=False, requests=requests + 1)
-                except D365NotFoundError:  # deleted between the lookup and the write
-                    requests += 1
-        return self._create(company_id, payload, requests=requests)
+        if not matches:
+            return None
+        select = [COMPANY_COLUMN] if COMPANY_COLUMN in payload else []
+        counter.n += 1
+        found = self._client.find_leads(matches, select=select)
+        own_id = deterministic_lead_id(company_id)
+        for record in _ranked(found, matches, own_id):
+            lead_id = str(record["leadid"])
+            if _adoptable(record, company_id, own_id) and reserve(lead_id):
+                return lead_id
+        return None
 
-    def _create(self, company_id: int, payload: Mapping[str, Any], *, requests: int) -> WriteResult:
+    def _create(self, company_id: int, payload: Mapping[str, Any], counter: _Counter) -> WriteResult:
         lead_id = deterministic_lead_id(company_id)
         try:
-            self._client.create_lead(lead_id, payload)
+            counter.n += 1
+            new_etag = self._client.create_lead(lead_id, payload)
             logger.info("d365_lead_created company_id=%s d365_lead_id=%s", company_id, lead_id,
                         extra={"company_id": company_id, "d365_lead_id": lead_id})
-            return WriteResult(lead_id, created=True, requests=requests + 1)
+            return WriteResult(lead_id, new_etag, created=True, requests=counter.n)
         except D365DuplicateError as duplicate:
             # Our own earlier create whose answer was lost; or a unique key held by another record,
             # in which case the update below finds nothing and the duplicate error stands.
             try:
-                self._client.update_lead(lead_id, payload)
+                counter.n += 1
+                new_etag = self._client.update_lead(lead_id, payload)
             except D365NotFoundError:
                 raise duplicate from None
-            return WriteResult(lead_id, created=False, requests=requests + 2)
+            return WriteResult(lead_id, new_etag, created=False, requests=counter.n)
 
-    def _pick(self, found: Sequence[Mapping[str, Any]], matches: Sequence[tuple[str, Any]], own_id: str) -> str | None:
-        """Our own record first; else the one matching the first configured column."""
-        ids = [str(record["leadid"]) for record in found]
-        if own_id in ids:
-            return own_id
-        for column, value in matches:
-            for record in found:
-                if str(record.get(column) or "").casefold() == str(value).casefold():
-                    return str(record["leadid"])
-        return ids[0] if ids else None
+
+class _Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def _ranked(found: Sequence[Mapping[str, Any]], matches: Sequence[tuple[str, Any]],
+            own_id: str) -> list[Mapping[str, Any]]:
+    """Our own record first; then the records that really match, by the first configured column
+    they match on, in the lookup's (stable) order. A record that matches no column is dropped."""
+    own = [r for r in found if str(r.get("leadid")) == own_id]
+    ranked = list(own)
+    for column, value in matches:
+        wanted = str(value).casefold()
+        ranked += [r for r in found
+                   if r not in ranked and str(r.get(column) or "").casefold() == wanted]
+    return ranked
+
+
+def _adoptable(record: Mapping[str, Any], company_id: int, own_id: str) -> bool:
+    """Never another company's record: not one stamped with another company id, not one whose id is
+    another company's derived id. (One held by another company in the store is refused by `reserve`.)
+    A record made by hand in the CRM, with no company id, may be adopted."""
+    lead_id = str(record.get("leadid"))
+    if lead_id == own_id:
+        return True
+    stamped = record.get(COMPANY_COLUMN)
+    if stamped is not None and stamped != company_id:
+        return False
+    return not is_deterministic_id(lead_id)

@@ -1,35 +1,48 @@
-"""The push use case: one lead message -> one Dataverse write (or none) -> its recorded outcome.
+"""The push use case: one queue message -> the company's newest lead written to Dataverse (or
+nothing to do) -> its recorded outcome.
 
-Safe to run twice for the same message: the lead's lock serialises workers, an older version is
-skipped, an unchanged payload costs no request, and every write is an idempotent upsert.
+Safe to run any number of times, on any number of workers: the lead is leased in PostgreSQL for
+the push, a write never starts after the lease's deadline, the newest stored version is the one
+written, an unchanged payload costs no request, and every write is conditional. Whatever fails is
+classified and recorded here; `push` raises only `StoreUnavailable` when PostgreSQL cannot even
+claim the lead.
 """
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
-from typing import Callable
+from typing import Any
 
-from d365.errors import D365APIError, D365Error, D365RateLimitError
+from d365.deadline import deadline
 from d365.mapping import ChoiceOverrides, MappedLead, map_lead, payload_fingerprint
 from d365.schema_cache import SchemaCache
+from d365.throttle import ThrottleGate
+from shared.failures import Failure, classify
 from shared.lead_writer import LeadWriter
-from shared.messages import LeadMessage
-from shared.redact import redact
-from shared.store import Attempt, LeadSession, LeadStore
+from shared.messages import LeadMessage, LeadRef
+from shared.store import Attempt, ClaimStatus, LeadState, LeadStore
 
 logger = logging.getLogger(__name__)
 
-# Dataverse's "Invalid property ... was found in entity": a column we believed the org had is gone.
-_INVALID_PROPERTY_CODES = {"0x80048d19", "0x0"}
+LEASE_MARGIN_SECONDS = 15.0  # a push stops calling Dataverse this long before its lease ends
+
+
+def push_deadline_seconds(lease_seconds: float) -> float:
+    """How long a push may call Dataverse: its lease, less a margin for recording the outcome and
+    for clocks (the lease's end is PostgreSQL's time, the deadline this process's)."""
+    return lease_seconds - min(LEASE_MARGIN_SECONDS, lease_seconds / 4)
 
 
 class Action(str, Enum):
     DONE = "done"          # acknowledge the message
     POISON = "poison"      # can never succeed: to the poison queue, then acknowledge
-    DEFER = "defer"        # throttled: re-enqueue after `delay_seconds`, then acknowledge
+    DEFER = "defer"        # throttled or leased: re-enqueue after `delay_seconds`, then acknowledge
     RETRY = "retry"        # transient: let the runtime deliver it again
 
 
@@ -51,60 +64,109 @@ class LeadPusher:
         schema: SchemaCache,
         choice_overrides: ChoiceOverrides | None,
         max_dequeue_count: int,
+        lease_seconds: float,
+        inline_wait_seconds: float = 5.0,
+        throttle: ThrottleGate | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        rng: random.Random | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
         self._schema = schema
         self._overrides = choice_overrides
         self._max_dequeue_count = max_dequeue_count
+        self._lease_seconds = lease_seconds
+        self._inline_wait = inline_wait_seconds
+        self._throttle = throttle
         self._clock = clock
+        self._rng = rng or random.Random()
         self._reported_missing: set[str] = set()
         self._reported_lock = threading.Lock()
 
-    def push(self, message: LeadMessage, *, dequeue_count: int) -> PushResult:
-        """Raises StoreUnavailable (transient) when PostgreSQL cannot record the attempt."""
+    def push(self, ref: LeadRef | LeadMessage, *, dequeue_count: int) -> PushResult:
+        """Raises StoreUnavailable (transient) when PostgreSQL cannot record or claim the lead."""
+        if isinstance(ref, LeadMessage):
+            ref = ref.ref()
         started = self._clock()
-        context = {"company_id": message.company_id, "correlation_id": message.correlation_id,
-                   "dequeue_count": dequeue_count}
-        with self._store.lead_session(message.company_id) as session:
-            state = session.claim(message)
+        context: dict[str, Any] = {"company_id": ref.company_id, "correlation_id": ref.correlation_id,
+                                   "dequeue_count": dequeue_count}
+        if ref.accepted is not None:
+            self._store.record_queued([ref.accepted])
+        claim = self._store.claim(ref.company_id, lease_seconds=self._lease_seconds)
+        if self._throttle is not None and claim.throttled_for_seconds > 0:
+            self._throttle.merge(time.time() + claim.throttled_for_seconds)
+        if claim.status is ClaimStatus.UNKNOWN:
+            reason = f"no lead was accepted for company {ref.company_id}"
+            logger.error("d365_push_failed company_id=%s: %s", ref.company_id, reason, extra=context)
+            return PushResult(Action.POISON, "failed", reason)
+        if claim.status is ClaimStatus.LEASED:
+            delay = max(claim.leased_for_seconds, 1.0) * self._rng.uniform(1.0, 1.2)
+            logger.info("d365_push_leased company_id=%s: another worker holds the lead; again in %.0f s",
+                        ref.company_id, delay, extra=context)
+            return PushResult(Action.DEFER, "leased", delay_seconds=delay)
+        assert claim.token is not None and claim.state is not None
+        attempt = _AttemptFactory(started, self._clock, ref.correlation_id, dequeue_count)
+        try:
+            return self._push_claimed(ref, claim.token, claim.state, claim.throttled_for_seconds, attempt, context)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded, none escapes
+            return self._failed(ref, claim.token, claim.state, classify(exc), attempt, dequeue_count, context, exc)
 
-            def attempt(outcome: str, **fields) -> Attempt:
-                return Attempt(outcome=outcome, duration_ms=(self._clock() - started) * 1000,
-                               correlation_id=message.correlation_id, dequeue_count=dequeue_count, **fields)
+    def _push_claimed(self, ref: LeadRef, token: str, state: LeadState, throttled_for: float,
+                      attempt: _AttemptFactory, context: dict[str, Any]) -> PushResult:
+        company_id, version = ref.company_id, state.queued_version
+        if state.failed_version is not None and state.failed_version >= version:
+            self._store.release(company_id, token, attempt("skipped", d365_lead_id=state.d365_lead_id))
+            logger.info("d365_push_skipped company_id=%s: the newest version failed finally; replay it to retry",
+                        company_id, extra=context)
+            return PushResult(Action.DONE, "skipped", d365_lead_id=state.d365_lead_id)
+        if state.synced_version is not None and state.synced_version >= version:
+            outcome = "skipped" if ref.version < state.synced_version else "unchanged"
+            self._store.release(company_id, token, attempt(outcome, d365_lead_id=state.d365_lead_id))
+            logger.info("d365_push_%s company_id=%s: the newest version is already synced", outcome, company_id,
+                        extra=context)
+            return PushResult(Action.DONE, outcome, d365_lead_id=state.d365_lead_id)
+        if throttled_for > self._inline_wait:
+            self._store.release(company_id, token, attempt("deferred"))
+            logger.info("d365_push_deferred company_id=%s: Dataverse is throttling every worker for %.0f s",
+                        company_id, throttled_for, extra={**context, "retry_after": throttled_for})
+            return PushResult(Action.DEFER, "deferred", delay_seconds=throttled_for)
 
-            if state.synced_version is not None and message.version < state.synced_version:
-                session.mark_skipped(attempt("skipped", d365_lead_id=state.d365_lead_id))
-                logger.info("d365_push_skipped company_id=%s: a newer version is already synced", message.company_id,
-                            extra=context)
-                return PushResult(Action.DONE, "skipped", d365_lead_id=state.d365_lead_id)
-
-            mapped = self._map(message, context)
+        with deadline(push_deadline_seconds(self._lease_seconds)):
+            mapped = self._map(state.lead, context)
             fingerprint = payload_fingerprint(mapped.payload)
             warnings = [f"{w.column}: {w.reason}" for w in mapped.warnings]
             if state.d365_lead_id and fingerprint == state.synced_fingerprint:
-                session.mark_synced(attempt("unchanged", d365_lead_id=state.d365_lead_id),
-                                    version=message.version, fingerprint=fingerprint, warnings=warnings)
-                logger.info("d365_push_unchanged company_id=%s", message.company_id, extra=context)
+                self._finish_synced(ref, token, attempt("unchanged", d365_lead_id=state.d365_lead_id), version,
+                                    state.d365_etag, fingerprint, warnings)
+                logger.info("d365_push_unchanged company_id=%s", company_id, extra=context)
                 return PushResult(Action.DONE, "unchanged", d365_lead_id=state.d365_lead_id)
 
-            try:
-                written = self._writer.write(message.company_id, mapped.payload, known_id=state.d365_lead_id)
-            except D365Error as exc:
-                return self._failed(session, exc, attempt, dequeue_count, context)
+            written = self._writer.write(
+                company_id, mapped.payload, known_id=state.d365_lead_id, etag=state.d365_etag,
+                reserve=lambda lead_id: self._store.reserve_lead_id(company_id, token, lead_id))
 
-            outcome = "created" if written.created else "updated"
-            session.mark_synced(attempt(outcome, d365_lead_id=written.lead_id, dataverse_requests=written.requests),
-                                version=message.version, fingerprint=fingerprint, warnings=warnings)
-            duration_ms = (self._clock() - started) * 1000
-            logger.info("d365_push_success company_id=%s d365_lead_id=%s outcome=%s duration_ms=%.1f",
-                        message.company_id, written.lead_id, outcome, duration_ms,
-                        extra={**context, "d365_lead_id": written.lead_id, "duration_ms": duration_ms})
-            return PushResult(Action.DONE, outcome, d365_lead_id=written.lead_id)
+        outcome = "created" if written.created else "updated"
+        self._finish_synced(ref, token, attempt(outcome, d365_lead_id=written.lead_id,
+                                                dataverse_requests=written.requests),
+                            version, written.etag, fingerprint, warnings)
+        duration_ms = attempt.elapsed_ms()
+        logger.info("d365_push_success company_id=%s d365_lead_id=%s outcome=%s duration_ms=%.1f",
+                    company_id, written.lead_id, outcome, duration_ms,
+                    extra={**context, "d365_lead_id": written.lead_id, "duration_ms": duration_ms,
+                           "outcome": outcome})
+        return PushResult(Action.DONE, outcome, d365_lead_id=written.lead_id)
 
-    def _map(self, message: LeadMessage, context: dict) -> MappedLead:
-        mapped = map_lead(message.lead, self._schema.get(), choice_overrides=self._overrides)
+    def _finish_synced(self, ref: LeadRef, token: str, attempt: Attempt, version: datetime, etag: str | None,
+                       fingerprint: str, warnings: list[str]) -> None:
+        if not self._store.finish_synced(ref.company_id, token, attempt, version=version, etag=etag,
+                                         fingerprint=fingerprint, warnings=warnings):
+            # The write was sent within the lease; the lead's next holder re-decides from the store
+            # (and meets a 412 if our write changed the record's version).
+            logger.warning("lease_lost company_id=%s: the lead's lease ended before its outcome was recorded",
+                           ref.company_id, extra={"company_id": ref.company_id})
+
+    def _map(self, lead: LeadMessage, context: dict[str, Any]) -> MappedLead:
+        mapped = map_lead(lead.lead, self._schema.get(), choice_overrides=self._overrides)
         with self._reported_lock:
             new = [c for c in mapped.missing_columns if c not in self._reported_missing]
             self._reported_missing.update(new)
@@ -112,42 +174,53 @@ class LeadPusher:
             logger.warning("d365_column_missing column=%s: the org has no such column; it is not sent", column,
                            extra={"column": column})
         for warning in mapped.warnings:
-            logger.warning("d365_mapping_warning company_id=%s column=%s: %s", message.company_id, warning.column,
+            logger.warning("d365_mapping_warning company_id=%s column=%s: %s", lead.company_id, warning.column,
                            warning.reason, extra={**context, "column": warning.column})
         return mapped
 
-    def _failed(self, session: LeadSession, exc: D365Error, attempt, dequeue_count: int, context: dict) -> PushResult:
-        reason = _describe(exc)
-        details = {"http_status": exc.status, "error_code": exc.code or None, "error": reason}
-        if isinstance(exc, D365RateLimitError):
-            session.mark_deferred(attempt("deferred", **details))
-            logger.warning("d365_rate_limit company_id=%s retry_after=%s: re-enqueued", context["company_id"],
-                           exc.retry_after, extra={**context, "retry_after": exc.retry_after})
-            return PushResult(Action.DEFER, "deferred", reason, delay_seconds=exc.retry_after)
-
-        transient = exc.transient
-        if isinstance(exc, D365APIError) and exc.status == 400 and exc.code in _INVALID_PROPERTY_CODES \
-                and "Invalid property" in (exc.message or ""):
-            # Our cached metadata is stale: read it again, and the next attempt leaves the column out.
+    def _failed(self, ref: LeadRef, token: str, state: LeadState, failure: Failure, attempt: _AttemptFactory,
+                dequeue_count: int, context: dict[str, Any], exc: Exception) -> PushResult:
+        details = {"http_status": failure.http_status, "error_code": failure.error_code, "error": failure.reason,
+                   "service_request_id": failure.service_request_id}
+        log_extra = {**context, "http_status": failure.http_status, "error_code": failure.error_code,
+                     "service_request_id": failure.service_request_id}
+        if failure.retry_after is not None:
+            delay = failure.retry_after
+            self._store.release(ref.company_id, token, attempt("deferred", **details))
+            logger.warning("d365_rate_limit company_id=%s retry_after=%s: re-enqueued", ref.company_id, delay,
+                           extra={**log_extra, "retry_after": delay})
+            return PushResult(Action.DEFER, "deferred", failure.reason, delay_seconds=delay)
+        if failure.stale_schema:
             self._schema.invalidate()
-            transient = True
 
-        final = not transient or dequeue_count >= self._max_dequeue_count
-        session.mark_failure(attempt("failed" if final else "error",
-                                     failure_class="transient" if transient else "permanent", **details),
-                             final=final)
-        log = logger.error if final else logger.warning
+        final = not failure.transient or dequeue_count >= self._max_dequeue_count
+        outcome = "failed" if final else "error"
+        self._store.finish_failure(ref.company_id, token, attempt(outcome, failure_class=failure.failure_class,
+                                                                  **details),
+                                   version=state.queued_version, final=final)
         event = "d365_push_failed" if final else "d365_push_error"
-        log("%s company_id=%s status=%s code=%s: %s", event, context["company_id"], exc.status, exc.code, reason,
-            extra={**context, "http_status": exc.status, "error_code": exc.code})
-        if not transient:
-            return PushResult(Action.POISON, "failed", reason)
-        return PushResult(Action.RETRY, "failed" if final else "error", reason)
+        (logger.error if final else logger.warning)(
+            "%s company_id=%s status=%s code=%s request_id=%s: %s", event, ref.company_id, failure.http_status,
+            failure.error_code, failure.service_request_id, failure.reason,
+            extra={**log_extra, "outcome": outcome},
+            exc_info=exc if failure.reason.startswith("unexpected") else None)
+        if not failure.transient:
+            return PushResult(Action.POISON, "failed", failure.reason)
+        return PushResult(Action.RETRY, outcome, failure.reason)
 
 
-def _describe(exc: D365Error) -> str:
-    """The reason stored on the lead: what Dataverse said, in words a person can act on, with
-    any contact address in it masked (the reason is served by the status API)."""
-    status = f"HTTP {exc.status}" if exc.status else "no HTTP response"
-    code = f" {exc.code}" if exc.code and exc.code not in ("", "0x0") else ""
-    return redact(f"Dataverse {status}{code}: {exc.message}")[:2000]
+class _AttemptFactory:
+    """Builds the audit row of this delivery's attempt, timed from the start of the push."""
+
+    def __init__(self, started: float, clock: Callable[[], float], correlation_id: str, dequeue_count: int) -> None:
+        self._started = started
+        self._clock = clock
+        self._correlation_id = correlation_id
+        self._dequeue_count = dequeue_count
+
+    def elapsed_ms(self) -> float:
+        return (self._clock() - self._started) * 1000
+
+    def __call__(self, outcome: str, **fields: Any) -> Attempt:
+        return Attempt(outcome=outcome, duration_ms=self.elapsed_ms(), correlation_id=self._correlation_id,
+                       dequeue_count=self._dequeue_count, **fields)

@@ -1,86 +1,132 @@
 -- Every statement the app runs, by name. Loaded by shared/store.py; parameters are %(name)s.
 
 -- name: record_queued
--- A newer version replaces the stored message; an older one only marks the lead queued again.
-INSERT INTO lead_sync (company_id, status, message, queued_version, correlation_id)
-VALUES (%(company_id)s, 'queued', %(message)s, %(version)s, %(correlation_id)s)
+-- A newer version replaces the stored lead and is queued; an older or equal one changes nothing.
+-- A lead a worker holds keeps its status: the worker re-decides it when it lets go.
+INSERT INTO lead_sync (company_id, status, message, queued_version, correlation_id, enqueued_at)
+VALUES (%(company_id)s, 'queued', %(message)s, %(version)s, %(correlation_id)s, now())
 ON CONFLICT (company_id) DO UPDATE SET
-    status = 'queued',
-    message = CASE WHEN EXCLUDED.queued_version >= lead_sync.queued_version
+    status = CASE WHEN lead_sync.lease_until > now() THEN lead_sync.status
+                  WHEN EXCLUDED.queued_version > lead_sync.queued_version THEN 'queued'
+                  ELSE lead_sync.status END,
+    message = CASE WHEN EXCLUDED.queued_version > lead_sync.queued_version
                    THEN EXCLUDED.message ELSE lead_sync.message END,
-    queued_version = GREATEST(lead_sync.queued_version, EXCLUDED.queued_version),
-    correlation_id = EXCLUDED.correlation_id,
+    correlation_id = CASE WHEN EXCLUDED.queued_version > lead_sync.queued_version
+                          THEN EXCLUDED.correlation_id ELSE lead_sync.correlation_id END,
     attempts = CASE WHEN EXCLUDED.queued_version > lead_sync.queued_version
                     THEN 0 ELSE lead_sync.attempts END,
+    queued_version = GREATEST(lead_sync.queued_version, EXCLUDED.queued_version),
+    enqueued_at = now(),
     updated_at = now();
 
 -- name: claim
--- Also creates the row for a message that did not come through our webhook (a replay, a re-send),
--- and keeps the newest version seen, as record_queued does.
-INSERT INTO lead_sync (company_id, status, message, queued_version, correlation_id, last_attempt_at)
-VALUES (%(company_id)s, 'processing', %(message)s, %(version)s, %(correlation_id)s, now())
-ON CONFLICT (company_id) DO UPDATE SET
-    status = 'processing',
-    message = CASE WHEN EXCLUDED.queued_version > lead_sync.queued_version
-                   THEN EXCLUDED.message ELSE lead_sync.message END,
-    queued_version = GREATEST(lead_sync.queued_version, EXCLUDED.queued_version),
-    last_attempt_at = now(),
-    updated_at = now()
-RETURNING d365_lead_id, synced_version, synced_fingerprint, attempts;
+-- Takes the lead for one push unless another worker's lease is still running. `current` is the
+-- row before this statement: it tells a lead that does not exist from one that is leased.
+WITH current AS (
+    SELECT lease_until FROM lead_sync WHERE company_id = %(company_id)s
+), claimed AS (
+    UPDATE lead_sync SET
+        status = 'processing',
+        lease_token = %(token)s,
+        lease_until = now() + make_interval(secs => %(lease_seconds)s),
+        last_attempt_at = now(),
+        updated_at = now()
+    WHERE company_id = %(company_id)s AND (lease_until IS NULL OR lease_until <= now())
+    RETURNING message, queued_version, d365_lead_id, d365_etag, synced_version, synced_fingerprint,
+              failed_version, attempts
+)
+SELECT EXISTS (SELECT 1 FROM current) AS known,
+       EXISTS (SELECT 1 FROM claimed) AS claimed,
+       GREATEST((SELECT lease_until FROM current), now()) - now() AS leased_for,
+       GREATEST((SELECT throttled_until FROM dataverse_throttle WHERE scope = 'dataverse'), now())
+           - now() AS throttled_for,
+       claimed.message, claimed.queued_version, claimed.d365_lead_id::text AS d365_lead_id, claimed.d365_etag,
+       claimed.synced_version, claimed.synced_fingerprint, claimed.failed_version, claimed.attempts
+FROM (SELECT 1) one LEFT JOIN claimed ON true;
 
--- name: mark_synced
--- Synced only once the newest version accepted is written; an older one written while a newer
--- one waits for its retry leaves the lead queued.
+-- name: finish_synced
+-- The claimed version is written. Synced only if it is still the newest: a newer one that came in
+-- meanwhile leaves the lead queued for its own delivery.
 UPDATE lead_sync SET
-    status = CASE WHEN GREATEST(synced_version, %(version)s) >= queued_version THEN 'synced' ELSE 'queued' END,
+    status = CASE WHEN %(version)s >= queued_version THEN 'synced' ELSE 'queued' END,
     d365_lead_id = %(d365_lead_id)s,
+    d365_etag = %(etag)s,
     synced_version = GREATEST(synced_version, %(version)s),
     synced_fingerprint = %(fingerprint)s,
+    failed_version = NULL,
     attempts = attempts + 1,
     last_error = NULL,
     warnings = %(warnings)s,
     last_success_at = now(),
+    lease_token = NULL,
+    lease_until = NULL,
     updated_at = now()
-WHERE company_id = %(company_id)s;
+WHERE company_id = %(company_id)s AND lease_token = %(token)s
+RETURNING company_id
 
--- name: mark_skipped
--- Nothing was written: the lead stays as it was last synced (queued if a newer version waits).
+-- name: release
+-- Nothing was written: the lead goes back to what its versions say (a final failure of its newest
+-- version stays shown, with its reason).
 UPDATE lead_sync SET
-    status = CASE WHEN synced_version >= queued_version THEN 'synced' ELSE 'queued' END,
-    last_error = NULL,
+    status = CASE WHEN failed_version >= queued_version THEN 'failed'
+                  WHEN synced_version >= queued_version THEN 'synced'
+                  ELSE 'queued' END,
+    last_error = CASE WHEN %(error)s::text IS NOT NULL THEN %(error)s ELSE last_error END,
+    lease_token = NULL,
+    lease_until = NULL,
     updated_at = now()
-WHERE company_id = %(company_id)s AND d365_lead_id IS NOT NULL;
+WHERE company_id = %(company_id)s AND lease_token = %(token)s
+RETURNING company_id
 
--- name: mark_deferred
--- Throttled: the message was re-enqueued with a delay; this is not a failed attempt.
+-- name: finish_failure
+-- `failed` marks the claimed version as finally failed; if a newer one came in meanwhile the lead
+-- is queued for it instead.
 UPDATE lead_sync SET
-    status = 'queued',
+    status = CASE WHEN queued_version > %(version)s THEN 'queued' ELSE %(status)s END,
+    failed_version = CASE WHEN %(status)s = 'failed' THEN %(version)s ELSE failed_version END,
+    attempts = attempts + 1,
     last_error = %(error)s,
+    lease_token = NULL,
+    lease_until = NULL,
     updated_at = now()
-WHERE company_id = %(company_id)s;
+WHERE company_id = %(company_id)s AND lease_token = %(token)s
+RETURNING company_id
 
--- name: mark_failure
+-- name: mark_rejected
+-- A message for this lead that can never be processed (a lead the store does not know stays unknown).
 UPDATE lead_sync SET
-    status = %(status)s,
+    status = CASE WHEN lease_until > now() THEN status ELSE 'failed' END,
+    failed_version = queued_version,
     attempts = attempts + 1,
     last_error = %(error)s,
     updated_at = now()
-WHERE company_id = %(company_id)s;
+WHERE company_id = %(company_id)s
+RETURNING company_id
 
 -- name: insert_attempt
+-- Follows a guarded state change as `WITH changed AS (<change>) <insert_attempt>`: the attempt is
+-- audited only when the change happened, and the statement returns a row only then.
 INSERT INTO sync_attempt (
     company_id, outcome, failure_class, http_status, error_code, error, duration_ms,
-    d365_lead_id, dataverse_requests, correlation_id, dequeue_count)
-VALUES (
-    %(company_id)s, %(outcome)s, %(failure_class)s, %(http_status)s, %(error_code)s, %(error)s,
-    %(duration_ms)s, %(d365_lead_id)s, %(dataverse_requests)s, %(correlation_id)s, %(dequeue_count)s);
+    d365_lead_id, dataverse_requests, correlation_id, dequeue_count, service_request_id)
+SELECT
+    changed.company_id, %(outcome)s, %(failure_class)s, %(http_status)s, %(error_code)s, %(error)s,
+    %(duration_ms)s, %(d365_lead_id)s, %(dataverse_requests)s, %(correlation_id)s, %(dequeue_count)s,
+    %(service_request_id)s
+FROM changed
+RETURNING company_id;
 
--- name: lock_lead
--- Session-level: held after the claim's commit, until unlock_all.
-SELECT pg_advisory_lock(%(company_id)s);
+-- name: publish_throttle
+INSERT INTO dataverse_throttle (scope, throttled_until) VALUES ('dataverse', %(until)s)
+ON CONFLICT (scope) DO UPDATE SET
+    throttled_until = GREATEST(dataverse_throttle.throttled_until, EXCLUDED.throttled_until);
 
--- name: unlock_all
-SELECT pg_advisory_unlock_all();
+-- name: reserve_lead_id
+-- Before adopting a record found by lookup: the unique index on d365_lead_id refuses it if another
+-- company holds it.
+UPDATE lead_sync SET d365_lead_id = %(d365_lead_id)s, d365_etag = NULL, updated_at = now()
+WHERE company_id = %(company_id)s AND lease_token = %(token)s
+RETURNING company_id;
 
 -- name: lead_state
 SELECT company_id, status, d365_lead_id::text AS d365_lead_id, attempts, last_error, warnings,
@@ -88,21 +134,30 @@ SELECT company_id, status, d365_lead_id::text AS d365_lead_id, attempts, last_er
 FROM lead_sync WHERE company_id = %(company_id)s;
 
 -- name: reset_for_replay
--- A replayed lead starts over: queued, attempts counted afresh.
-UPDATE lead_sync SET status = 'queued', attempts = 0, updated_at = now()
+-- A replayed lead starts over: queued, attempts counted afresh, its last failure no longer final.
+UPDATE lead_sync SET status = 'queued', attempts = 0, failed_version = NULL, enqueued_at = now(),
+                     updated_at = now()
 WHERE company_id = %(company_id)s;
 
 -- name: claim_stuck
--- Leads left queued or processing too long (a lost or expired message): touched so that two
--- sweeps do not both re-enqueue them, and returned with their newest message.
-UPDATE lead_sync SET status = 'queued', updated_at = now()
+-- Leads left queued, processing or in error too long (a lost or expired message), nobody holding
+-- them, whose message was sent before the oldest one still waiting in the queue: touched so that
+-- two sweeps do not both re-enqueue them, and returned with their newest version.
+UPDATE lead_sync SET
+    status = CASE WHEN status = 'processing' THEN 'queued' ELSE status END,
+    enqueued_at = now(),
+    updated_at = now()
 WHERE company_id IN (
     SELECT company_id FROM lead_sync
-    WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => %(age_seconds)s)
+    WHERE status IN ('queued', 'processing', 'error')
+      AND updated_at < now() - make_interval(secs => %(age_seconds)s)
+      AND (lease_until IS NULL OR lease_until < now())
+      AND (%(oldest_waiting)s::timestamptz IS NULL OR enqueued_at IS NULL
+           OR enqueued_at < %(oldest_waiting)s::timestamptz)
     ORDER BY updated_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
-RETURNING company_id, message;
+RETURNING company_id, queued_version, correlation_id;
 
 -- name: delivery_response
 SELECT response FROM webhook_delivery WHERE delivery_id = %(delivery_id)s;
@@ -112,10 +167,9 @@ INSERT INTO webhook_delivery (delivery_id, response) VALUES (%(delivery_id)s, %(
 ON CONFLICT (delivery_id) DO NOTHING;
 
 -- name: lock_migrations
-SELECT pg_advisory_lock(%(key)s);
-
--- name: unlock_migrations
-SELECT pg_advisory_unlock(%(key)s);
+-- Transaction-scoped: released by the migration's own COMMIT or ROLLBACK, so it works through
+-- PgBouncer's transaction pooling and can never leak.
+SELECT pg_advisory_xact_lock(%(key)s);
 
 -- name: create_migration_table
 CREATE TABLE IF NOT EXISTS schema_migration (

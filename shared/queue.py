@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterator, Sequence
 
 import requests
@@ -135,6 +136,17 @@ class LeadQueues:
             self.ensure()
         except AzureError as exc:
             raise QueueUnavailable(f"queue {self.main.queue_name} unreachable: {exc.message}") from exc
+
+    def oldest_waiting(self) -> datetime | None:
+        """When the message at the front of the lead queue was sent; None for an empty queue.
+        Raises QueueUnavailable."""
+        try:
+            front = list(self.main.peek_messages(max_messages=1))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise QueueUnavailable(f"queue {self.main.queue_name} unreachable: {exc.message}") from exc
+        return front[0].inserted_on if front else None
 
     def depths(self) -> dict[str, int]:
         """Queue name -> approximate message count, for the lead queue and its poison queue (0 for

@@ -22,6 +22,9 @@ __all__ = ["Settings", "SettingsError", "QueueRuntime", "DatabaseAuth"]
 DEFAULT_QUEUE_NAME = "lead-push"
 DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
 DEFAULT_STUCK_AFTER_SECONDS = 900
+DEFAULT_DATABASE_POOL_MAX = 4
+DEFAULT_LEAD_LEASE_SECONDS = 120
+MIN_LEAD_LEASE_SECONDS = 4
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 # 3-56 characters: Storage allows 63, and the poison queue adds "-poison" (7).
@@ -34,6 +37,7 @@ class QueueRuntime:
 
     max_dequeue_count: int = 5
     visibility_timeout_seconds: float = 30.0
+    function_timeout_seconds: float = 300.0
 
 
 class DatabaseAuth(str, Enum):
@@ -52,6 +56,8 @@ class Settings:
     hunter_allow_unsigned: bool = False
     hunter_signature_tolerance_seconds: int = DEFAULT_SIGNATURE_TOLERANCE_SECONDS
     stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
+    database_pool_max: int = DEFAULT_DATABASE_POOL_MAX
+    lead_lease_seconds: int = DEFAULT_LEAD_LEASE_SECONDS
     queue_runtime: QueueRuntime = QueueRuntime()
 
     @property
@@ -79,8 +85,17 @@ class Settings:
                 "HUNTER_SIGNATURE_TOLERANCE_SECONDS", DEFAULT_SIGNATURE_TOLERANCE_SECONDS, int
             ),
             stuck_after_seconds=reader.number("STUCK_LEAD_AFTER_SECONDS", DEFAULT_STUCK_AFTER_SECONDS, int),
+            database_pool_max=reader.number("DATABASE_POOL_MAX", DEFAULT_DATABASE_POOL_MAX, int),
+            lead_lease_seconds=reader.number("LEAD_LEASE_SECONDS", DEFAULT_LEAD_LEASE_SECONDS, int),
             queue_runtime=_read_queue_runtime(host_json, reader.problems),
         )
+        if settings.database_pool_max < 1:
+            reader.problems.append(f"DATABASE_POOL_MAX must be at least 1, got {settings.database_pool_max}")
+        if not MIN_LEAD_LEASE_SECONDS <= settings.lead_lease_seconds < settings.queue_runtime.function_timeout_seconds:
+            reader.problems.append(
+                f"LEAD_LEASE_SECONDS must be at least {MIN_LEAD_LEASE_SECONDS} and shorter than host.json's "
+                f"functionTimeout ({settings.queue_runtime.function_timeout_seconds:.0f} s), "
+                f"got {settings.lead_lease_seconds}")
         if not settings.hunter_webhook_secret and not settings.hunter_allow_unsigned:
             reader.problems.append(
                 "HUNTER_WEBHOOK_SECRET is missing: the secret Hunter signs webhook bodies with "
@@ -116,10 +131,12 @@ def _queue_name(reader: EnvReader, name: str) -> str:
 
 def _read_queue_runtime(path: Path, problems: list[str]) -> QueueRuntime:
     try:
-        queues = json.loads(path.read_text()).get("extensions", {}).get("queues", {})
+        host = json.loads(path.read_text())
+        queues = host.get("extensions", {}).get("queues", {})
         return QueueRuntime(
             max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
             visibility_timeout_seconds=_timespan_seconds(queues.get("visibilityTimeout", "00:00:00")),
+            function_timeout_seconds=_timespan_seconds(host.get("functionTimeout", "00:05:00")),
         )
     except (OSError, ValueError, AttributeError) as exc:
         problems.append(f"{path.name}: cannot read extensions.queues ({exc})")

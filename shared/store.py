@@ -1,7 +1,11 @@
 """PostgreSQL: the sync state of every lead and the audit of every attempt.
 
-All SQL lives in `queries.sql` (by name) and `migrations/` (numbered, forward only). Driver errors
-that mean the database is unreachable become `StoreUnavailable`, a transient error.
+All SQL lives in `queries.sql` (by name) and `migrations/` (numbered, forward only). Every verb is
+one statement in autocommit on a connection borrowed for that statement only: no connection is
+held while Dataverse is called, and nothing depends on session state, so the store works through
+PgBouncer in transaction mode. A lead is owned through a lease on its row (`claim`), and every
+state change after that is guarded by the lease's token. Driver errors that mean the database is
+unreachable become `StoreUnavailable`, a transient error.
 """
 from __future__ import annotations
 
@@ -9,24 +13,31 @@ import json
 import logging
 import re
 import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 
-from shared.errors import StoreUnavailable, TransientError
-from shared.messages import LeadMessage
+from shared.errors import StoreUnavailable
+from shared.messages import LeadMessage, LeadRef
+from shared.pg_connect import PostgresConnector
 
 logger = logging.getLogger(__name__)
 
 _HERE = Path(__file__).resolve().parent
 MIGRATIONS_DIR = _HERE / "migrations"
-_MIGRATION_LOCK = -727_001  # advisory lock key; lead locks use positive company ids
+_MIGRATION_LOCK = -727_001  # advisory lock key of the migrations
+DEFAULT_POOL_MAX = 4
+_DROPPED = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 def _load_queries(path: Path) -> dict[str, str]:
@@ -40,23 +51,43 @@ def _load_queries(path: Path) -> dict[str, str]:
 Q = _load_queries(_HERE / "queries.sql")
 
 
-def _with_attempt(update: str) -> str:
-    """A state change and its audit row as one statement (a data-modifying CTE always runs):
-    atomic in autocommit, one round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT)."""
-    return f"WITH changed AS ({Q[update]}) {Q['insert_attempt']}"
+def _with_attempt(change: str) -> str:
+    """A guarded state change and its audit row as one statement (atomic in autocommit, one round
+    trip); it returns a row only if the change matched."""
+    return f"WITH changed AS ({Q[change]}) {Q['insert_attempt']}"
 
 
-_MARK = {name: _with_attempt(name) for name in ("mark_synced", "mark_skipped", "mark_deferred", "mark_failure")}
+_AUDITED = {name: _with_attempt(name) for name in ("finish_synced", "release", "finish_failure")}
+_AUDIT_ONLY = f"WITH changed AS (SELECT %(company_id)s::bigint AS company_id) {Q['insert_attempt']}"
+
+
+class ClaimStatus(str, Enum):
+    CLAIMED = "claimed"    # this worker holds the lead until its lease ends
+    LEASED = "leased"      # another worker holds it
+    UNKNOWN = "unknown"    # no such lead: nothing was ever accepted for this company
 
 
 @dataclass(frozen=True)
-class SyncState:
+class LeadState:
     """What the store knows of a lead when a worker claims it."""
 
+    lead: LeadMessage            # the newest version accepted
+    queued_version: datetime
     d365_lead_id: str | None
+    d365_etag: str | None
     synced_version: datetime | None
     synced_fingerprint: str | None
+    failed_version: datetime | None
     attempts: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: ClaimStatus
+    token: str | None = None
+    state: LeadState | None = None
+    leased_for_seconds: float = 0.0       # LEASED: how long the other worker's lease still runs
+    throttled_for_seconds: float = 0.0    # how long every worker is to leave Dataverse alone
 
 
 @dataclass(frozen=True)
@@ -73,38 +104,49 @@ class Attempt:
     dataverse_requests: int = 0
     correlation_id: str | None = None
     dequeue_count: int | None = None
+    service_request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StuckLead:
+    company_id: int
+    version: datetime
+    correlation_id: str
 
 
 class _ConnectionPool:
-    """Up to `size` connections, idle ones kept for reuse (psycopg2's own pool closes every
-    connection handed back beyond `minconn`, which made each lead pay for a new backend)."""
+    """At most `size` connections, each lent for one statement; idle ones are kept for reuse."""
 
-    def __init__(self, url: str, size: int) -> None:
-        self._url = url
+    def __init__(self, connect: Callable[[], Any], size: int) -> None:
+        self._connect = connect
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[Any] = []
         self._lock = threading.Lock()
+        self.opened = 0  # connections made so far, for tests and the benchmark
 
     @contextmanager
-    def connection(self) -> Iterator[Any]:
+    def connection(self) -> Iterator[tuple[Any, bool]]:
+        """(connection, reused); a connection that broke is closed, not returned to the pool."""
         with self._slots:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
+            reused = conn is not None
             if conn is None:
-                # lock_timeout: a worker waiting this long for a lead another worker holds gives
-                # up, and the message is retried later.
-                conn = psycopg2.connect(self._url, connect_timeout=5, application_name="lead-push",
-                                        options="-c lock_timeout=30s")
-            keep = False
+                conn = self._connect()
+                conn.autocommit = True
+                with self._lock:
+                    self.opened += 1
             try:
-                yield conn
-                keep = not conn.closed
+                yield conn, reused
+            except _DROPPED:
+                conn.close()
+                raise
             finally:
-                if keep:
+                if not conn.closed:
+                    if conn.status != psycopg2.extensions.STATUS_READY:
+                        conn.rollback()
                     with self._lock:
                         self._idle.append(conn)
-                else:
-                    conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -116,70 +158,76 @@ class _ConnectionPool:
 class LeadStore:
     """Sync state in PostgreSQL, shared by the worker threads of one process."""
 
-    def __init__(self, database_url: str, *, max_connections: int = 32) -> None:
-        self._pool = _ConnectionPool(database_url, max_connections)
+    def __init__(self, database_url: str | None = None, *, connect: Callable[[], Any] | None = None,
+                 pool_max: int = DEFAULT_POOL_MAX) -> None:
+        if connect is None:
+            if database_url is None:
+                raise ValueError("LeadStore needs a database URL or a connection factory")
+            connect = PostgresConnector(database_url).connect
+        self._pool = _ConnectionPool(connect, pool_max)
 
-    # --- connections ------------------------------------------------------------------------
-
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        """A pooled connection; a broken one is discarded and reported as StoreUnavailable."""
-        try:
-            with self._pool.connection() as conn:
-                try:
-                    yield conn
-                except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                    conn.close()
-                    raise
-                finally:
-                    if not conn.closed and conn.status != psycopg2.extensions.STATUS_READY:
-                        conn.rollback()
-        except psycopg2.errors.LockNotAvailable as exc:
-            raise TransientError("another worker holds this lead; retry later") from exc
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
+    @property
+    def connections_opened(self) -> int:
+        return self._pool.opened
 
     def close(self) -> None:
         self._pool.close()
 
-    def _execute(self, name: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
-        return self._execute_sql(Q[name], params, fetch=fetch)
+    def _run(self, statement: str, params: dict[str, Any] | None = None, *, fetch: str | None = None,
+             rows: Sequence[dict[str, Any]] | None = None) -> Any:
+        """One statement, autocommit. A pooled connection that PostgreSQL or PgBouncer closed while
+        idle fails on first use: the statement is then sent once more on a new connection (every
+        statement here is idempotent or guarded, so a second run is harmless)."""
+        for last_try in (False, True):
+            try:
+                with self._pool.connection() as (conn, reused):
+                    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                        if rows is not None:
+                            psycopg2.extras.execute_batch(cur, statement, rows, page_size=100)
+                            return None
+                        cur.execute(statement, params or {})
+                        if fetch == "one":
+                            return cur.fetchone()
+                        if fetch == "all":
+                            return cur.fetchall()
+                        return None
+            except _DROPPED as exc:
+                if last_try or not reused:
+                    raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
+                logger.info("db_reconnect: %s", _first_line(exc))
+        raise AssertionError("unreachable")
 
-    def _execute_sql(self, statement: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
-        with self._connection() as conn, conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(statement, params or {})
-            if fetch == "one":
-                return cur.fetchone()
-            if fetch == "all":
-                return cur.fetchall()
-            return None
+    def _execute(self, name: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
+        return self._run(Q[name], params, fetch=fetch)
 
     # --- schema -----------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        """Apply the numbered migrations not yet applied; safe when several workers start at once."""
-        applied: list[str] = []
-        with self._connection() as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(Q["lock_migrations"], {"key": _MIGRATION_LOCK})
+        """Apply the numbered migrations not yet applied, in one transaction under a
+        transaction-scoped lock: safe when several processes run it at once, through PgBouncer too.
+        Raises StoreUnavailable."""
+        try:
+            with self._pool.connection() as (conn, _):
+                conn.autocommit = False
                 try:
-                    cur.execute(Q["create_migration_table"])
-                    cur.execute(Q["applied_migrations"])
-                    done = {row[0] for row in cur.fetchall()}
-                    for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")):
-                        if path.stem in done:
-                            continue
-                        conn.autocommit = False
-                        with conn:
-                            cur.execute(path.read_text())
-                            cur.execute(Q["record_migration"], {"version": path.stem})
-                        conn.autocommit = True
-                        applied.append(path.stem)
-                        logger.info("db_migration_applied %s", path.stem, extra={"migration": path.stem})
+                    with conn, conn.cursor() as cur:
+                        cur.execute(Q["lock_migrations"], {"key": _MIGRATION_LOCK})
+                        cur.execute(Q["create_migration_table"])
+                        cur.execute(Q["applied_migrations"])
+                        done = {row[0] for row in cur.fetchall()}
+                        applied = []
+                        for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")):
+                            if path.stem not in done:
+                                cur.execute(path.read_text())
+                                cur.execute(Q["record_migration"], {"version": path.stem})
+                                applied.append(path.stem)
                 finally:
-                    conn.autocommit = True
-                    cur.execute(Q["unlock_migrations"], {"key": _MIGRATION_LOCK})
+                    if not conn.closed:
+                        conn.autocommit = True
+        except _DROPPED as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
+        for version in applied:
+            logger.info("db_migration_applied %s", version, extra={"migration": version})
         return applied
 
     def ping(self) -> None:
@@ -189,6 +237,7 @@ class LeadStore:
     # --- intake -----------------------------------------------------------------------------
 
     def record_queued(self, messages: Sequence[LeadMessage]) -> None:
+        """Keep each lead as its company's newest version, if it is newer than the one stored."""
         rows = [
             {
                 "company_id": m.company_id,
@@ -198,8 +247,7 @@ class LeadStore:
             }
             for m in messages
         ]
-        with self._connection() as conn, conn, conn.cursor() as cur:
-            psycopg2.extras.execute_batch(cur, Q["record_queued"], rows, page_size=100)
+        self._run(Q["record_queued"], rows=rows)
 
     def delivery_response(self, delivery_id: str) -> dict | None:
         row = self._execute("delivery_response", {"delivery_id": delivery_id}, fetch="one")
@@ -210,29 +258,70 @@ class LeadStore:
 
     # --- push -------------------------------------------------------------------------------
 
-    @contextmanager
-    def lead_session(self, company_id: int) -> Iterator["LeadSession"]:
-        """Holds the lead's lock for the whole attempt, so one worker at a time writes a lead.
+    def claim(self, company_id: int, *, lease_seconds: float) -> Claim:
+        """Lease the lead for one push, unless another worker holds it. Raises StoreUnavailable."""
+        token = str(uuid.uuid4())
+        row = self._execute("claim", {"company_id": company_id, "token": token, "lease_seconds": lease_seconds},
+                            fetch="one")
+        throttled_for = row["throttled_for"].total_seconds() if row["throttled_for"] is not None else 0.0
+        if not row["known"]:
+            return Claim(ClaimStatus.UNKNOWN, throttled_for_seconds=throttled_for)
+        if not row["claimed"]:
+            leased_for = row["leased_for"].total_seconds() if row["leased_for"] is not None else 0.0
+            return Claim(ClaimStatus.LEASED, leased_for_seconds=leased_for, throttled_for_seconds=throttled_for)
+        state = LeadState(
+            lead=LeadMessage.from_data(row["message"]),
+            queued_version=row["queued_version"],
+            d365_lead_id=row["d365_lead_id"],
+            d365_etag=row["d365_etag"],
+            synced_version=row["synced_version"],
+            synced_fingerprint=row["synced_fingerprint"],
+            failed_version=row["failed_version"],
+            attempts=row["attempts"],
+        )
+        return Claim(ClaimStatus.CLAIMED, token=token, state=state, throttled_for_seconds=throttled_for)
 
-        A session-level advisory lock on a dedicated connection: other leads are not blocked,
-        and a connection that dies releases the lock with it.
-        """
-        with self._connection() as conn:
-            conn.autocommit = True  # every verb is one statement; no BEGIN/COMMIT round trips
-            try:
-                yield LeadSession(conn, company_id)
-            finally:
-                if not conn.closed:
-                    with conn.cursor() as cur:
-                        cur.execute(Q["unlock_all"])
-                    conn.autocommit = False
+    def finish_synced(self, company_id: int, token: str, attempt: Attempt, *, version: datetime, etag: str | None,
+                      fingerprint: str, warnings: Sequence[str]) -> bool:
+        """Record the claimed version as written and let go. False when the lease was lost."""
+        return self._audited("finish_synced", company_id, token, attempt, version=version, etag=etag,
+                             fingerprint=fingerprint, warnings=json.dumps(list(warnings)))
+
+    def release(self, company_id: int, token: str, attempt: Attempt) -> bool:
+        """Let go without a write (skipped, unchanged elsewhere, deferred). False when the lease was lost."""
+        return self._audited("release", company_id, token, attempt)
+
+    def finish_failure(self, company_id: int, token: str, attempt: Attempt, *, version: datetime,
+                       final: bool) -> bool:
+        """Record a failed attempt at the claimed version and let go. False when the lease was lost."""
+        return self._audited("finish_failure", company_id, token, attempt, version=version,
+                             status="failed" if final else "error")
+
+    def _audited(self, change: str, company_id: int, token: str | None, attempt: Attempt, **params: Any) -> bool:
+        row = self._run(_AUDITED[change], {"company_id": company_id, "token": token, **params,
+                                           **_attempt_params(attempt)}, fetch="one")
+        return row is not None
 
     def record_rejected_message(self, company_id: int, reason: str, *, dequeue_count: int | None) -> None:
         """A message for this lead that can never be processed: audited, and the lead marked failed."""
         attempt = Attempt(outcome="failed", failure_class="permanent", error=reason, duration_ms=0.0,
                           dequeue_count=dequeue_count)
-        self._execute_sql(_MARK["mark_failure"], {"company_id": company_id, "status": "failed", "error": reason,
-                                                  **_attempt_params(attempt)})
+        self._execute("mark_rejected", {"company_id": company_id, "error": reason})
+        self._run(_AUDIT_ONLY, {"company_id": company_id, **_attempt_params(attempt)})
+
+    def publish_throttle(self, until: datetime) -> None:
+        """Every worker of every instance leaves Dataverse alone until `until`."""
+        self._execute("publish_throttle", {"until": until})
+
+    def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
+        """Record `lead_id` as this company's Dataverse record before adopting it. False when another
+        company holds it, or the lease was lost."""
+        try:
+            row = self._execute("reserve_lead_id", {"company_id": company_id, "token": token,
+                                                    "d365_lead_id": lead_id}, fetch="one")
+        except psycopg2.errors.UniqueViolation:
+            return False
+        return row is not None
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -244,52 +333,18 @@ class LeadStore:
     def reset_for_replay(self, company_id: int) -> None:
         self._execute("reset_for_replay", {"company_id": company_id})
 
-    def claim_stuck(self, *, age_seconds: int, limit: int = 500) -> list[tuple[int, dict]]:
-        rows = self._execute("claim_stuck", {"age_seconds": age_seconds, "limit": limit}, fetch="all")
-        return [(row["company_id"], row["message"]) for row in rows]
+    def claim_stuck(self, *, age_seconds: int, oldest_waiting: datetime | None = None,
+                    limit: int = 500) -> list[LeadRef]:
+        """Leads to send again: stale, unheld, and not possibly still waiting behind `oldest_waiting`
+        (the insertion time of the oldest message in the queue)."""
+        rows = self._execute("claim_stuck", {"age_seconds": age_seconds, "oldest_waiting": oldest_waiting,
+                                             "limit": limit}, fetch="all")
+        return [LeadRef(company_id=row["company_id"], version=row["queued_version"],
+                        correlation_id=row["correlation_id"] or "") for row in rows]
 
     def count_by_status(self) -> dict[str, int]:
         """Status -> number of leads in it (statuses with none are absent). Raises StoreUnavailable."""
         return {row["status"]: row["leads"] for row in self._execute("count_by_status", fetch="all")}
-
-
-class LeadSession:
-    """The verbs of one attempt at one lead, under the lead's lock; each verb is one statement."""
-
-    def __init__(self, conn: Any, company_id: int) -> None:
-        self._conn = conn
-        self.company_id = company_id
-
-    def _mark(self, name: str, attempt: Attempt, **params: Any) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute(_MARK[name], {"company_id": self.company_id, **params, **_attempt_params(attempt)})
-
-    def claim(self, message: LeadMessage) -> SyncState:
-        """Takes the lead's lock (waiting for another worker to finish it), marks it processing."""
-        with self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(Q["lock_lead"], {"company_id": self.company_id})
-            cur.execute(Q["claim"], {"company_id": self.company_id, "message": message.to_json(),
-                                     "version": message.version, "correlation_id": message.correlation_id})
-            row = cur.fetchone()
-        return SyncState(
-            d365_lead_id=str(row["d365_lead_id"]) if row["d365_lead_id"] else None,
-            synced_version=row["synced_version"],
-            synced_fingerprint=row["synced_fingerprint"],
-            attempts=row["attempts"],
-        )
-
-    def mark_synced(self, attempt: Attempt, *, version: datetime, fingerprint: str, warnings: Sequence[str]) -> None:
-        self._mark("mark_synced", attempt, version=version, fingerprint=fingerprint,
-                   warnings=json.dumps(list(warnings)))
-
-    def mark_skipped(self, attempt: Attempt) -> None:
-        self._mark("mark_skipped", attempt)
-
-    def mark_deferred(self, attempt: Attempt) -> None:
-        self._mark("mark_deferred", attempt)
-
-    def mark_failure(self, attempt: Attempt, *, final: bool) -> None:
-        self._mark("mark_failure", attempt, status="failed" if final else "error")
 
 
 def _attempt_params(attempt: Attempt) -> dict[str, Any]:
@@ -304,6 +359,7 @@ def _attempt_params(attempt: Attempt) -> dict[str, Any]:
         "dataverse_requests": attempt.dataverse_requests,
         "correlation_id": attempt.correlation_id,
         "dequeue_count": attempt.dequeue_count,
+        "service_request_id": attempt.service_request_id,
     }
 
 

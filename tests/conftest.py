@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import psycopg2
 import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from local import services
+from shared.migrate import migrate
 from local.emulators.control_client import EmulatorControl as Emulator
 from local.services import ManagedProcess, PostgresServer
 
@@ -71,9 +73,10 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def database_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh, empty database for this session (the app's migrations are not applied)."""
+    """A fresh database for this session, migrated as deployment does (`shared.migrate`)."""
     name = f"leadpush_test_{secrets.token_hex(4)}"
     url = services.create_database(postgres_server.url, name)
+    migrate(url)
     yield url
     services.drop_database(postgres_server.url, name)
 
@@ -163,6 +166,11 @@ def app_env(request: pytest.FixtureRequest, azurite: Azurite, database_url: str)
     Dataverse emulator reached through the managed-identity emulator (or, with
     D365_AUTH_MODE="client_secret", the authority emulator), HUNTER_WEBHOOK_SECRET set. An override of None removes the setting. Emulators are started only when needed.
     """
+
+    # The session database is shared; Dataverse throttling recorded by an earlier test is not this one's.
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM dataverse_throttle")
+    conn.close()
 
     def build(dataverse: Emulator | None = None, *, queue_name: str | None = None, **overrides: str | None) -> dict[str, str]:
         env: dict[str, str] = {

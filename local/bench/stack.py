@@ -14,6 +14,7 @@ from typing import Iterator
 import psycopg2
 
 from local import services
+from shared.migrate import migrate
 from local.services import ManagedProcess
 from local.emulators.control_client import EmulatorControl
 from shared.container import Container
@@ -121,6 +122,7 @@ def running_stack() -> Iterator[Stack]:
         name = f"leadpush_bench_{secrets.token_hex(4)}"
         database_url = services.create_database(server.url, name)
         exits.callback(services.drop_database, server.url, name)
+        migrate(database_url)
 
         identity = services.start_identity_emulator(identity_header=IDENTITY_HEADER)
         exits.callback(identity.stop)

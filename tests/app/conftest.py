@@ -27,6 +27,12 @@ class Pipeline:
     def message(self, lead: dict, *, received_at: datetime | None = None) -> LeadMessage:
         return LeadMessage(lead=lead, correlation_id="test", received_at=received_at or datetime.now(timezone.utc))
 
+    def accept(self, lead: dict) -> str:
+        """Record the lead as the webhook does; returns its queue message."""
+        message = self.message(lead)
+        self.container.store.record_queued([message])
+        return message.to_wire()
+
     def push(self, lead: dict, *, dequeue_count: int = 1) -> PushResult:
         return self.container.pusher.push(self.message(lead), dequeue_count=dequeue_count)
 

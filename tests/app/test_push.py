@@ -163,7 +163,7 @@ def test_permanent_rejection_fails_once_poisons_and_replays(pipeline, dataverse,
     emulator.control("POST", "rules", json={"column": "companyname", "equals": "company1010", "status": 400,
                                             "code": "0x80040265",
                                             "message": "Plug-in rejected the lead of it@company1010.example"})
-    wire = p.message(lead(1010)).to_wire()
+    wire = p.accept(lead(1010))
 
     result = p.deliver(wire, dequeue_count=1)
 
@@ -192,7 +192,7 @@ def test_long_throttle_defers_without_counting_an_attempt(pipeline, dataverse, d
     p = pipeline(emulator, D365_INLINE_RETRY_AFTER_SECONDS="1")
     p.container.pusher._schema.get()
     emulator.set_faults(script=[{"status": 429, "retry_after": 30}])
-    wire = p.message(lead(1011)).to_wire()
+    wire = p.accept(lead(1011))
 
     result = p.deliver(wire)
 
@@ -209,7 +209,7 @@ def test_transient_failure_records_error_then_failed_on_last_delivery(pipeline, 
     p = pipeline(emulator)
     p.container.pusher._schema.get()
     emulator.set_faults(server_error=1.0)
-    wire = p.message(lead(1012)).to_wire()
+    wire = p.accept(lead(1012))
 
     first = p.deliver(wire, dequeue_count=1)
     assert isinstance(first, RetryLater)
@@ -244,7 +244,7 @@ def test_malformed_message_goes_to_poison_at_once(pipeline, dataverse, database_
     assert emulator.leads() == []
 
 
-def test_older_version_written_while_a_newer_one_waits_leaves_the_lead_queued(pipeline, dataverse, database_url):
+def test_a_delivery_of_an_older_version_writes_the_newest_one_stored(pipeline, dataverse, database_url):
     emulator = dataverse("mvp")
     p = pipeline(emulator, D365_MATCH_COLUMNS="none")
     p.container.pusher._schema.get()
@@ -254,10 +254,12 @@ def test_older_version_written_while_a_newer_one_waits_leaves_the_lead_queued(pi
     # the newer version's write commits, but its answer and both retries are lost: it waits to be retried
     emulator.set_faults(script=[{"drop": "after_commit"}, {"drop": "before"}, {"drop": "before"}])
     assert p.push(newer).action is Action.RETRY
-    # meanwhile the older version is written
+    # the older version's message arrives meanwhile: it writes what is newest, never its own data
     assert p.push(older).outcome == "updated"
-    assert sync_rows(database_url, [1014])[1014]["status"] == "queued"  # not synced: a newer one waits
+    assert sync_rows(database_url, [1014])[1014]["status"] == "synced"
+    assert records(emulator, 1014)[0]["hnt_finalscore"] == 90
 
-    assert p.push(newer, dequeue_count=2).outcome == "updated"
+    # the newer version's retry then finds nothing left to do
+    assert p.push(newer, dequeue_count=2).outcome == "unchanged"
     assert sync_rows(database_url, [1014])[1014]["status"] == "synced"
     assert records(emulator, 1014)[0]["hnt_finalscore"] == 90

@@ -12,14 +12,20 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from shared.messages import LeadMessage
+from shared.store import LeadStore
 from tests.app.helpers import lead, queue_length, sync_rows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _poison(env, company_id: int) -> None:
-    """A lead message in the poison queue, as the runtime leaves it (wire text, already base64)."""
-    wire = LeadMessage(lead=lead(company_id), correlation_id="r", received_at=datetime.now(timezone.utc)).to_wire()
+    """A lead accepted at the webhook whose message is in the poison queue, as the runtime leaves it
+    (wire text, already base64)."""
+    message = LeadMessage(lead=lead(company_id), correlation_id="r", received_at=datetime.now(timezone.utc))
+    store = LeadStore(env["DATABASE_URL"], pool_max=1)
+    store.record_queued([message])
+    store.close()
+    wire = message.to_wire()
     poison = QueueClient.from_connection_string(env["AzureWebJobsStorage"], env["LEAD_QUEUE_NAME"] + "-poison")
     try:
         poison.create_queue()

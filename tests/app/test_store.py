@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from local import services
-from shared.messages import LeadMessage
+from shared.messages import LeadMessage, LeadRef
 from shared.settings import Settings, SettingsError
 from shared.store import LeadStore
 from shared.sweep import requeue_stuck_leads
@@ -25,7 +25,7 @@ def empty_database(postgres_server):
 
 
 def test_migrations_apply_once_when_workers_start_together(empty_database):
-    stores = [LeadStore(empty_database, max_connections=2) for _ in range(4)]
+    stores = [LeadStore(empty_database, pool_max=2) for _ in range(4)]
     applied: list[list[str]] = []
     threads = [threading.Thread(target=lambda s=s: applied.append(s.migrate())) for s in stores]
     for t in threads:
@@ -33,16 +33,16 @@ def test_migrations_apply_once_when_workers_start_together(empty_database):
     for t in threads:
         t.join()
 
-    assert sorted(len(a) for a in applied) == [0, 0, 0, 1]
+    assert sorted(len(a) for a in applied) == [0, 0, 0, 2]
     with psycopg2.connect(empty_database) as conn, conn.cursor() as cur:
-        cur.execute("SELECT version FROM schema_migration")
-        assert [r[0] for r in cur.fetchall()] == ["001_lead_sync"]
+        cur.execute("SELECT version FROM schema_migration ORDER BY version")
+        assert [r[0] for r in cur.fetchall()] == ["001_lead_sync", "002_leases"]
     for s in stores:
         s.close()
 
 
 def test_a_synced_row_without_a_dataverse_id_is_refused_by_the_schema(empty_database):
-    store = LeadStore(empty_database, max_connections=1)
+    store = LeadStore(empty_database, pool_max=1)
     store.migrate()
     store.close()
     with psycopg2.connect(empty_database) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.CheckViolation):
@@ -63,7 +63,7 @@ def test_missing_settings_are_named_together():
 def test_sweeper_requeues_leads_stuck_in_queued(empty_database, azurite):
     from shared.queue import LeadQueues
 
-    store = LeadStore(empty_database, max_connections=2)
+    store = LeadStore(empty_database, pool_max=2)
     store.migrate()
     queues = LeadQueues(azurite.connection_string, f"sweep-{secrets.token_hex(4)}")
     message = LeadMessage(lead=lead(7001), correlation_id="c", received_at=datetime.now(timezone.utc))
@@ -73,5 +73,21 @@ def test_sweeper_requeues_leads_stuck_in_queued(empty_database, azurite):
     assert requeue_stuck_leads(store=store, queues=queues, age_seconds=0) == 1
 
     texts = [m.content for m in queues.main.peek_messages(max_messages=5)]
-    assert [LeadMessage.from_wire(t.encode()).company_id for t in texts] == [7001]
+    assert [LeadRef.from_wire(t.encode()).company_id for t in texts] == [7001]
+    store.close()
+
+
+def test_sweeper_leaves_alone_a_lead_whose_message_may_still_wait_in_the_queue(empty_database, azurite):
+    from shared.queue import LeadQueues
+
+    store = LeadStore(empty_database, pool_max=2)
+    store.migrate()
+    queues = LeadQueues(azurite.connection_string, f"sweep-{secrets.token_hex(4)}")
+    queues.send(["backlog"])  # the front of a long queue, sent before the lead
+    store.record_queued([LeadMessage(lead=lead(7002), correlation_id="c", received_at=datetime.now(timezone.utc))])
+
+    assert requeue_stuck_leads(store=store, queues=queues, age_seconds=0) == 0
+
+    queues.main.clear_messages()
+    assert requeue_stuck_leads(store=store, queues=queues, age_seconds=0) == 1
     store.close()

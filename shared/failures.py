@@ -1,0 +1,62 @@
+"""What went wrong in a push, in the terms the push decides by: transient or permanent, a delay if
+Dataverse asked for one, and what to record and tell a person.
+
+Every exception a push can meet comes through `classify`: Dataverse's (token, metadata, write),
+the store's, the mapping's, and anything unforeseen, which counts as transient so that it is
+retried, and ends failed, not lost, once the deliveries run out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from d365.errors import D365Error, D365RateLimitError, is_unknown_column
+from shared.errors import PermanentError, SyncError, TransientError
+from shared.redact import redact
+
+_MAX_REASON = 2000
+
+
+@dataclass(frozen=True)
+class Failure:
+    transient: bool
+    reason: str
+    retry_after: float | None = None      # a 429: how long Dataverse asked us to wait
+    stale_schema: bool = False            # Dataverse refused a column our metadata says exists
+    http_status: int | None = None
+    error_code: str | None = None
+    service_request_id: str | None = None
+
+    @property
+    def failure_class(self) -> str:
+        return "transient" if self.transient else "permanent"
+
+
+def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, D365Error):
+        return _dataverse(exc)
+    if isinstance(exc, TransientError):
+        return Failure(True, _reason(str(exc)))
+    if isinstance(exc, (PermanentError, SyncError)):
+        return Failure(False, _reason(str(exc)))
+    if isinstance(exc, (ValueError, TypeError, KeyError)):
+        # The lead cannot be turned into a payload: no retry changes that.
+        return Failure(False, _reason(f"cannot map the lead: {type(exc).__name__}: {exc}"))
+    return Failure(True, _reason(f"unexpected {type(exc).__name__}: {exc}"))
+
+
+def _dataverse(exc: D365Error) -> Failure:
+    status = f"HTTP {exc.status}" if exc.status else "no HTTP response"
+    code = f" {exc.code}" if exc.code and exc.code != "0x0" else ""
+    common = {"http_status": exc.status, "error_code": exc.code or None, "service_request_id": exc.request_id}
+    reason = _reason(f"Dataverse {status}{code}: {exc.message}")
+    if isinstance(exc, D365RateLimitError):
+        return Failure(True, reason, retry_after=exc.retry_after, **common)
+    if is_unknown_column(exc):
+        # Our cached metadata is stale: read it again, and the next attempt leaves the column out.
+        return Failure(True, reason, stale_schema=True, **common)
+    return Failure(exc.transient, reason, **common)
+
+
+def _reason(text: str) -> str:
+    """In words a person can act on, with any contact address masked (the status API serves it)."""
+    return redact(text)[:_MAX_REASON]
