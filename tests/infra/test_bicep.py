@@ -1,0 +1,178 @@
+"""infra/*.bicep parses, and the templates say what issue 10 and 11 ask: no keys or passwords anywhere, every
+role on the app's identity, local auth off, Entra-only PostgreSQL, the alerts and the workbook."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.infra.bicep_model import INFRA, bicep_files, expression, load, parse
+
+# Built-in role definition ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_bicep_file_parses(path):
+    tree = parse(path)
+
+    assert tree.get("resources") or tree.get("modules"), f"{path.name} declares nothing"
+
+
+def test_main_composes_every_module_and_each_exists():
+    main = load("main.bicep")
+    used = {module["detail"]["path"] for module in main.modules.values()}
+
+    assert used == {f"app/{path.name}" for path in (INFRA / "app").glob("*.bicep")}
+    for relative in used:
+        assert (INFRA / relative).is_file()
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
+def test_loaded_files_exist(path):
+    for relative in re.findall(r"load(?:Text|Json)Content\('([^']+)'\)", path.read_text()):
+        assert (path.parent / relative).is_file(), relative
+
+
+FORBIDDEN = [
+    "listKeys", "listConnectionStrings", "listAccountSas", "listServiceSas", "AccountKey", "DefaultEndpointsProtocol",
+    "SharedAccessSignature", "SharedAccessKey", "administratorLoginPassword", "administratorLogin", "InstrumentationKey=",
+    "clientSecret", "D365_CLIENT_SECRET",
+]
+
+
+@pytest.mark.parametrize("path", sorted(INFRA.rglob("*.bicep")) + sorted(INFRA.rglob("*.json")),
+                         ids=lambda p: str(p.relative_to(INFRA)))
+def test_no_key_connection_string_or_password(path):
+    text = path.read_text()
+
+    assert [word for word in FORBIDDEN if word.lower() in text.lower()] == []
+    # The one connection string: Application Insights', which holds no secret (its local auth is off; the
+    # identity signs telemetry through APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
+    for line in text.splitlines():
+        if "connectionstring" in line.lower():
+            assert re.fullmatch(r"\s*APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights\.properties\.ConnectionString",
+                                line), line
+    assert not re.search(r"password\s*:\s*'", text, re.IGNORECASE)
+
+
+def test_every_role_is_assigned_to_the_apps_identity_on_the_right_resource():
+    rbac = load("app/rbac.bicep")
+    roles = rbac.variable("roles")
+    assignments = rbac.of_type("Microsoft.Authorization/roleAssignments")
+
+    granted = set()
+    for body in assignments.values():
+        if body["properties"]["principalId"] != "identityPrincipalId":
+            continue
+        role_symbol = expression(body["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"])
+        granted.add((roles[role_symbol.split(".", 1)[1]], body["scope"]))
+
+    assert granted == {
+        (STORAGE_BLOB_DATA_OWNER, "storage"),
+        (STORAGE_QUEUE_DATA_CONTRIBUTOR, "storage"),
+        (STORAGE_TABLE_DATA_CONTRIBUTOR, "storage"),
+        (MONITORING_METRICS_PUBLISHER, "applicationInsights"),
+        (KEY_VAULT_SECRETS_USER, "vault"),
+    }
+    main = load("main.bicep")
+    assert expression(main.modules["rbac"]["config"]["params"]["identityPrincipalId"]) == "identity.outputs.principalId"
+
+
+def test_rbac_is_granted_before_the_app_starts():
+    api = load("main.bicep").modules["api"]["config"]
+
+    assert "rbac" in api["dependsOn"]
+
+
+def test_application_insights_and_storage_allow_no_local_or_shared_key_auth():
+    insights = load("app/monitoring.bicep").of_type("Microsoft.Insights/components")
+    storage = load("app/storage.bicep").of_type("Microsoft.Storage/storageAccounts")
+
+    assert [{k.lower(): v for k, v in body["properties"].items()}["disablelocalauth"] for body in insights.values()] == [True]
+    assert [body["properties"]["allowSharedKeyAccess"] for body in storage.values()] == [False]
+
+
+def test_storage_holds_the_lead_queue_and_its_poison_queue():
+    storage = load("app/storage.bicep", {"leadQueueName": "lead-push"})
+    queues = storage.of_type("Microsoft.Storage/storageAccounts/queueServices/queues")
+
+    assert sorted(storage.resolve(body["name"]) for body in queues.values()) == ["lead-push", "lead-push-poison"]
+
+
+def test_postgres_allows_entra_sign_in_only_and_knows_the_apps_identity():
+    postgres = load("app/postgres.bicep")
+    (server,) = postgres.of_type("Microsoft.DBforPostgreSQL/flexibleServers").values()
+    (admin,) = postgres.of_type("Microsoft.DBforPostgreSQL/flexibleServers/administrators").values()
+    pgbouncer = postgres.of_type("Microsoft.DBforPostgreSQL/flexibleServers/configurations")
+
+    assert server["properties"]["authConfig"]["passwordAuth"] == "Disabled"
+    assert server["properties"]["authConfig"]["activeDirectoryAuth"] == "Enabled"
+    assert "administratorLogin" not in server["properties"]
+    assert (admin["name"], admin["properties"]["principalType"], admin["properties"]["principalName"]) == (
+        "appIdentityPrincipalId", "ServicePrincipal", "appIdentityName")
+    assert [body["name"] for body in pgbouncer.values()] == ["pgbouncer.enabled"]
+    call = load("main.bicep").modules["postgres"]["config"]["params"]
+    assert (expression(call["appIdentityName"]), expression(call["appIdentityPrincipalId"])) == (
+        "identity.outputs.name", "identity.outputs.principalId")
+
+
+def test_key_vault_uses_rbac_and_holds_the_webhook_secret():
+    vault = load("app/keyvault.bicep")
+    (body,) = vault.of_type("Microsoft.KeyVault/vaults").values()
+    secrets = vault.of_type("Microsoft.KeyVault/vaults/secrets")
+
+    assert body["properties"]["enableRbacAuthorization"] is True
+    assert "accessPolicies" not in body["properties"]
+    assert [vault.resolve(secret["name"]) for secret in secrets.values()] == ["hunter-webhook-secret"]
+    assert {d["type"] for d in vault.tree["parameters"]["webhookSecret"]["decorators"]} >= {"secure"}
+
+
+ALERT_QUERIES = {
+    "alert-poison-queue.kql", "alert-failed-share.kql", "alert-queue-stalled.kql", "alert-dataverse-throttling.kql",
+}
+
+
+def test_each_alert_runs_its_query_file_and_notifies_the_action_group():
+    alerts = load("app/monitoring-alerts.bicep")
+    rules = alerts.of_type("Microsoft.Insights/scheduledQueryRules")
+    (group,) = alerts.of_type("Microsoft.Insights/actionGroups").values()
+
+    files = set()
+    for body in rules.values():
+        (criterion,) = body["properties"]["criteria"]["allOf"]
+        files.add(criterion["query"]["function"]["parameters"]["file_path"].rsplit("/", 1)[-1])
+        assert expression(body["properties"]["actions"]["actionGroups"]) == ["actionGroup.id"]
+        assert body["properties"]["scopes"] == ["applicationInsightsId"]
+    assert files == ALERT_QUERIES
+    assert "alertEmail" in str(group["properties"]["emailReceivers"])
+
+
+def test_the_failed_share_and_throttling_alerts_use_their_parameters():
+    alerts = load("app/monitoring-alerts.bicep")
+    rules = alerts.of_type("Microsoft.Insights/scheduledQueryRules")
+
+    failed = rules["failedPushShare"]["properties"]
+    throttling = rules["dataverseThrottling"]["properties"]
+    assert (failed["windowSize"], failed["criteria"]["allOf"][0]["threshold"]) == ("PT15M", "failedSharePercentThreshold")
+    periods = throttling["criteria"]["allOf"][0]["failingPeriods"]
+    assert periods == {"numberOfEvaluationPeriods": "throttledWindows", "minFailingPeriodsToAlert": "throttledWindows"}
+
+
+def test_the_workbook_shows_every_panel_from_its_query_file():
+    workbook = load("app/workbook.bicep")
+    (body,) = workbook.of_type("Microsoft.Insights/workbooks").values()
+    text = (INFRA / "app" / "workbook.bicep").read_text()
+
+    assert body["kind"] == "shared"
+    assert body["properties"]["sourceId"] == "applicationInsightsId"
+    panels = re.findall(r"loadTextContent\('\.\./monitoring/queries/(workbook-[a-z-]+\.kql)'\)", text)
+    assert sorted(panels) == sorted(path.name for path in (INFRA / "monitoring" / "queries").glob("workbook-*.kql"))
+    assert {"workbook-throughput.kql", "workbook-outcomes.kql", "workbook-duration.kql", "workbook-queue-depth.kql",
+            "workbook-failed-leads.kql", "workbook-dataverse-errors.kql"} <= set(panels)
+    main = load("main.bicep")
+    assert {"alerts", "workbook"} <= set(main.modules)
