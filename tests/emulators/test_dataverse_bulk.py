@@ -27,8 +27,9 @@ def by_id(api: Api) -> dict[str, dict]:
 
 def test_create_multiple_answers_the_ids_in_input_order(api: Api) -> None:
     chosen = str(uuid.uuid4())
+    targets = [target(subject="a"), target(leadid=chosen, subject="b"), target(subject="c")]
 
-    response = bulk(api, "CreateMultiple", [target(subject="a"), target(leadid=chosen, subject="b"), target(subject="c")])
+    response = bulk(api, "CreateMultiple", targets)
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -51,8 +52,9 @@ def test_update_multiple_answers_204_and_applies_only_the_first_of_repeated_reco
 
 def test_update_multiple_of_a_missing_record_names_it_and_writes_nothing(api: Api) -> None:
     existing, missing = api.create(subject="old"), str(uuid.uuid4())
+    targets = [target(leadid=existing, subject="new"), target(leadid=missing, subject="x")]
 
-    response = bulk(api, "UpdateMultiple", [target(leadid=existing, subject="new"), target(leadid=missing, subject="x")])
+    response = bulk(api, "UpdateMultiple", targets)
 
     assert error_of(response) == (404, "0x80040217", f"lead With Ids = {missing} Do Not Exist")
     assert [r["subject"] for r in api.records()] == ["old"]
@@ -171,8 +173,8 @@ def test_two_targets_with_the_same_new_key_clash(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"Targets": {}}, {"Targets": [{"subject": "no type"}]}, {"Targets": [{"@odata.type": "Microsoft.Dynamics.CRM.account"}]},
-     {"Targets": ["x"]}],
+    [{}, {"Targets": {}}, {"Targets": [{"subject": "no type"}]},
+     {"Targets": [{"@odata.type": "Microsoft.Dynamics.CRM.account"}]}, {"Targets": ["x"]}],
     ids=["no-targets", "not-a-list", "no-type", "wrong-type", "not-an-entity"],
 )
 def test_malformed_targets_are_refused(api: Api, body: dict) -> None:

@@ -91,7 +91,8 @@ def test_concurrent_requests_over_the_limit_are_refused_at_once(api: Api) -> Non
 
     refused = [r for r in responses if r.status_code == 429]
     assert [r.status_code for r in responses].count(200) >= 1 and refused
-    assert {error_of(r)[1:] for r in refused} == {("0x80072326", "Number of concurrent requests exceeded the limit of 1.")}
+    expected = ("0x80072326", "Number of concurrent requests exceeded the limit of 1.")
+    assert {error_of(r)[1:] for r in refused} == {expected}
     assert all(r.headers["Retry-After"] == "1" for r in refused)
     assert throttled(api)["concurrency"] == len(refused)
 

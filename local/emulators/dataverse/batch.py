@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
-from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from local.emulators.dataverse.errors import QUERY_ERROR, ODataError, payload_error

@@ -178,7 +178,7 @@ def _upsert(targets: list[dict], store: LeadStore) -> int:
                 400, UNEXPECTED, f"Targets[{first[identity]}] and Targets[{index}] refer to the same record "
                                  f"({segment.text}); UpsertMultiple needs each record once."))
         first[identity] = index
-    for index, (target, segment) in enumerate(zip(targets, segments)):
+    for index, (target, segment) in enumerate(zip(targets, segments, strict=True)):
         name = segment.text if segment is not None else ""
         try:
             values = _values(store.schema, target, creating=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Mapping
+from collections.abc import Mapping
 
 from local.emulators.dataverse.errors import ENTITY, QUERY_ERROR, ODataError, unknown_property
 from local.emulators.dataverse.odata_filter import parse_filter

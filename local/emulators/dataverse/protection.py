@@ -34,7 +34,7 @@ class Limits:
     execution_ms_per_record: float = 0.0
 
     @classmethod
-    def from_dict(cls, spec: dict[str, Any]) -> "Limits":
+    def from_dict(cls, spec: dict[str, Any]) -> Limits:
         """Raises ValueError for an unknown name or a negative value (window_seconds must be positive)."""
         known = {f.name: f.type for f in fields(cls)}
         unknown = set(spec) - set(known)
