@@ -83,8 +83,10 @@ def test_reused_delivery_id_with_another_body_is_409_and_queues_nothing(host, az
     assert not set(company_ids(queued)) & {511, 512}
 
 
-def test_reused_delivery_id_queues_nothing_more_whatever_the_body(pipeline, dataverse):
-    """The same check without a queue trigger draining the queue: every message stays visible to peek."""
+@pytest.fixture
+def in_process(pipeline, dataverse):
+    """The webhook's use case against Azurite and PostgreSQL with no queue trigger draining the queue,
+    so every message sent stays visible to peek: `(pipeline, post(leads, delivery_id) -> 202 body)`."""
     p = pipeline(dataverse("mvp"))
     p.container.queues.ensure()
 
@@ -95,6 +97,11 @@ def test_reused_delivery_id_queues_nothing_more_whatever_the_body(pipeline, data
                             queues=p.container.queues, received_at=received_at, delivery_id=delivery,
                             body_sha256=body_digest(raw))
 
+    return p, post
+
+
+def test_reused_delivery_id_queues_nothing_more_whatever_the_body(in_process):
+    p, post = in_process
     # given one delivery of two leads
     first = post([lead(530), lead(531)], "delivery-530")
     assert len(p.main_texts()) == 2
@@ -108,6 +115,20 @@ def test_reused_delivery_id_queues_nothing_more_whatever_the_body(pipeline, data
     assert again == {**first, "duplicate_delivery": True}
     assert "body_sha256" not in again
     assert sorted(company_ids(p.main_texts())) == [530, 531]
+
+
+def test_delivery_remembered_before_bodies_were_hashed_is_still_replayed(in_process):
+    p, post = in_process
+    # given a delivery remembered by an earlier version of the app, without its body's hash
+    earlier = {"correlation_id": "c0ffee", "company_ids": [540], "duplicate_delivery": False}
+    p.container.store.remember_delivery("delivery-540", earlier)
+
+    # when the id comes again
+    again = post([lead(541)], "delivery-540")
+
+    # then there is nothing to compare: it gets the first answer and nothing is queued
+    assert again == {**earlier, "duplicate_delivery": True}
+    assert p.main_texts() == []
 
 
 @pytest.mark.parametrize("leads, field", [
