@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from local.emulators import tokens
+from local.emulators.control_client import EmulatorControl
 from local.emulators.dataverse.protection import Limits, ServiceProtection
+from local.services import start_module
 from tests.emulators.conftest import Api, error_of
 
 LEAD = "Microsoft.Dynamics.CRM.lead"
@@ -129,3 +131,22 @@ def test_a_slot_is_freed_when_the_request_ends() -> None:
 def test_limits_must_be_numbers(limits: dict) -> None:
     with pytest.raises(ValueError):
         Limits.from_dict(limits)
+
+
+def test_command_line_flags_set_the_state_reset_returns_to() -> None:
+    process = start_module(
+        "local.emulators.dataverse", "--host", "127.0.0.1", "--port", "0", "--no-bulk",
+        "--requests-per-window", "600", "--window-seconds", "30", "--max-concurrent", "8", name="dataverse-flags",
+    )
+    control = EmulatorControl(process.url, process)
+    try:
+        control.set_bulk_support(True)
+        control.clear_protection()
+        control.reset()
+
+        assert control.control("GET", "bulk") == {"supported": False}
+        protection = control.control("GET", "protection")
+        assert (protection["requests_per_window"], protection["window_seconds"], protection["max_concurrent"]) == (
+            600, 30.0, 8)
+    finally:
+        control.close()
