@@ -181,7 +181,7 @@ def _upsert(targets: list[dict], store: LeadStore) -> int:
     for index, (target, segment) in enumerate(zip(targets, segments, strict=True)):
         name = segment.text if segment is not None else ""
         try:
-            values = _values(store.schema, target, creating=False)
+            values = _values(store.schema, target, creating=segment is None)
             if segment is None:
                 store.create(values)
                 continue
