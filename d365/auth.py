@@ -1,19 +1,25 @@
 """Bearer tokens for Dataverse: managed identity in Azure, client secret elsewhere.
 
 Each provider keeps its token until shortly before it expires and lets one thread at a time
-refresh it. Every failure is a `D365AuthenticationError` (transient when the token endpoint could
-not be reached).
+refresh it. Every failure is a `D365AuthenticationError`, transient unless the credential itself
+was refused: a managed-identity endpoint answering 4xx (other than 408/429), or Entra answering
+`invalid_client` / `unauthorized_client` (or an AADSTS code that means the same). Endpoints down,
+timing out, answering 5xx, 429, `temporarily_unavailable` or something that is not JSON are transient.
 """
+
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import msal
 import requests
-from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.identity import ManagedIdentityCredential
 
 from d365.config import AuthMode, DataverseConfig
@@ -22,6 +28,22 @@ from d365.errors import D365AuthenticationError
 logger = logging.getLogger(__name__)
 
 REFRESH_BEFORE_EXPIRY_SECONDS = 300.0
+# azure-core retries the managed-identity endpoint itself (5xx, 408, 429, connection errors); its
+# defaults (10 retries, back-off up to 2 minutes) would outlast a push's deadline.
+MI_RETRIES = 2
+MI_RETRY_BACKOFF_FACTOR = 0.2
+MI_RETRY_BACKOFF_MAX_SECONDS = 2.0
+MI_CONNECT_TIMEOUT_SECONDS = 5.0
+
+REFUSED_CREDENTIAL_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+# AADSTS codes that refuse the credential whatever `error` they come with: invalid or expired
+# secret, application unknown in the tenant or disabled, client assertion invalid.
+REFUSED_CREDENTIAL_AADSTS = frozenset({"7000215", "7000222", "700016", "7000112", "700027"})
+_AADSTS = re.compile(r"AADSTS(\d+)")
+# msal turns an App Service endpoint error into error_description "<statusCode>, <message>", and
+# azure-identity puts it in its message as "Token request error: (<error>) <statusCode>, ...".
+_MI_STATUS = re.compile(r"Token request error: \([^)]*\) (\d{3}),")
+_DISCOVERY_STATUS = re.compile(r"HTTP status: (\d{3})")
 
 
 class TokenProvider(Protocol):
@@ -69,23 +91,42 @@ class _CachingTokenProvider:
 class ManagedIdentityTokenProvider(_CachingTokenProvider):
     """The function app's system-assigned identity, or the user-assigned one named by client_id."""
 
-    def __init__(self, scope: str, *, client_id: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        scope: str,
+        *,
+        client_id: str | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(clock=clock)
         self._scope = scope
         self._client_id = client_id
+        self._timeout = timeout
         self._credential: ManagedIdentityCredential | None = None
 
     def _acquire(self) -> tuple[str, float]:
         if self._credential is None:
-            self._credential = ManagedIdentityCredential(client_id=self._client_id)
+            self._credential = ManagedIdentityCredential(
+                client_id=self._client_id,
+                retry_total=MI_RETRIES,
+                retry_backoff_factor=MI_RETRY_BACKOFF_FACTOR,
+                retry_backoff_max=MI_RETRY_BACKOFF_MAX_SECONDS,
+                connection_timeout=min(MI_CONNECT_TIMEOUT_SECONDS, self._timeout),
+                read_timeout=self._timeout,
+            )
         try:
             access = self._credential.get_token(self._scope)
-        except ServiceRequestError as exc:
-            raise D365AuthenticationError(
-                f"managed identity endpoint unreachable: {exc}", unreachable=True
-            ) from exc
         except ClientAuthenticationError as exc:
-            raise D365AuthenticationError(f"managed identity gave no token: {exc.message}") from exc
+            raise _managed_identity_refusal(exc) from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise D365AuthenticationError(
+                f"managed identity endpoint unreachable: {type(exc).__name__}", unreachable=True
+            ) from exc
+        except AzureError as exc:
+            raise D365AuthenticationError(f"managed identity endpoint failed: {type(exc).__name__}") from exc
+        except ValueError as exc:  # msal: the endpoint answered something that is not JSON (a proxy's 502 page)
+            raise D365AuthenticationError(f"managed identity endpoint answered no JSON: {exc}") from exc
         return access.token, max(0.0, access.expires_on - self._clock())
 
     def _forget(self) -> None:
@@ -133,14 +174,21 @@ class ClientSecretTokenProvider(_CachingTokenProvider):
             raise D365AuthenticationError(
                 f"authority {self._authority} unreachable: {type(exc).__name__}", unreachable=True
             ) from exc
-        except ValueError as exc:  # msal: the authority's discovery document is not usable
-            raise D365AuthenticationError(f"authority {self._authority} rejected: {exc}") from exc
+        except msal.exceptions.MsalServiceError as exc:  # discovery answered 5xx
+            raise D365AuthenticationError(f"authority {self._authority} failed: {exc}") from exc
+        except json.JSONDecodeError as exc:  # the token endpoint answered something that is not JSON
+            raise D365AuthenticationError(f"authority {self._authority} answered no JSON") from exc
+        except ValueError as exc:  # msal: discovery answered 4xx (no such tenant) or an unusable document
+            status = _DISCOVERY_STATUS.search(str(exc.__context__ or ""))
+            throttled = status is not None and status.group(1) in ("408", "429")
+            raise D365AuthenticationError(f"authority {self._authority} rejected: {exc}", transient=throttled) from exc
         if "access_token" not in result:
+            error = str(result.get("error") or "unknown error")
             description = (result.get("error_description") or "").splitlines()[:1]
             raise D365AuthenticationError(
-                f"no token from {self._authority}: {result.get('error', 'unknown error')}"
-                + (f" ({description[0]})" if description else ""),
-                code=str(result.get("error", "")),
+                f"no token from {self._authority}: {error}" + (f" ({description[0]})" if description else ""),
+                code=error,
+                transient=not _credential_refused(error, result.get("error_description") or ""),
             )
         return result["access_token"], float(result.get("expires_in", 0))
 
@@ -159,4 +207,24 @@ def build_token_provider(config: DataverseConfig) -> TokenProvider:
             authority_host=config.authority_host,
             timeout=config.timeout_seconds,
         )
-    return ManagedIdentityTokenProvider(config.scope, client_id=config.managed_identity_client_id)
+    return ManagedIdentityTokenProvider(
+        config.scope, client_id=config.managed_identity_client_id, timeout=config.timeout_seconds
+    )
+
+
+def _credential_refused(error: str, description: str) -> bool:
+    """Whether Entra refused the app's credential itself, so asking again cannot help."""
+    return error in REFUSED_CREDENTIAL_ERRORS or any(
+        code in REFUSED_CREDENTIAL_AADSTS for code in _AADSTS.findall(description)
+    )
+
+
+def _managed_identity_refusal(exc: ClientAuthenticationError) -> D365AuthenticationError:
+    """Classify azure-identity's error by the endpoint's status: 5xx, 408 and 429 are transient,
+    other 4xx refuse the identity; no status at all means no managed identity is configured."""
+    status: int | None = exc.response.status_code if exc.response is not None else None
+    if status is None:
+        found = _MI_STATUS.search(exc.message or "")
+        status = int(found.group(1)) if found else None
+    transient = status is not None and (status >= 500 or status in (408, 429))
+    return D365AuthenticationError(f"managed identity gave no token: {exc.message}", transient=transient)

@@ -4,7 +4,15 @@ One `requests.Session`, the OData headers, a (connect, read) timeout on every ca
 retries inside a call: a short Retry-After on 429 is waited out, 408/5xx and connection failures
 are retried with jittered backoff, a 401 refreshes the token once. Everything else surfaces as a
 `d365.errors` type. URLs and request bodies are never logged: they hold contact addresses.
+
+Two things outside the call shape it: the current `d365.deadline` (nothing is sent once it has
+passed; timeouts and waits are cut to what is left) and an optional shared `ThrottleGate` (a 429
+anywhere holds back every request until its Retry-After has passed).
+
+Writes carry optimistic concurrency: `update_lead(..., etag=...)` sends `If-Match: <etag>` and a
+412 becomes `D365RecordChangedError`; every write answers the record's new ETag.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,23 +22,30 @@ import random
 import threading
 import time
 import uuid
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import requests
 import requests.adapters
 import requests.utils
 
+from d365 import deadline
 from d365.auth import TokenProvider
 from d365.errors import (
     D365APIError,
     D365ConnectionError,
+    D365DeadlineExceededError,
+    D365DuplicateError,
     D365Error,
+    D365PreconditionFailedError,
     D365RateLimitError,
+    D365RecordChangedError,
     error_from_response,
 )
 from d365.metadata import LeadSchema, parse_lead_schema
 from d365.odata import filter_eq_any, key_segment, query_string
 from d365.telemetry import record_dataverse_request
+from d365.throttle import ThrottleGate
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +55,9 @@ BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_FACTOR = 3.0
 MAX_RATE_LIMIT_WAITS = 3
 LEAD_METADATA = "EntityDefinitions(LogicalName='lead')/Attributes"
+# A stable order for lookups (issue 8): the oldest record first, the id breaking ties.
+FIND_ORDER = "createdon asc,leadid asc"
+KEY_VIOLATION_CODE = "0x80060892"  # DuplicateRecordEntityKey: another record holds the key values
 
 _ODATA_HEADERS = {
     "Accept": "application/json",
@@ -64,6 +82,7 @@ class DataverseClient:
         max_retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        throttle: ThrottleGate | None = None,
     ) -> None:
         self._api = f"{base_url.rstrip('/')}/api/data/{api_version}"
         self._tokens = token_provider
@@ -73,14 +92,25 @@ class DataverseClient:
         self._sleep = sleep
         self._session = session or _pooled_session(self._api)
         self._session.headers.update(_ODATA_HEADERS)
+        self._throttle = throttle
         self._sent = 0
         self._sent_lock = threading.Lock()
+        self._dop_hint: int | None = None
 
     @property
     def requests_sent(self) -> int:
         """HTTP requests sent so far, retries included."""
         with self._sent_lock:
             return self._sent
+
+    @property
+    def dop_hint(self) -> int | None:
+        """The latest `x-ms-dop-hint` Dataverse sent: its recommended number of parallel requests."""
+        return self._dop_hint
+
+    @property
+    def throttle(self) -> ThrottleGate | None:
+        return self._throttle
 
     def close(self) -> None:
         self._session.close()
@@ -89,17 +119,47 @@ class DataverseClient:
         """{"UserId", "BusinessUnitId", "OrganizationId"}. Raises D365Error."""
         return _json(self._request("GET", "WhoAmI", kind="whoami"))
 
-    def create_lead(self, lead_id: str, payload: Mapping[str, Any]) -> None:
-        """Create the lead with this id. Raises D365DuplicateError when it exists, D365Error."""
-        self._request("PATCH", f"leads({_guid(lead_id)})", body=payload, headers={"If-None-Match": "*"}, kind="create_lead")
+    def create_lead(self, lead_id: str, payload: Mapping[str, Any]) -> str:
+        """Create the lead with this id; returns its ETag.
+        Raises D365DuplicateError when it exists (or another record holds its key), D365Error."""
+        try:
+            response = self._request(
+                "PATCH",
+                f"leads({_guid(lead_id)})",
+                query={"$select": "leadid"},
+                body=payload,
+                headers={"If-None-Match": "*", "Prefer": "return=representation"},
+                kind="create_lead",
+            )
+        except D365PreconditionFailedError as exc:
+            raise _as(D365DuplicateError, exc) from exc
+        return _etag(response)
 
-    def update_lead(self, lead_id: str, payload: Mapping[str, Any]) -> None:
-        """Update an existing lead. Raises D365NotFoundError when it does not exist, D365Error."""
-        self._request("PATCH", f"leads({_guid(lead_id)})", body=payload, headers={"If-Match": "*"}, kind="update_lead")
+    def update_lead(self, lead_id: str, payload: Mapping[str, Any], *, etag: str | None = None) -> str:
+        """Update an existing lead, only if it is still at `etag` when one is given; returns its
+        new ETag. Raises D365NotFoundError when it does not exist, D365RecordChangedError when it
+        is no longer at `etag`, D365DuplicateError when another record holds the key values the
+        payload sets, D365Error."""
+        try:
+            response = self._request(
+                "PATCH",
+                f"leads({_guid(lead_id)})",
+                query={"$select": "leadid"},
+                body=payload,
+                headers={"If-Match": etag or "*", "Prefer": "return=representation"},
+                kind="update_lead",
+            )
+        except D365PreconditionFailedError as exc:
+            if etag is None or exc.code == KEY_VIOLATION_CODE:
+                raise _as(D365DuplicateError, exc) from exc
+            raise _as(D365RecordChangedError, exc) from exc
+        return _etag(response)
 
-    def upsert_lead_by_key(self, key: Mapping[str, str | int], payload: Mapping[str, Any]) -> str:
-        """Create or update the lead with this alternate key; returns its leadid. Key columns are
-        taken from the URL, never the body. Raises D365DuplicateError on a key clash, D365Error."""
+    def upsert_lead_by_key(self, key: Mapping[str, str | int], payload: Mapping[str, Any]) -> tuple[str, str, bool]:
+        """Create or update the lead with this alternate key; returns (leadid, ETag, created).
+        Key columns are taken from the URL, never the body. `created` is what the last attempt
+        saw: after a dropped attempt that had committed, the retry reports an update.
+        Raises D365DuplicateError on a key clash, D365Error."""
         body = {column: value for column, value in payload.items() if column not in key}
         response = self._request(
             "PATCH",
@@ -112,15 +172,26 @@ class DataverseClient:
         lead_id = _json(response).get("leadid")
         if not isinstance(lead_id, str):
             raise D365APIError("upsert answered without a leadid", status=response.status_code)
-        return lead_id
+        return lead_id, _etag(response), response.status_code == 201
 
-    def find_leads(self, matches: Sequence[tuple[str, str]], *, top: int = 5) -> list[dict]:
-        """Leads where any (column, value) matches, case-insensitively; one GET, none when
-        `matches` is empty. Raises D365Error."""
+    def get_lead_etag(self, lead_id: str) -> str:
+        """The lead's current ETag. Raises D365NotFoundError when it does not exist, D365Error."""
+        response = self._request("GET", f"leads({_guid(lead_id)})", query={"$select": "leadid"}, kind="get_lead_etag")
+        return _etag(response)
+
+    def find_leads(self, matches: Sequence[tuple[str, str]], *, select: Sequence[str] = (), top: int = 5) -> list[dict]:
+        """Leads where any (column, value) matches, case-insensitively, oldest first (each with
+        its `@odata.etag`, `leadid`, the match columns and `select`); one GET, none when `matches`
+        is empty. Raises D365Error."""
         if not matches:
             return []
-        columns = list(dict.fromkeys(column for column, _ in matches))
-        query = {"$select": ",".join(["leadid", *columns]), "$filter": filter_eq_any(matches), "$top": str(top)}
+        columns = list(dict.fromkeys(["leadid", *(column for column, _ in matches), *select]))
+        query = {
+            "$select": ",".join(columns),
+            "$filter": filter_eq_any(matches),
+            "$orderby": FIND_ORDER,
+            "$top": str(top),
+        }
         return _json(self._request("GET", "leads", query=query, kind="find_leads")).get("value", [])
 
     def get_lead(self, lead_id: str, *, select: Sequence[str] | None = None) -> dict:
@@ -139,7 +210,10 @@ class DataverseClient:
                     f"{LEAD_METADATA}/Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
                     {"$select": "LogicalName", "$expand": "OptionSet,GlobalOptionSet"},
                 ),
-                (f"{LEAD_METADATA}/Microsoft.Dynamics.CRM.StringAttributeMetadata", {"$select": "LogicalName,MaxLength"}),
+                (
+                    f"{LEAD_METADATA}/Microsoft.Dynamics.CRM.StringAttributeMetadata",
+                    {"$select": "LogicalName,MaxLength"},
+                ),
                 (f"{LEAD_METADATA}/Microsoft.Dynamics.CRM.MemoAttributeMetadata", {"$select": "LogicalName,MaxLength"}),
             )
         ]
@@ -172,60 +246,151 @@ class DataverseClient:
             request_headers["If-None-Match"] = "null"
         retries = rate_limit_waits = 0
         waited = 0.0
-        reauthenticated = False
+        reauthenticated = just_waited = unanswered = False
         while True:
+            if self._throttle is not None and not just_waited:
+                self._throttle.before_request()
+            just_waited = False
+            _check_deadline(kind)
             request_headers["Authorization"] = f"Bearer {self._tokens.get_token()}"
+            timeout = self._timeout_now(kind)
             response = None
             try:
                 with self._sent_lock:
                     self._sent += 1
-                response = self._session.request(
-                    method, url, data=data, headers=request_headers, timeout=self._timeout
-                )
+                response = self._session.request(method, url, data=data, headers=request_headers, timeout=timeout)
             except _DROPPED as exc:
                 # The message names the error type only: requests' own text carries the URL.
-                error = D365ConnectionError(f"{kind}: {type(exc).__name__}")
-                if retries < self._max_retries:
-                    retries = self._backoff(retries, kind, error)
+                error: D365Error = D365ConnectionError(f"{kind}: {type(exc).__name__}")
+                error.earlier_attempt_unanswered = unanswered
+                unanswered = True
+                if self._may_retry(retries, kind, error):
+                    retries += 1
                     continue
+                _log_failure(kind, error)
                 raise error from exc
             finally:
                 record_dataverse_request(kind, None if response is None else response.status_code)
+            self._note_dop_hint(response)
             if response.status_code < 400:
                 return response
             error = error_from_response(response.status_code, response.headers, response.content)
+            error.earlier_attempt_unanswered = unanswered
             if response.status_code == 401 and not reauthenticated:
                 self._tokens.invalidate()
                 reauthenticated = True
                 continue
             if isinstance(error, D365RateLimitError):
                 logger.warning(
-                    "d365_rate_limit kind=%s retry_after=%s", kind, error.retry_after,
-                    extra={"retry_after": error.retry_after, "kind": kind},
+                    "d365_rate_limit kind=%s retry_after=%s service_request_id=%s",
+                    kind,
+                    error.retry_after,
+                    error.request_id,
+                    extra={"retry_after": error.retry_after, "kind": kind, "service_request_id": error.request_id},
                 )
+                if self._throttle is not None:
+                    self._throttle.on_rate_limited(error.retry_after)
                 if (
                     error.retry_after <= self._inline_retry_after
                     and waited + error.retry_after <= 2 * self._inline_retry_after
                     and rate_limit_waits < MAX_RATE_LIMIT_WAITS
+                    and self._fits(error.retry_after)
                 ):
                     self._sleep(error.retry_after)
                     waited += error.retry_after
                     rate_limit_waits += 1
+                    just_waited = True
                     continue
                 raise error
-            if error.transient and retries < self._max_retries:
-                retries = self._backoff(retries, kind, error)
+            retryable = error.transient and response.status_code != 401  # a fresh token was refused too
+            if retryable and self._may_retry(retries, kind, error):
+                retries += 1
                 continue
+            _log_failure(kind, error)
             raise error
 
-    def _backoff(self, retries: int, kind: str, error: D365Error) -> int:
+    def _timeout_now(self, kind: str) -> tuple[float, float]:
+        """The (connect, read) timeout, cut to the time the deadline leaves."""
+        left = deadline.remaining()
+        if left is None:
+            return self._timeout
+        if left <= 0:
+            raise D365DeadlineExceededError(f"{kind}: the deadline passed before the request was sent")
+        return (min(self._timeout[0], left), min(self._timeout[1], left))
+
+    @staticmethod
+    def _fits(wait: float) -> bool:
+        """Whether waiting `wait` seconds still leaves time to send before the deadline."""
+        left = deadline.remaining()
+        return left is None or wait < left
+
+    def _note_dop_hint(self, response: requests.Response) -> None:
+        hint = response.headers.get("x-ms-dop-hint")
+        if hint and hint.isdigit() and int(hint) > 0:
+            self._dop_hint = int(hint)
+
+    def _may_retry(self, retries: int, kind: str, error: D365Error) -> bool:
+        """Back off and say yes when another attempt is allowed and its wait fits the deadline."""
         delay = BACKOFF_BASE_SECONDS * BACKOFF_FACTOR**retries * random.uniform(0.8, 1.2)
+        if retries >= self._max_retries or not self._fits(delay):
+            return False
         logger.warning(
-            "d365_retry kind=%s attempt=%s delay=%.2f error=%s", kind, retries + 1, delay, error,
-            extra={"kind": kind, "attempt": retries + 1},
+            "d365_retry kind=%s attempt=%s delay=%.2f service_request_id=%s error=%s",
+            kind,
+            retries + 1,
+            delay,
+            error.request_id,
+            error,
+            extra={"kind": kind, "attempt": retries + 1, "service_request_id": error.request_id},
         )
         self._sleep(delay)
-        return retries + 1
+        return True
+
+
+def _check_deadline(kind: str) -> None:
+    if deadline.expired():
+        raise D365DeadlineExceededError(f"{kind}: the deadline passed before the request was sent")
+
+
+def _log_failure(kind: str, error: D365Error) -> None:
+    # 404 and 412 are answers the write protocol expects (a stale id, a create that already landed).
+    level = logging.INFO if error.status in (404, 412) else logging.WARNING
+    logger.log(
+        level,
+        "d365_request_failed kind=%s status=%s code=%s service_request_id=%s: %s",
+        kind,
+        error.status,
+        error.code,
+        error.request_id,
+        error,
+        extra={
+            "kind": kind,
+            "http_status": error.status,
+            "error_code": error.code,
+            "service_request_id": error.request_id,
+        },
+    )
+
+
+def _as(kind: type[D365Error], error: D365Error) -> D365Error:
+    """`error` as the more precise `kind` (same status, code, message and request id)."""
+    if isinstance(error, kind):
+        return error
+    return kind(error.message, status=error.status, code=error.code, request_id=error.request_id)
+
+
+def _etag(response: requests.Response) -> str:
+    """The record's ETag from a write or read answer: the header, else the body's @odata.etag."""
+    etag = response.headers.get("ETag")
+    if not etag:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        etag = body.get("@odata.etag") if isinstance(body, dict) else None
+    if not isinstance(etag, str) or not etag:
+        raise D365APIError("Dataverse answered without an ETag", status=response.status_code)
+    return etag
 
 
 def _pooled_session(api_url: str) -> requests.Session:

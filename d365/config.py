@@ -3,13 +3,15 @@
 Kept in `d365/` so the Dataverse side (client, smoke test) can be configured without the rest of
 the app; `shared.settings.Settings` composes it.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 DEFAULT_API_VERSION = "v9.2"
@@ -17,8 +19,10 @@ DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_MATCH_COLUMNS = ("emailaddress1", "websiteurl")
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_METADATA_TTL_SECONDS = 3600
+DEFAULT_METADATA_FAILURE_TTL_SECONDS = 30
 DEFAULT_INLINE_RETRY_AFTER_SECONDS = 5
 
+_E = TypeVar("_E", bound=Enum)
 _COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -32,7 +36,7 @@ class SettingsError(Exception):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-class AuthMode(str, Enum):
+class AuthMode(StrEnum):
     MANAGED_IDENTITY = "managed_identity"
     CLIENT_SECRET = "client_secret"
 
@@ -51,6 +55,7 @@ class DataverseConfig:
     alternate_key: str | None = None
     match_columns: tuple[str, ...] = DEFAULT_MATCH_COLUMNS
     metadata_ttl_seconds: int = DEFAULT_METADATA_TTL_SECONDS
+    metadata_failure_ttl_seconds: int = DEFAULT_METADATA_FAILURE_TTL_SECONDS
     choice_overrides_file: str | None = None
     inline_retry_after_seconds: int = DEFAULT_INLINE_RETRY_AFTER_SECONDS
 
@@ -63,7 +68,7 @@ class DataverseConfig:
         return f"{self.url}/api/data/{self.api_version}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "DataverseConfig":
+    def from_env(cls, env: Mapping[str, str]) -> DataverseConfig:
         """Read the D365_* settings. Raises SettingsError naming each problem."""
         reader = EnvReader(env)
         config = cls.read(reader)
@@ -71,11 +76,11 @@ class DataverseConfig:
         return config
 
     @classmethod
-    def read(cls, reader: "EnvReader") -> "DataverseConfig":
+    def read(cls, reader: EnvReader) -> DataverseConfig:
         """Read the D365_* settings, adding problems to `reader` instead of raising."""
         config = cls(
             url=reader.url("D365_URL", "the Dataverse environment URL, e.g. https://contoso.crm.dynamics.com"),
-            api_version=reader.optional("D365_API_VERSION", DEFAULT_API_VERSION),
+            api_version=reader.optional("D365_API_VERSION") or DEFAULT_API_VERSION,
             auth_mode=reader.choice("D365_AUTH_MODE", AuthMode, AuthMode.MANAGED_IDENTITY),
             managed_identity_client_id=reader.optional("D365_MANAGED_IDENTITY_CLIENT_ID"),
             tenant_id=reader.optional("D365_TENANT_ID"),
@@ -86,6 +91,9 @@ class DataverseConfig:
             alternate_key=reader.column("D365_ALTERNATE_KEY"),
             match_columns=reader.columns("D365_MATCH_COLUMNS", DEFAULT_MATCH_COLUMNS),
             metadata_ttl_seconds=reader.number("D365_METADATA_TTL_SECONDS", DEFAULT_METADATA_TTL_SECONDS, int),
+            metadata_failure_ttl_seconds=reader.number(
+                "D365_METADATA_FAILURE_TTL_SECONDS", DEFAULT_METADATA_FAILURE_TTL_SECONDS, int
+            ),
             choice_overrides_file=reader.existing_file("D365_CHOICE_OVERRIDES_FILE"),
             inline_retry_after_seconds=reader.number(
                 "D365_INLINE_RETRY_AFTER_SECONDS", DEFAULT_INLINE_RETRY_AFTER_SECONDS, int
@@ -133,7 +141,7 @@ class EnvReader:
             self.problems.append(f"{name} must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
 
-    def choice(self, name: str, enum: type[Enum], default: Enum) -> Enum:
+    def choice(self, name: str, enum: type[_E], default: _E) -> _E:
         value = self._get(name)
         if value is None:
             return default

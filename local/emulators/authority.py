@@ -4,6 +4,11 @@ msal refuses http authorities, so this serves HTTPS with a certificate signed by
 written to `--cert-dir`, together with `ca-bundle.pem` (certifi's bundle plus that CA) for
 `REQUESTS_CA_BUNDLE`. `python -m local.emulators.authority --cert-dir D --tenant-id T --client-id C
 --client-secret S` prints `ready https://127.0.0.1:<port>`; the authority is `<that>/<tenant>`.
+
+Control API: `GET /_emulator/stats`; `POST /_emulator/faults {"script": [{"status": 503, "error":
+"temporarily_unavailable", "description": "AADSTS...", "retry_after": 1, "raw": "<not JSON>"}, ...]}`
+answers the next token requests with those failures, one step each, in order; `DELETE /_emulator/faults`
+forgets the script.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import argparse
 import datetime
 import hmac
 import ipaddress
+import json
 import ssl
 import threading
 from dataclasses import dataclass
@@ -115,6 +121,14 @@ class AuthorityServer(EmulatorServer):
         self.token_ttl = token_ttl
         self.lock = threading.Lock()
         self.tokens_issued = 0
+        self.token_requests = 0
+        self.fault_script: list[dict] = []
+
+    def next_fault(self) -> dict | None:
+        """Count a token request; the scripted failure to answer it with, if any."""
+        with self.lock:
+            self.token_requests += 1
+            return self.fault_script.pop(0) if self.fault_script else None
 
     @property
     def authority(self) -> str:
@@ -144,7 +158,12 @@ class AuthorityHandler(EmulatorHandler):
         path = urlsplit(self.path).path
         if path == "/_emulator/stats":
             with self.server.lock:
-                self.respond_json(200, {"tokens_issued": self.server.tokens_issued})
+                stats = {
+                    "tokens_issued": self.server.tokens_issued,
+                    "token_requests": self.server.token_requests,
+                    "faults_remaining": len(self.server.fault_script),
+                }
+            self.respond_json(200, stats)
         elif path == f"/{self.server.client.tenant_id}/v2.0/.well-known/openid-configuration":
             self.respond_json(200, self.server.openid_configuration())
         else:
@@ -152,13 +171,42 @@ class AuthorityHandler(EmulatorHandler):
 
     def do_POST(self) -> None:
         body = self.read_body()
+        if urlsplit(self.path).path == "/_emulator/faults":
+            self._set_faults(body)
+            return
         if urlsplit(self.path).path != f"/{self.server.client.tenant_id}/oauth2/v2.0/token":
             self._oauth_error(404, "invalid_request", "AADSTS90002: Tenant or endpoint not found.")
             return
         form = {name: values[0] for name, values in parse_qs(body.decode("utf-8", "replace")).items()}
         self._token(form)
 
+    def do_DELETE(self) -> None:
+        if urlsplit(self.path).path != "/_emulator/faults":
+            self._oauth_error(404, "invalid_request", "AADSTS90002: no such route.")
+            return
+        with self.server.lock:
+            self.server.fault_script = []
+        self.respond(204)
+
+    def _set_faults(self, body: bytes) -> None:
+        try:
+            steps = [_fault_step(step) for step in json.loads(body)["script"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            self._oauth_error(400, "invalid_request", f"bad fault script: {exc}")
+            return
+        with self.server.lock:
+            self.server.fault_script = steps
+        self.respond_json(200, {"faults_remaining": len(steps)})
+
     def _token(self, form: dict[str, str]) -> None:
+        fault = self.server.next_fault()
+        if fault is not None:
+            headers = [("Retry-After", str(fault["retry_after"]))] if fault["retry_after"] is not None else []
+            if fault["raw"] is not None:
+                self.respond(fault["status"], fault["raw"].encode(), [("Content-Type", "text/html"), *headers])
+            else:
+                self._oauth_error(fault["status"], fault["error"], fault["description"], headers)
+            return
         client = self.server.client
         if form.get("grant_type") != "client_credentials":
             self._oauth_error(400, "unsupported_grant_type", "AADSTS70003: only client_credentials is supported.")
@@ -191,8 +239,28 @@ class AuthorityHandler(EmulatorHandler):
             [("Cache-Control", "no-store")],
         )
 
-    def _oauth_error(self, status: int, error: str, description: str) -> None:
-        self.respond_json(status, {"error": error, "error_description": description, "error_codes": []})
+    def _oauth_error(
+        self, status: int, error: str, description: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        body = {"error": error, "error_description": description, "error_codes": []}
+        self.respond_json(status, body, headers or [])
+
+
+def _fault_step(step: dict) -> dict:
+    """A validated script step. Raises ValueError, KeyError or TypeError for a malformed one."""
+    status = int(step["status"])
+    if not 400 <= status <= 599:
+        raise ValueError(f"status must be an error status, got {status}")
+    raw, retry_after = step.get("raw"), step.get("retry_after")
+    return {
+        "status": status,
+        "error": str(step.get("error") or "temporarily_unavailable"),
+        "description": str(
+            step.get("description") or "AADSTS50000: There was an error issuing a token or an issue with our sign-in service."
+        ),
+        "retry_after": None if retry_after is None else int(retry_after),
+        "raw": None if raw is None else str(raw),
+    }
 
 
 def serve(

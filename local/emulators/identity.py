@@ -3,11 +3,17 @@
 `python -m local.emulators.identity --port 0 --identity-header SECRET` prints
 `ready http://127.0.0.1:<port>/msi/token`. Errors carry `statusCode` and `message`, which msal
 turns into its own error.
+
+Control API: `GET /_emulator/stats`; `POST /_emulator/faults {"script": [{"status": 500, "message": "...",
+"delay_ms": 0, "raw": "<not JSON>"}, ...]}` answers the next token requests with those failures, one
+step each, in order; `DELETE /_emulator/faults` forgets the script.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import threading
+import time
 import uuid
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -39,7 +45,15 @@ class IdentityServer(EmulatorServer):
         self.on_issue = on_issue
         self.lock = threading.Lock()
         self.tokens_issued = 0
+        self.token_requests = 0
         self.last_client_id: str | None = None
+        self.fault_script: list[dict] = []
+
+    def next_fault(self) -> dict | None:
+        """Count a token request; the scripted failure to answer it with, if any."""
+        with self.lock:
+            self.token_requests += 1
+            return self.fault_script.pop(0) if self.fault_script else None
 
     @property
     def token_url(self) -> str:
@@ -68,14 +82,49 @@ class IdentityHandler(EmulatorHandler):
         parts = urlsplit(self.path)
         if parts.path == "/_emulator/stats":
             with self.server.lock:
-                stats = {"tokens_issued": self.server.tokens_issued, "last_client_id": self.server.last_client_id}
+                stats = {
+                    "tokens_issued": self.server.tokens_issued,
+                    "token_requests": self.server.token_requests,
+                    "last_client_id": self.server.last_client_id,
+                    "faults_remaining": len(self.server.fault_script),
+                }
             self.respond_json(200, stats)
         elif parts.path == TOKEN_PATH:
             self._token(parse_qs(parts.query))
         else:
             self._error(404, f"No route for {parts.path}")
 
+    def do_POST(self) -> None:
+        if urlsplit(self.path).path != "/_emulator/faults":
+            self._error(404, f"No route for {self.path}")
+            return
+        try:
+            script = json.loads(self.read_body())["script"]
+            steps = [_fault_step(step) for step in script]
+        except (ValueError, KeyError, TypeError) as exc:
+            self._error(400, f"bad fault script: {exc}")
+            return
+        with self.server.lock:
+            self.server.fault_script = steps
+        self.respond_json(200, {"faults_remaining": len(steps)})
+
+    def do_DELETE(self) -> None:
+        if urlsplit(self.path).path != "/_emulator/faults":
+            self._error(404, f"No route for {self.path}")
+            return
+        with self.server.lock:
+            self.server.fault_script = []
+        self.respond(204)
+
     def _token(self, query: dict[str, list[str]]) -> None:
+        fault = self.server.next_fault()
+        if fault is not None:
+            time.sleep(fault["delay_ms"] / 1000)
+            if fault["raw"] is not None:
+                self.respond(fault["status"], fault["raw"].encode(), [("Content-Type", "text/html")])
+            else:
+                self._error(fault["status"], fault["message"])
+            return
         header = self.headers.get("X-IDENTITY-HEADER")
         if header is None:
             self._error(400, "The X-IDENTITY-HEADER header is missing.")
@@ -104,6 +153,20 @@ class IdentityHandler(EmulatorHandler):
 
     def _error(self, status: int, message: str) -> None:
         self.respond_json(status, {"statusCode": status, "message": message})
+
+
+def _fault_step(step: dict) -> dict:
+    """A validated script step. Raises ValueError, KeyError or TypeError for a malformed one."""
+    status = int(step["status"])
+    if not 400 <= status <= 599:
+        raise ValueError(f"status must be an error status, got {status}")
+    raw = step.get("raw")
+    return {
+        "status": status,
+        "message": str(step.get("message") or "The managed identity endpoint is temporarily unavailable."),
+        "delay_ms": int(step.get("delay_ms", 0)),
+        "raw": None if raw is None else str(raw),
+    }
 
 
 def serve(

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 import requests
 
 from d365.auth import ClientSecretTokenProvider, ManagedIdentityTokenProvider, build_token_provider
 from d365.client import DataverseClient
-from d365.config import DataverseConfig
+from d365.config import DataverseConfig, SettingsError
 from d365.errors import D365AuthenticationError
 from local.services import free_port
 
@@ -119,3 +120,129 @@ def test_unreachable_authority_is_transient(entra) -> None:
 )
 def test_build_token_provider_follows_auth_mode(env: dict, kind: type) -> None:
     assert type(build_token_provider(DataverseConfig.from_env(env))) is kind
+
+
+# --- transient or permanent: the endpoints' failures, injected into the real emulators -----------
+
+
+@pytest.fixture
+def msi_faults(msi):
+    """`msi_faults(*steps)`: the managed-identity emulator answers the next token requests with these."""
+    root = _identity_root(msi)
+
+    def inject(*steps: dict) -> None:
+        requests.post(f"{root}/_emulator/faults", json={"script": list(steps)}, timeout=5).raise_for_status()
+
+    yield inject
+    requests.delete(f"{root}/_emulator/faults", timeout=5)
+
+
+@pytest.fixture
+def entra_faults(entra):
+    verify = str(entra.ca_bundle)
+
+    def inject(*steps: dict) -> None:
+        requests.post(
+            f"{entra.host}/_emulator/faults", json={"script": list(steps)}, timeout=5, verify=verify
+        ).raise_for_status()
+
+    yield inject
+    requests.delete(f"{entra.host}/_emulator/faults", timeout=5, verify=verify)
+
+
+def _token_requests(url: str, *, verify: str | bool = True) -> int:
+    return requests.get(f"{url}/_emulator/stats", timeout=5, verify=verify).json()["token_requests"]
+
+
+def test_managed_identity_500_twice_then_the_token_comes(dataverse, msi, msi_faults) -> None:
+    emulator = dataverse()
+    msi_faults({"status": 500}, {"status": 500})
+    before = _token_requests(_identity_root(msi))
+
+    tokens = ManagedIdentityTokenProvider(f"{emulator.url}/.default")
+    assert DataverseClient(emulator.url, tokens).whoami()["UserId"]
+    assert _token_requests(_identity_root(msi)) == before + 3  # retried by azure-core, within our bound
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"status": 500},
+        {"status": 503, "message": "The service is briefly unavailable."},
+        {"status": 429},
+        {"status": 502, "raw": "<html><body>502 Bad Gateway</body></html>"},  # not JSON
+    ],
+)
+def test_managed_identity_failing_beyond_its_retries_is_transient(dataverse, msi, msi_faults, step: dict) -> None:
+    msi_faults(*[step] * 3)
+    before = _token_requests(_identity_root(msi))
+    with pytest.raises(D365AuthenticationError) as raised:
+        ManagedIdentityTokenProvider(f"{dataverse().url}/.default").get_token()
+    assert raised.value.transient
+    assert _token_requests(_identity_root(msi)) == before + 3  # bounded: one try and two retries
+
+
+def test_managed_identity_timing_out_is_transient(dataverse, msi, msi_faults) -> None:
+    msi_faults(*[{"status": 503, "delay_ms": 1500}] * 3)
+    with pytest.raises(D365AuthenticationError) as raised:
+        ManagedIdentityTokenProvider(f"{dataverse().url}/.default", timeout=0.5).get_token()
+    assert raised.value.transient and raised.value.unreachable
+
+
+def test_managed_identity_refusing_the_identity_is_permanent(dataverse, msi, msi_faults) -> None:
+    msi_faults({"status": 400, "message": "No managed identity found for specified ClientId."})
+    with pytest.raises(D365AuthenticationError) as raised:
+        ManagedIdentityTokenProvider(f"{dataverse().url}/.default", client_id=str(uuid.uuid4())).get_token()
+    assert not raised.value.transient
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"status": 503, "error": "temporarily_unavailable"},
+        {"status": 500, "error": "server_error", "description": "AADSTS50000: There was an error issuing a token."},
+        {"status": 429, "error": "invalid_request", "description": "AADSTS90055: Too many requests.", "retry_after": 2},
+        {"status": 502, "raw": "<html>Bad Gateway</html>"},
+    ],
+)
+def test_entra_unavailable_or_throttling_is_transient(dataverse, entra, entra_faults, step: dict) -> None:
+    entra_faults(step)
+    with pytest.raises(D365AuthenticationError) as raised:
+        _secret_provider(entra, dataverse().url).get_token()
+    assert raised.value.transient
+
+
+@pytest.mark.parametrize(
+    ("step", "code"),
+    [
+        ({"status": 401, "error": "invalid_client", "description": "AADSTS7000222: The client secret keys are expired."},
+         "invalid_client"),
+        ({"status": 400, "error": "unauthorized_client",
+          "description": "AADSTS700016: Application with identifier 'x' was not found in the directory 'y'."},
+         "unauthorized_client"),
+        ({"status": 401, "error": "invalid_request", "description": "AADSTS7000215: Invalid client secret provided."},
+         "invalid_request"),
+    ],
+)
+def test_entra_refusing_the_credential_is_permanent(dataverse, entra, entra_faults, step: dict, code: str) -> None:
+    entra_faults(step)
+    with pytest.raises(D365AuthenticationError) as raised:
+        _secret_provider(entra, dataverse().url).get_token()
+    assert not raised.value.transient and raised.value.code == code
+
+
+def test_entra_transient_then_the_token(dataverse, entra, entra_faults) -> None:
+    emulator = dataverse()
+    entra_faults({"status": 503, "error": "temporarily_unavailable"})
+    with pytest.raises(D365AuthenticationError) as raised:
+        _secret_provider(entra, emulator.url).get_token()
+    assert raised.value.transient
+    assert DataverseClient(emulator.url, _secret_provider(entra, emulator.url)).whoami()["UserId"]
+
+
+def test_metadata_failure_ttl_setting() -> None:
+    base = {"D365_URL": "https://org.crm.dynamics.com"}
+    assert DataverseConfig.from_env(base).metadata_failure_ttl_seconds == 30
+    assert DataverseConfig.from_env({**base, "D365_METADATA_FAILURE_TTL_SECONDS": "5"}).metadata_failure_ttl_seconds == 5
+    with pytest.raises(SettingsError, match="D365_METADATA_FAILURE_TTL_SECONDS"):
+        DataverseConfig.from_env({**base, "D365_METADATA_FAILURE_TTL_SECONDS": "soon"})

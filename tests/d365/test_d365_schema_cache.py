@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from d365.errors import D365ConnectionError
+from d365.auth import ManagedIdentityTokenProvider
+from d365.client import DataverseClient
+from d365.errors import D365APIError, D365ConnectionError, D365RateLimitError
 from d365.metadata import LeadSchema
 from d365.schema_cache import SchemaCache
 
@@ -88,3 +90,71 @@ def test_single_flight_across_threads() -> None:
         thread.join()
     assert cache.loads == 1
     assert len({id(schema) for schema in results}) == 1
+
+
+def test_a_failure_is_remembered_for_the_failure_ttl() -> None:
+    clock, loader = Clock(), Loader()
+    loader.fail = D365APIError("privilege missing", status=403, code="0x80040220", request_id="req-1")
+    cache = SchemaCache(loader, ttl_seconds=3600, failure_ttl_seconds=30, clock=clock)
+
+    with pytest.raises(D365APIError):
+        cache.get()
+    clock.now += 29
+    with pytest.raises(D365APIError) as raised:
+        cache.get()
+    assert loader.calls == 1  # remembered, not asked again
+    assert (raised.value.status, raised.value.code, raised.value.request_id) == (403, "0x80040220", "req-1")
+    assert not raised.value.transient
+
+    loader.fail = None
+    clock.now += 1
+    assert cache.get() is not None and loader.calls == 2 and cache.loads == 1
+
+
+def test_a_remembered_failure_outlasts_invalidate() -> None:
+    clock, loader = Clock(), Loader()
+    loader.fail = D365ConnectionError("down")
+    cache = SchemaCache(loader, ttl_seconds=3600, failure_ttl_seconds=30, clock=clock)
+    with pytest.raises(D365ConnectionError):
+        cache.get()
+    cache.invalidate()
+    with pytest.raises(D365ConnectionError) as raised:
+        cache.get()
+    assert raised.value.transient and loader.calls == 1
+
+
+def test_a_429_is_remembered_for_its_retry_after_and_says_what_is_left() -> None:
+    clock, loader = Clock(), Loader()
+    loader.fail = D365RateLimitError("slow down", retry_after=80, status=429)
+    cache = SchemaCache(loader, ttl_seconds=3600, failure_ttl_seconds=30, clock=clock)
+    with pytest.raises(D365RateLimitError):
+        cache.get()
+
+    clock.now += 50
+    with pytest.raises(D365RateLimitError) as raised:
+        cache.get()
+    assert raised.value.retry_after == 30 and loader.calls == 1
+
+    clock.now += 30
+    loader.fail = None
+    cache.get()
+    assert loader.calls == 2
+
+
+def test_a_metadata_outage_costs_one_round_of_requests_per_window(dataverse, msi) -> None:
+    emulator = dataverse()
+    client = DataverseClient(emulator.url, ManagedIdentityTokenProvider(f"{emulator.url}/.default"), max_retries=0)
+    clock = Clock()
+    cache = SchemaCache(client.read_lead_schema, ttl_seconds=3600, failure_ttl_seconds=30, clock=clock)
+    emulator.set_faults(script=[{"status": 503}] * 10)
+
+    for _ in range(50):  # fifty pushes on a cold instance during the outage
+        with pytest.raises(D365APIError) as raised:
+            cache.get()
+        assert raised.value.status == 503 and raised.value.transient
+    assert emulator.stats()["requests"] == 1  # the first metadata request failed; nothing since
+
+    clock.now += 30  # the window has passed and so has the outage
+    emulator.clear_faults()
+    assert cache.get().has("subject")
+    assert emulator.stats()["requests"] == 1 + 4

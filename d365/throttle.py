@@ -1,0 +1,79 @@
+"""One "throttled until" shared by every request of a worker process, and beyond it.
+
+Dataverse's service protection limits count per application user, so a 429 seen by one request
+applies to all: `ThrottleGate.on_rate_limited` records how long, and hands the moment to `publish`
+(the app stores it in PostgreSQL, for the other instances); `merge` takes in a moment learnt
+elsewhere (read from PostgreSQL). Before each send the client calls `before_request`, which waits
+a short remainder inline and refuses a long one with `D365RateLimitError`, without sending.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from d365 import deadline
+from d365.errors import D365RateLimitError
+
+logger = logging.getLogger(__name__)
+
+
+class ThrottleGate:
+    def __init__(
+        self,
+        *,
+        inline_wait_seconds: float,
+        publish: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._inline_wait = inline_wait_seconds
+        self._publish = publish
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    @property
+    def throttled_until(self) -> float:
+        """Epoch seconds until which Dataverse asked us to wait (in the past when it did not)."""
+        with self._lock:
+            return self._until
+
+    def remaining(self) -> float:
+        """Seconds still to wait; 0.0 when not throttled."""
+        return max(0.0, self.throttled_until - self._clock())
+
+    def merge(self, until_epoch: float | None) -> None:
+        """Take in a "throttled until" learnt elsewhere; the later of the two holds."""
+        if until_epoch is None:
+            return
+        with self._lock:
+            self._until = max(self._until, float(until_epoch))
+
+    def before_request(self) -> None:
+        """Return when a request may be sent: at once, or after waiting a remainder that is no
+        longer than the inline wait and fits the current deadline.
+        Raises D365RateLimitError (retry_after = the remainder) instead of waiting longer."""
+        wait = self.remaining()
+        if wait <= 0:
+            return
+        budget = deadline.remaining()
+        if wait <= self._inline_wait and (budget is None or wait < budget):
+            self._sleep(wait)
+            return
+        raise D365RateLimitError(f"Dataverse throttled for another {wait:.1f}s; not sent", retry_after=wait)
+
+    def on_rate_limited(self, retry_after: float) -> None:
+        """Record a 429 with this Retry-After and publish the resulting "throttled until"."""
+        with self._lock:
+            self._until = max(self._until, self._clock() + retry_after)
+            until = self._until
+        if self._publish is None:
+            return
+        try:
+            self._publish(until)
+        except Exception:  # the local gate still holds; the other instances learn of it by their own 429
+            logger.warning("d365_throttle_publish_failed until=%s", until, exc_info=True)
