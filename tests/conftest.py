@@ -31,6 +31,8 @@ APP_SETTINGS = (
     "D365_CHOICE_OVERRIDES_FILE", "D365_INLINE_RETRY_AFTER_SECONDS", "HUNTER_WEBHOOK_SECRET",
     "HUNTER_ALLOW_UNSIGNED", "HUNTER_SIGNATURE_TOLERANCE_SECONDS", "STUCK_LEAD_AFTER_SECONDS",
     "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE",
+    "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId", "DATABASE_AUTH",
 )
 _HOSTS = pytest.StashKey[list["Host"]]()
 
