@@ -64,11 +64,6 @@ class Settings:
     def poison_queue_name(self) -> str:
         return f"{self.lead_queue_name}-poison"
 
-    @property
-    def storage_connection(self) -> StorageConfig:
-        """Old name of `storage`, kept while shared/replay.py still uses it."""
-        return self.storage
-
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, host_json: Path = HOST_JSON) -> "Settings":
         """Read and validate every setting. Raises SettingsError naming each problem."""
