@@ -176,7 +176,9 @@ def test_count_is_every_match_whatever_the_top(api: Api) -> None:
     ],
 )
 def test_query_options_dataverse_does_not_take_are_refused(api: Api, path: str, params: dict, option: str) -> None:
-    assert error_of(api.get(path, params=params)) == (400, "0x80060888", f"The query parameter {option} is not supported")
+    expected = (400, "0x80060888", f"The query parameter {option} is not supported")
+
+    assert error_of(api.get(path, params=params)) == expected
 
 
 def test_expand_on_leads_names_an_unknown_property(api: Api) -> None:
@@ -254,7 +256,8 @@ def test_in_finds_every_listed_value_case_insensitively(api: Api) -> None:
 
     double = "Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=[\"a@X.com\",\"B@x.com\"])"
     single = "Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=['a@x.com','nobody@x.com'])"
-    numbers = "Microsoft.Dynamics.CRM.In(PropertyName='hnt_companyid',PropertyValues=[\"2\",\"3\"]) and hnt_companyid ne 3"
+    numbers = "Microsoft.Dynamics.CRM.In(PropertyName='hnt_companyid',PropertyValues=[\"2\",\"3\"])"
+    numbers += " and hnt_companyid ne 3"
     aliased = {"$filter": "Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)",
                "@p1": "'emailaddress1'", "@p2": "['b@x.com']"}
 
@@ -274,11 +277,13 @@ def test_in_finds_every_listed_value_case_insensitively(api: Api) -> None:
     ("where", "expected"),
     [
         ("Microsoft.Dynamics.CRM.In(PropertyName='nosuch',PropertyValues=[\"a\"])",
-         (400, "0x80041103", "'lead' entity doesn't contain attribute with Name = 'nosuch' and NameMapping = 'Logical'.")),
+         (400, "0x80041103",
+          "'lead' entity doesn't contain attribute with Name = 'nosuch' and NameMapping = 'Logical'.")),
         ("Microsoft.Dynamics.CRM.In(PropertyName='hnt_companyid',PropertyValues=[\"x\"])",
          (400, "0x0", "Cannot convert the literal 'x' to the expected type 'Edm.Int32'.")),
         ("Microsoft.Dynamics.CRM.Between(PropertyName='hnt_companyid',PropertyValues=[\"1\",\"2\"])",
-         (501, "0x0", "The query function 'Microsoft.Dynamics.CRM.Between' is not implemented by the local Dataverse emulator.")),
+         (501, "0x0",
+          "The query function 'Microsoft.Dynamics.CRM.Between' is not implemented by the local Dataverse emulator.")),
     ],
 )
 def test_in_errors(api: Api, where: str, expected: tuple) -> None:
@@ -301,4 +306,4 @@ def test_every_response_carries_a_new_service_request_id(api: Api) -> None:
     ids = [response.headers["x-ms-service-request-id"] for response in responses]
     assert [r.status_code for r in responses] == [200, 400, 404, 404, 401]
     assert all(uuid.UUID(i) for i in ids) and len(set(ids)) == len(ids)
-    assert all(response.headers["REQ_ID"] == i for response, i in zip(responses, ids))
+    assert all(response.headers["REQ_ID"] == i for response, i in zip(responses, ids, strict=True))

@@ -9,22 +9,20 @@ suffix, as azure-identity does), so the scope it sends is checked too.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
+from azure.core.credentials import AccessToken
+from PowerPlatform.Dataverse.client import DataverseClient
+from PowerPlatform.Dataverse.core.errors import HttpError
+from PowerPlatform.Dataverse.models import UpsertItem, col
 
-pytest.importorskip("PowerPlatform.Dataverse", reason="powerplatform-dataverse-client is in requirements-dev.txt")
-
-from azure.core.credentials import AccessToken  # noqa: E402
-from PowerPlatform.Dataverse.client import DataverseClient  # noqa: E402
-from PowerPlatform.Dataverse.core.errors import HttpError  # noqa: E402
-from PowerPlatform.Dataverse.models import UpsertItem, col  # noqa: E402
-
-from local.emulators import tokens  # noqa: E402
-from local.emulators.authority import write_certificates  # noqa: E402
-from local.emulators.dataverse import DataverseServer, serve  # noqa: E402
+from local.emulators import tokens
+from local.emulators.authority import write_certificates
+from local.emulators.dataverse import DataverseServer, serve
 
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 

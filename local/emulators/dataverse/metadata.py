@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 from local.emulators.dataverse.errors import ENTITY, NOT_FOUND, ODataError, resource_not_found, unknown_property
 from local.emulators.dataverse.odata_filter import parse_filter
@@ -135,7 +135,7 @@ def option_set(column: Column) -> dict:
     return result
 
 
-def _select(item: dict, query: dict[str, str], allowed: set[str], type_name: str) -> dict:
+def _select(item: dict, query: Mapping[str, str], allowed: set[str], type_name: str) -> dict:
     names = [n.strip() for n in query.get("$select", "").split(",") if n.strip()]
     for name in names:
         if name not in allowed:
@@ -158,7 +158,7 @@ def _split_top_level(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _expand(column: Column, query: dict[str, str], type_name: str) -> dict:
+def _expand(column: Column, query: Mapping[str, str], type_name: str) -> dict:
     expanded: dict[str, Any] = {}
     for part in _split_top_level(query.get("$expand", "")):
         match = re.fullmatch(r"(\w+)(?:\(\$select=([\w,]*)\))?", part)
@@ -174,7 +174,7 @@ def _expand(column: Column, query: dict[str, str], type_name: str) -> dict:
     return expanded
 
 
-def _attribute_view(column: Column, query: dict[str, str], cast: AttributeType | None) -> dict:
+def _attribute_view(column: Column, query: Mapping[str, str], cast: AttributeType | None) -> dict:
     full = attribute(column)
     allowed = set(full) if cast is not None else _BASE_NAMES
     type_name = NAMESPACE + _TYPE_NAMES[cast] if cast is not None else _ATTRIBUTE_TYPE
@@ -182,7 +182,7 @@ def _attribute_view(column: Column, query: dict[str, str], cast: AttributeType |
     return {**selected, **_expand(column, query, type_name)} if "$expand" in query else selected
 
 
-def read(path: str, query: dict[str, str], *, base: str, schema: Schema) -> dict:
+def read(path: str, query: Mapping[str, str], *, base: str, schema: Schema) -> dict:
     """Answer a GET of `path` (relative to the API base). Raises ODataError 404/400 (400 also for a
     query option metadata reads refuse, such as $top or $orderby)."""
     check_options(query, METADATA_OPTIONS)
@@ -256,7 +256,7 @@ def _attribute_by_id(schema: Schema, metadata_id_text: str) -> str:
                                      f"'{ENTITY}'.")
 
 
-def _attributes(schema: Schema, query: dict[str, str], cast: AttributeType | None) -> list[dict]:
+def _attributes(schema: Schema, query: Mapping[str, str], cast: AttributeType | None) -> list[dict]:
     columns = [c for c in schema.columns.values() if cast is None or c.attribute_type is cast]
     if "$filter" in query:
         allowed = set(attribute(Column("x", cast or AttributeType.UNIQUEIDENTIFIER, "x"))) | set(_FILTER_PATHS)

@@ -9,7 +9,8 @@ creation order, which the emulator uses for "unspecified".
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from local.emulators.dataverse.queryoptions import FORMATTED_VALUE, Cursor, Order
 from local.emulators.dataverse.schema import CHOICE_TYPES, AttributeType, Column, Schema
@@ -29,7 +30,7 @@ def _key(column: Column | None, value: Any) -> tuple:
     return (1, value)
 
 
-def _compare(a: tuple, b: tuple) -> int:
+def _compare(a: Any, b: Any) -> int:
     return (a > b) - (a < b)
 
 
@@ -41,13 +42,13 @@ class Ordering:
         self._columns = [schema.columns.get(order.column) for order in self.orders]
 
     def keys(self, values: Sequence[Any]) -> tuple:
-        return tuple(_key(column, value) for column, value in zip(self._columns, values))
+        return tuple(_key(column, value) for column, value in zip(self._columns, values, strict=True))
 
     def row_keys(self, row: Row) -> tuple:
         return self.keys([row[1].get(order.column) for order in self.orders])
 
     def _cmp(self, a: tuple[tuple, int], b: tuple[tuple, int]) -> int:
-        for order, left, right in zip(self.orders, a[0], b[0]):
+        for order, left, right in zip(self.orders, a[0], b[0], strict=True):
             result = _compare(left, right)
             if result:
                 return -result if order.descending else result

@@ -7,8 +7,9 @@ is real Dataverse but not emulated, so it answers 501 rather than pretending to 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
 
@@ -24,7 +25,9 @@ ENTITY_OPTIONS = frozenset({"$select", "$expand"})
 METADATA_OPTIONS = frozenset({"$select", "$filter", "$expand"})
 FORMATTED_VALUE = "OData.Community.Display.V1.FormattedValue"
 _ORDER_ITEM = re.compile(r"^\s*(?P<name>[^\s]+)(?:\s+(?P<direction>\S+))?\s*$")
-_PAGING_COOKIE = re.compile(r'^<cookie pagenumber="(?P<page>\d+)" pagingcookie="(?P<inner>[^"]*)" istracking="False" />$')
+_PAGING_COOKIE = re.compile(
+    r'^<cookie pagenumber="(?P<page>\d+)" pagingcookie="(?P<inner>[^"]*)" istracking="False" />$'
+)
 _COOKIE_ROOT = re.compile(r'^<cookie page="\d+" sequence="(?P<sequence>\d+)">')
 _COOKIE_COLUMN = re.compile(r'<(?P<name>[a-z_][a-z0-9_]*) last="(?P<last>[^"]*)"(?P<null> null="1")? first="[^"]*" />')
 
@@ -128,7 +131,9 @@ class Preferences:
 
 
 def _split_preferences(header: str) -> list[str]:
-    items, current, quoted = [], [], False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in header:
         if char == '"':
             quoted = not quoted
@@ -171,10 +176,7 @@ class Cursor:
 
 
 def _attribute(value: Any) -> str:
-    if isinstance(value, bool):
-        text = "1" if value else "0"
-    else:
-        text = "" if value is None else str(value)
+    text = "" if value is None else str(int(value)) if isinstance(value, bool) else str(value)
     return '"' + escape(text, {'"': "&quot;"}) + '"'
 
 
@@ -203,7 +205,8 @@ def decode_skiptoken(token: str, orders: list[Order], primary_key: str, kinds: M
     inner = unquote(match.group("inner")) if match else ""
     root = _COOKIE_ROOT.match(inner)
     columns = list(_COOKIE_COLUMN.finditer(inner))
-    if match is None or root is None or [c.group("name") for c in columns] != [o.column for o in orders] + [primary_key]:
+    expected = [order.column for order in orders] + [primary_key]
+    if match is None or root is None or [column.group("name") for column in columns] != expected:
         raise invalid
     values: list[Any] = []
     for column in columns[:-1]:

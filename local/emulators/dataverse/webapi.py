@@ -175,7 +175,7 @@ class WebApi:
 
     def _render(self, record: dict, select: list[str] | None, preferences: Preferences) -> dict:
         names = select if select is not None else list(self.store.schema.columns)
-        item = {"@odata.etag": etag(record)}
+        item: dict[str, Any] = {"@odata.etag": etag(record)}
         for name in names:
             item[name] = record.get(name)
         item[PRIMARY_KEY] = record[PRIMARY_KEY]
