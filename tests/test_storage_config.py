@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from local.funchost import app_settings
 from shared.settings import Settings, SettingsError
 from shared.storage_config import ConnectionStringStorage, ManagedIdentityStorage, storage_from_env
 
@@ -75,3 +76,11 @@ def test_settings_read_the_identity_based_form():
 
 def test_a_connection_string_is_never_shown():
     assert "AccountKey" not in repr(ConnectionStringStorage("AccountName=a;AccountKey=c2VjcmV0"))
+
+
+def test_the_local_host_resolves_a_binding_connection_as_the_host_does():
+    env = {"MyStorage__queueServiceUri": "https://q.example.net/acct", "MyStorage__clientId": CLIENT_ID}
+    assert app_settings.storage("MyStorage", env) == ManagedIdentityStorage("https://q.example.net/acct", CLIENT_ID)
+    assert app_settings.storage(None, {"AzureWebJobsStorage": AZURITE}) == ConnectionStringStorage(AZURITE)
+    with pytest.raises(app_settings.AppSettingError, match="MyStorage__accountName"):
+        app_settings.storage("MyStorage", {})
