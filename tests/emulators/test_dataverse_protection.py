@@ -5,12 +5,17 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
+from PowerPlatform.Dataverse.client import DataverseClient
+from PowerPlatform.Dataverse.core.errors import HttpError
 
 from local.emulators import tokens
 from local.emulators.control_client import EmulatorControl
+from local.emulators.dataverse import DataverseServer
 from local.emulators.dataverse.protection import Limits, ServiceProtection
 from local.services import start_module
 from tests.emulators.conftest import Api, error_of
+from tests.emulators.test_dataverse_batch import sdk_client, sdk_server, sdk_tls  # noqa: F401 - fixtures
 
 LEAD = "Microsoft.Dynamics.CRM.lead"
 
@@ -150,3 +155,19 @@ def test_command_line_flags_set_the_state_reset_returns_to() -> None:
             600, 30.0, 8)
     finally:
         control.close()
+
+
+def test_microsofts_client_reads_the_throttle_answer(
+    sdk_client: DataverseClient, sdk_server: DataverseServer  # noqa: F811 - the fixtures imported above
+) -> None:
+    sdk_client.records.create("lead", {"subject": "warms the client's metadata cache"})
+    requests.post(f"{sdk_server.url}/_emulator/protection", json={"requests_per_window": 1, "window_seconds": 60},
+                  timeout=5)
+
+    with pytest.raises(HttpError) as raised:
+        for n in range(2):
+            sdk_client.records.create("lead", {"subject": str(n)})
+
+    error = raised.value
+    assert (error.status_code, error.details["service_error_code"], error.is_transient) == (429, "0x80072322", True)
+    assert 1 <= error.details["retry_after"] <= 60
