@@ -11,12 +11,14 @@ sets its own `sslmode`.
 Errors: `DatabaseTokenUnavailable` (a `StoreUnavailable`, so transient) when no token could be had;
 psycopg2's own errors from the connection attempt.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -87,7 +89,7 @@ class PostgresConnector:
             self._sslmode = {"sslmode": "require"}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PostgresConnector":
+    def from_settings(cls, settings: Settings) -> PostgresConnector:
         if settings.database_auth is DatabaseAuth.MANAGED_IDENTITY:
             credential = ManagedIdentityCredential(client_id=settings.dataverse.managed_identity_client_id)
             return cls(settings.database_url, password=EntraPassword(credential))

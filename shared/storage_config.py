@@ -9,14 +9,15 @@ A binding's `connection` names a setting prefix (`AzureWebJobsStorage`). The hos
 The app understands the same forms, so one set of app settings serves the host's trigger and the
 app's own queue clients. Service-principal secrets (`__clientSecret`) are refused: no secrets.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Union
 from urllib.parse import urlsplit
 
-from d365.config import EnvReader, SettingsError
+from d365.config import EnvReader
 
 __all__ = ["ConnectionStringStorage", "ManagedIdentityStorage", "StorageConfig", "read_storage", "storage_from_env"]
 
@@ -45,7 +46,7 @@ class ManagedIdentityStorage:
     client_id: str | None = None
 
 
-StorageConfig = Union[ConnectionStringStorage, ManagedIdentityStorage]
+StorageConfig = ConnectionStringStorage | ManagedIdentityStorage
 
 
 def storage_from_env(env: Mapping[str, str], name: str = STORAGE_SETTING) -> StorageConfig:

@@ -1,85 +1,41 @@
 """PostgreSQL sign-in with a managed identity's token, against a server that checks passwords.
 
-The session's PostgreSQL trusts everyone, so these tests start a throwaway cluster with TLS on and a
-pg_hba.conf that makes the token role sign in with a password over TLS only. The identity emulator
-runs in this process; each time it issues a PostgreSQL token it makes that token the role's
-password, as Azure Database for PostgreSQL accepts the current Entra token of its principals.
+The server (`tests.entra_postgres`) lets ROLE in only over TLS with its password; the identity
+emulator runs in this process and makes each PostgreSQL token it issues that password, as Azure
+Database for PostgreSQL accepts the current Entra token of its principals.
 """
 from __future__ import annotations
 
-import shutil
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 import psycopg2
 import pytest
 from azure.core.credentials import AccessToken
-from psycopg2 import sql
 
 from local import services
 from local.emulators import identity
-from local.emulators.authority import write_certificates
 from shared.pg_connect import POSTGRES_SCOPE, DatabaseTokenUnavailable, EntraPassword, PostgresConnector
 from shared.settings import DatabaseAuth, Settings, SettingsError
+from tests.entra_postgres import ROLE, TokenPasswords, admin, start_tls_postgres
 
-ROLE = "leadpush_mi"
 IDENTITY_HEADER = "pg-test-identity-header"
 TOKEN_TTL_SECONDS = 2
-POSTGRES_RESOURCE = POSTGRES_SCOPE.removesuffix("/.default")
-
-
-@dataclass
-class Issued:
-    """Tokens the identity emulator handed out for PostgreSQL, in order."""
-
-    tokens: list[tuple[str, int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.PostgresServer]:
-    """A throwaway cluster with ssl=on; ROLE must sign in with a password over TLS."""
-    server = services.start_throwaway_postgres()
-    assert server.cluster is not None
-    certs = write_certificates(server.cluster.root / "tls")
-    for path in (certs.cert.parent, certs.cert, certs.key):
-        shutil.chown(path, "postgres", "postgres")
-    hba = server.cluster.data_dir / "pg_hba.conf"
-    hba.write_text(
-        f"hostssl all {ROLE} 127.0.0.1/32 scram-sha-256\n"
-        f"host all {ROLE} 127.0.0.1/32 reject\n" + hba.read_text()
-    )
-    _admin(server.url, "ALTER SYSTEM SET ssl = on")
-    _admin(server.url, "ALTER SYSTEM SET ssl_cert_file = %s", str(certs.cert))
-    _admin(server.url, "ALTER SYSTEM SET ssl_key_file = %s", str(certs.key))
-    _admin(server.url, "SELECT pg_reload_conf()")
-    _admin(server.url, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(ROLE)))
-    for _ in range(50):
-        if _admin(server.url, "SHOW ssl") == ("on",):
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("ssl did not come on after pg_reload_conf()")
+def tls_server() -> Iterator[services.PostgresServer]:
+    server = start_tls_postgres()
     yield server
     server.close()
 
 
 @pytest.fixture
-def issued_identity(tls_server, monkeypatch) -> Iterator[tuple[identity.IdentityServer, Issued]]:
-    """The identity emulator, making each PostgreSQL token it issues ROLE's password."""
-    issued = Issued()
-
-    def accept(resource: str, token: str, expires_on: int) -> None:
-        if resource.rstrip("/") != POSTGRES_RESOURCE:
-            return
-        _admin(tls_server.url, sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(ROLE)), token)
-        with issued.lock:
-            issued.tokens.append((token, expires_on))
-
+def issued_identity(tls_server, monkeypatch) -> Iterator[tuple[identity.IdentityServer, TokenPasswords]]:
+    """The identity emulator, with short-lived tokens, making each PostgreSQL token ROLE's password."""
+    issued = TokenPasswords(tls_server.url)
     server = identity.serve("127.0.0.1", 0, identity_header=IDENTITY_HEADER, token_ttl=TOKEN_TTL_SECONDS,
-                            on_issue=accept)
+                            on_issue=issued)
     monkeypatch.setenv("IDENTITY_ENDPOINT", server.token_url)
     monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
     yield server, issued
@@ -98,18 +54,6 @@ def _settings(url: str, **extra: str) -> Settings:
 
 def _token_url(server: services.PostgresServer, query: str = "") -> str:
     return f"postgresql://{ROLE}@127.0.0.1:{server.cluster.port}/postgres{query}"
-
-
-def _admin(url: str, statement, *params: str) -> tuple | None:
-    """Run one statement as the superuser (trusted); its first row, if any."""
-    conn = psycopg2.connect(url, connect_timeout=5)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement, params or None)
-            return cur.fetchone() if cur.description else None
-    finally:
-        conn.close()
 
 
 def _whoami(conn) -> tuple[str, bool]:
@@ -149,13 +93,8 @@ def test_each_new_connection_signs_in_with_a_current_token(tls_server, issued_id
 
 def test_a_token_is_reused_until_shortly_before_it_expires(tls_server, monkeypatch):
     # given: tokens that live an hour
-    issued = Issued()
-
-    def accept(resource: str, token: str, expires_on: int) -> None:
-        _admin(tls_server.url, sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(ROLE)), token)
-        issued.tokens.append((token, expires_on))
-
-    server = identity.serve("127.0.0.1", 0, identity_header=IDENTITY_HEADER, token_ttl=3600, on_issue=accept)
+    issued = TokenPasswords(tls_server.url)
+    server = identity.serve("127.0.0.1", 0, identity_header=IDENTITY_HEADER, token_ttl=3600, on_issue=issued)
     monkeypatch.setenv("IDENTITY_ENDPOINT", server.token_url)
     monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
     try:
@@ -188,8 +127,8 @@ def test_sslmode_in_the_url_wins(tls_server, issued_identity):
 
 def test_a_url_with_a_password_keeps_working(tls_server):
     # given
-    _admin(tls_server.url, "DROP ROLE IF EXISTS leadpush_pw")
-    _admin(tls_server.url, "CREATE ROLE leadpush_pw LOGIN PASSWORD 'pw-for-test'")
+    admin(tls_server.url, "DROP ROLE IF EXISTS leadpush_pw")
+    admin(tls_server.url, "CREATE ROLE leadpush_pw LOGIN PASSWORD 'pw-for-test'")
     settings = _settings(f"postgresql://leadpush_pw:pw-for-test@127.0.0.1:{tls_server.cluster.port}/postgres")
 
     # when
