@@ -126,6 +126,9 @@ var appSettings = {
   HUNTER_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${webhookSecretUri})'
   HUNTER_ALLOW_UNSIGNED: 'false'
   LOG_LEVEL: 'INFO'
+  // The push is synchronous: the worker runs it on a thread pool of min(32, CPUs + 4) threads unless told
+  // otherwise. host.json lets the host hand out batchSize 16 + newBatchThreshold 8 = 24 messages per instance.
+  PYTHON_THREADPOOL_THREAD_COUNT: '24'
 }
 
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {

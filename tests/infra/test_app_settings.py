@@ -3,13 +3,14 @@ secretless forms: identity-based host storage, an Entra token for PostgreSQL, a 
 webhook secret, Application Insights signed by the identity."""
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from shared.settings import DatabaseAuth, Settings, SettingsError
 from shared.storage_config import ManagedIdentityStorage
-from tests.infra.bicep_model import expression, load
+from tests.infra.bicep_model import ROOT, expression, load
 
 # What main.bicep passes in, as Azure would fill it.
 SAMPLE_PARAMS = {
@@ -139,3 +140,10 @@ def test_deployment_parameters(param):
 
     assert param in main.tree["parameters"]
     assert main.modules["api"]["config"]["params"][param] == param
+
+
+def test_worker_threads_match_the_messages_host_json_hands_each_instance():
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+
+    assert int(bicep_app_settings()["PYTHON_THREADPOOL_THREAD_COUNT"]) == (
+        queues["batchSize"] + queues["newBatchThreshold"])
