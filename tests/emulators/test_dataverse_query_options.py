@@ -48,6 +48,17 @@ def test_orderby_sorts_a_choice_by_its_label_not_its_value(api: Api) -> None:
     assert _subjects(_query(api, **{"$orderby": "hnt_segment"})) == ["existing", "partner", "prospect"]
 
 
+def test_orderby_sorts_guids_as_sql_server_does_not_as_text(api: Api) -> None:
+    # SQL Server weighs the last group most: text order would be a, b, c.
+    a = api.create(leadid="00000000-0000-0000-0000-000000000002", subject="a")
+    b = api.create(leadid="10000000-0000-0000-0000-000000000001", subject="b")
+    c = api.create(leadid="20000000-0000-0000-0000-000000000000", subject="c")
+
+    response = _query(api, **{"$select": "subject", "$orderby": "leadid"})
+
+    assert [row["leadid"] for row in response.json()["value"]] == [c, b, a]
+
+
 @pytest.mark.parametrize(
     ("orderby", "expected"),
     [

@@ -2,13 +2,15 @@
 `OData.Community.Display.V1.FormattedValue` annotations.
 
 Dataverse sorts strings ignoring case, puts nulls first when ascending (last when descending, as
-SQL Server does) and sorts choice columns by their label, not their value (FetchXML needs
-`useraworderby` to sort by value). Rows that tie, and every query without `$orderby`, fall back to
-creation order, which the emulator uses for "unspecified".
+SQL Server does), sorts choice columns by their label, not their value (FetchXML needs
+`useraworderby` to sort by value), and GUIDs in SQL Server's byte order, not as text. Rows that
+tie, and every query without `$orderby`, fall back to creation order, which the emulator uses for
+"unspecified".
 """
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,11 +19,20 @@ from local.emulators.dataverse.schema import CHOICE_TYPES, AttributeType, Column
 
 Row = tuple[int, dict]  # (creation sequence, record)
 _BOOLEAN_LABELS = {True: "Yes", False: "No"}  # the labels metadata.option_set gives two-option columns
+_GUID_BYTE_ORDER = (10, 11, 12, 13, 14, 15, 8, 9, 6, 7, 4, 5, 0, 1, 2, 3)  # as SqlGuid compares
+
+
+def _guid_key(text: str) -> bytes:
+    """SQL Server's uniqueidentifier order: the last six bytes weigh most, the first four least."""
+    raw = uuid.UUID(text).bytes_le
+    return bytes(raw[i] for i in _GUID_BYTE_ORDER)
 
 
 def _key(column: Column | None, value: Any) -> tuple:
     if value is None:
         return (0,)
+    if column is not None and column.attribute_type is AttributeType.UNIQUEIDENTIFIER:
+        return (1, _guid_key(value))
     if column is not None and column.attribute_type in CHOICE_TYPES:
         label = next((o.label for o in column.options if o.value == value), str(value))
         return (1, label.casefold())
