@@ -8,6 +8,7 @@ message moved to the poison queue or replayed from it keeps its exact bytes, eve
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,8 +80,9 @@ class LeadQueues:
             if len(texts) == 1:
                 send_one(texts[0])
             else:
+                caller = contextvars.copy_context()  # each send stays in the caller's trace
                 with ThreadPoolExecutor(max_workers=min(_SEND_THREADS, len(texts))) as pool:
-                    list(pool.map(send_one, texts))
+                    list(pool.map(lambda text: caller.copy().run(send_one, text), texts))
         except AzureError as exc:
             raise QueueUnavailable(f"cannot send to queue {self.main.queue_name}: {exc.message}") from exc
 

@@ -35,6 +35,7 @@ from shared.storage_config import StorageConfig
 from local.funchost.app_loader import FunctionSpec
 from local.funchost.host_config import QueuesConfig
 from local.funchost.invoker import Invoker
+from local.funchost.telemetry import untraced
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class QueueListener:
         self._in_flight = 0
         self._slots = threading.Condition()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{spec.name}", daemon=True)
+        # The host's own storage calls are not the app's telemetry (in Azure, the .NET host makes them).
+        self._thread = threading.Thread(target=untraced(self._poll_loop), name=f"poll-{spec.name}", daemon=True)
 
     @property
     def queue_name(self) -> str:
@@ -112,7 +114,7 @@ class QueueListener:
             for message in batch:
                 with self._slots:
                     self._in_flight += 1
-                self._pool.submit(self._process, message)
+                self._pool.submit(untraced(self._process), message)
             delay = MIN_POLLING_INTERVAL if batch else min(delay * 2, self._config.max_polling_interval)
             self._stopping.wait(delay)
 

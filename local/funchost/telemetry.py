@@ -11,17 +11,22 @@
   OpenTelemetry: a request span (HTTP: `POST /api/leads`, continuing an incoming `traceparent`;
   other triggers: the function's name), current while the function runs, as the worker attaches
   the host's trace context to the invocation.
+- `untraced(fn)`: the host's own storage calls (polling, deleting, poisoning messages) are made
+  by the .NET host in Azure and never reach the Python worker's telemetry; here they run in this
+  process, so they run where nothing is recorded.
 """
 from __future__ import annotations
 
+import functools
 import logging
-import os
-from typing import Any, Callable, Mapping, MutableMapping
+import random
+from typing import Any, Callable, Mapping, MutableMapping, TypeVar
 from urllib.parse import urlsplit
 
 import azure.functions as func
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import context, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from local.funchost.app_loader import FunctionSpec
@@ -62,33 +67,54 @@ def configure_worker_telemetry(environ: MutableMapping[str, str]) -> bool:
 
 
 def traced(spec: FunctionSpec, argument: Any, call: Callable[[], Any]) -> Any:
-    """Run `call` inside the host's request span for this invocation; returns what it returns."""
+    """Run `call` inside the host's request span for this invocation, in a context of its own (not
+    the host thread's); returns what `call` returns."""
     if isinstance(argument, func.HttpRequest):
-        return _traced_http(spec, argument, call)
-    with _tracer.start_as_current_span(spec.name, kind=SpanKind.SERVER,
-                                       attributes={"faas.trigger": _TRIGGERS.get(spec.trigger.type, "other"),
-                                                   "faas.name": spec.name}):
-        return call()
+        url = urlsplit(argument.url)
+        route = _route(url.path, spec.trigger.route or spec.name)
+        name = f"{argument.method} {route}"
+        parent = _propagator.extract({key.lower(): value for key, value in argument.headers.items()},
+                                     context=context.Context())
+        attributes = {"http.request.method": argument.method, "url.full": argument.url, "url.path": url.path,
+                      "url.scheme": url.scheme or "http", "http.route": route}
+    else:
+        name, parent, attributes = spec.name, context.Context(), {}
+    attributes |= {"faas.trigger": _TRIGGERS.get(spec.trigger.type, "other"), "faas.name": spec.name}
+    token = context.attach(parent)
+    try:
+        with _tracer.start_as_current_span(name, kind=SpanKind.SERVER, attributes=attributes) as span:
+            result = call()
+            status = getattr(result, "status_code", None)
+            if isinstance(status, int):
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+            return result
+    finally:
+        context.detach(token)
 
 
 _TRIGGERS = {"queueTrigger": "pubsub", "timerTrigger": "timer", "httpTrigger": "http"}
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _traced_http(spec: FunctionSpec, request: func.HttpRequest, call: Callable[[], Any]) -> Any:
-    url = urlsplit(request.url)
-    route = _route(url.path, spec.trigger.route or spec.name)
-    parent = _propagator.extract({name.lower(): value for name, value in request.headers.items()})
-    with _tracer.start_as_current_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER,
-                                       attributes={"http.request.method": request.method, "url.full": request.url,
-                                                   "url.path": url.path, "url.scheme": url.scheme or "http",
-                                                   "http.route": route, "faas.trigger": "http",
-                                                   "faas.name": spec.name}) as span:
-        response = call()
-        status = getattr(response, "status_code", 200)
-        span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            span.set_status(Status(StatusCode.ERROR))
-        return response
+
+def untraced(fn: F) -> F:
+    """`fn`, run under a span that is not recorded (samplers drop its children) and with
+    instrumentation suppressed. An invocation inside it still opens its own recorded trace."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        dropped = NonRecordingSpan(SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1,
+                                               is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT)))
+        token = context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True,
+                                                 trace.set_span_in_context(dropped, context.Context())))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            context.detach(token)
+
+    return run  # type: ignore[return-value]
 
 
 def _route(path: str, template: str) -> str:
