@@ -318,3 +318,15 @@ def test_every_response_carries_a_new_service_request_id(api: Api) -> None:
     assert [r.status_code for r in responses] == [200, 400, 404, 404, 401]
     assert all(uuid.UUID(i) for i in ids) and len(set(ids)) == len(ids)
     assert all(response.headers["REQ_ID"] == i for response, i in zip(responses, ids, strict=True))
+
+
+def test_an_emulator_bug_is_a_500_not_a_dropped_connection(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in the emulator")
+
+    monkeypatch.setattr(api.server.store, "query", broken)
+
+    response = _query(api)
+
+    assert error_of(response) == (500, "0x80040216", "An unexpected error occurred.")
+    assert uuid.UUID(response.headers["x-ms-service-request-id"])

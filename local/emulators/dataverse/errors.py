@@ -15,6 +15,7 @@ QUERY_ERROR = "0x0"
 # Live services answer query options they refuse with this code (seen for $skip and bad $select in
 # public client code); the exact wording of those messages is [UNCONFIRMED] and easy to change here.
 UNSUPPORTED_QUERY = "0x80060888"
+UNEXPECTED = "0x80040216"  # UnExpected: what Dataverse answers when it fails internally
 NO_SUCH_ATTRIBUTE = "0x80041103"  # QueryBuilderNoAttribute: a query function names an unknown column
 
 ENTITY = "lead"

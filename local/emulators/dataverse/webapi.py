@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -11,6 +12,7 @@ from local.emulators.dataverse import metadata
 from local.emulators.dataverse.errors import (
     ENTITY_TYPE,
     QUERY_ERROR,
+    UNEXPECTED,
     ODataError,
     payload_error,
     resource_not_found,
@@ -36,6 +38,8 @@ from local.emulators.dataverse.queryoptions import (
 from local.emulators.dataverse.schema import PRIMARY_KEY, AttributeType, Schema
 from local.emulators.dataverse.store import LeadStore, etag
 from local.emulators.dataverse.urlkeys import KeySegment, parse_guid, parse_key_segment
+
+logger = logging.getLogger(__name__)
 
 API_PATH = "/api/data/v9.2"
 ENTITY_SET = "leads"
@@ -115,6 +119,9 @@ class WebApi:
             return self._route(request)
         except ODataError as error:
             return error_reply(error)
+        except Exception:  # an emulator bug answers 500 and is logged, never a dropped connection
+            logger.exception("dataverse emulator failed on %s %s", request.method, request.path)
+            return error_reply(ODataError(500, UNEXPECTED, "An unexpected error occurred."))
 
     def _route(self, request: Request) -> Reply:
         path, method = request.path, request.method
