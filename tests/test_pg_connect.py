@@ -7,7 +7,7 @@ Database for PostgreSQL accepts the current Entra token of its principals.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import psycopg2
 import pytest

@@ -31,7 +31,8 @@ CLIENT_ID = "11111111-2222-3333-4444-555555555555"
         ),
         # the explicit URI wins over the account name; a connection string wins over both
         (
-            {"AzureWebJobsStorage__queueServiceUri": "https://q.example.net", "AzureWebJobsStorage__accountName": "x1x"},
+            {"AzureWebJobsStorage__queueServiceUri": "https://q.example.net",
+             "AzureWebJobsStorage__accountName": "x1x"},
             ManagedIdentityStorage("https://q.example.net"),
         ),
         (
@@ -47,7 +48,7 @@ def test_each_accepted_form(env, expected):
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        ({}, "AzureWebJobsStorage is missing: .* AzureWebJobsStorage__accountName .*AzureWebJobsStorage__queueServiceUri"),
+        ({}, "AzureWebJobsStorage is missing: .*AzureWebJobsStorage__accountName .*__queueServiceUri"),
         ({"AzureWebJobsStorage": "  "}, "AzureWebJobsStorage is missing"),
         ({"AzureWebJobsStorage__accountName": "Lead_Push"}, "__accountName must be 3-24 lower-case letters and digits"),
         ({"AzureWebJobsStorage__queueServiceUri": "http://127.0.0.1:10001/devstoreaccount1"}, "must be an https URL"),
