@@ -29,9 +29,11 @@ import requests
 import requests.adapters
 import requests.utils
 
-from d365 import deadline
+from d365 import batch, deadline
 from d365.auth import TokenProvider
+from d365.bulk import BatchItemResult, BulkTarget, batch_requests, batch_results, upsert_multiple_body
 from d365.errors import (
+    KEY_VIOLATION_CODE,
     D365APIError,
     D365ConnectionError,
     D365DeadlineExceededError,
@@ -43,7 +45,7 @@ from d365.errors import (
     error_from_response,
 )
 from d365.metadata import LeadSchema, parse_lead_schema
-from d365.odata import filter_eq_any, key_segment, query_string
+from d365.odata import filter_eq_any, filter_in, key_segment, query_string
 from d365.telemetry import record_dataverse_request
 from d365.throttle import ThrottleGate
 
@@ -57,7 +59,9 @@ MAX_RATE_LIMIT_WAITS = 3
 LEAD_METADATA = "EntityDefinitions(LogicalName='lead')/Attributes"
 # A stable order for lookups (issue 8): the oldest record first, the id breaking ties.
 FIND_ORDER = "createdon asc,leadid asc"
-KEY_VIOLATION_CODE = "0x80060892"  # DuplicateRecordEntityKey: another record holds the key values
+BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple")  # both supported = UpsertMultiple too (DATAVERSE.md 7.2)
+FIND_PAGE_SIZE = 500
+MAX_FIND_PAGES = 20
 
 _ODATA_HEADERS = {
     "Accept": "application/json",
@@ -96,6 +100,7 @@ class DataverseClient:
         self._sent = 0
         self._sent_lock = threading.Lock()
         self._dop_hint: int | None = None
+        self._bulk_support: bool | None = None
 
     @property
     def requests_sent(self) -> int:
@@ -199,6 +204,96 @@ class DataverseClient:
         query = {"$select": ",".join(select)} if select else None
         return _json(self._request("GET", f"leads({_guid(lead_id)})", query=query, kind="get_lead"))
 
+    def find_leads_in(
+        self, column: str, values: Sequence[str], *, select: Sequence[str] = (), page_size: int = FIND_PAGE_SIZE
+    ) -> list[dict]:
+        """Leads whose `column` equals any of `values` (case-insensitively), oldest first; one query
+        with `Microsoft.Dynamics.CRM.In`, following `@odata.nextLink`. Raises D365Error."""
+        return self.find_leads_in_any({column: values}, select=select, page_size=page_size)
+
+    def find_leads_in_any(
+        self, matches: Mapping[str, Sequence[str]], *, select: Sequence[str] = (), page_size: int = FIND_PAGE_SIZE
+    ) -> list[dict]:
+        """Leads where any column of `matches` equals any of its values, oldest first (each with
+        its `@odata.etag`, `leadid`, the match columns and `select`); one query (and its pages),
+        none when there is nothing to match. Raises D365Error."""
+        matches = {column: list(dict.fromkeys(values)) for column, values in matches.items() if values}
+        if not matches:
+            return []
+        columns = list(dict.fromkeys(["leadid", *matches, *select]))
+        query = {
+            "$select": ",".join(columns),
+            "$filter": " or ".join(filter_in(column, values) for column, values in matches.items()),
+            "$orderby": FIND_ORDER,
+        }
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        page = _json(self._request("GET", "leads", query=query, headers=headers, kind="find_leads_in"))
+        found = list(page.get("value", []))
+        for _ in range(MAX_FIND_PAGES - 1):
+            next_link = page.get("@odata.nextLink")
+            if not isinstance(next_link, str):
+                break
+            page = _json(self._request("GET", next_link, headers=headers, kind="find_leads_in"))
+            found.extend(page.get("value", []))
+        else:
+            raise D365APIError(f"find_leads_in: more than {MAX_FIND_PAGES} pages of leads matched")
+        return found
+
+    def bulk_support(self, *, refresh: bool = False) -> bool:
+        """Whether the org supports CreateMultiple and UpdateMultiple (hence UpsertMultiple) on
+        `lead`, from `sdkmessagefilters`; asked once per client unless `refresh`. Raises D365Error."""
+        if self._bulk_support is None or refresh:
+            self._bulk_support = all(self._message_supported(message) for message in BULK_MESSAGES)
+        return self._bulk_support
+
+    def _message_supported(self, message: str) -> bool:
+        query = {
+            "$select": "sdkmessagefilterid",
+            "$filter": "sdkmessageid/name eq @message and primaryobjecttypecode eq @table",
+            "@message": f"'{message}'",
+            "@table": "'lead'",
+        }
+        return bool(_json(self._request("GET", "sdkmessagefilters", query=query, kind="bulk_support")).get("value"))
+
+    def upsert_multiple(self, targets: Sequence[BulkTarget]) -> None:
+        """Create or update every target in one `UpsertMultiple` request. On a standard table it is
+        all or nothing: one bad target fails the request and nothing is written; the error's
+        `failed_indexes` names the failing targets when Dataverse says. Raises ValueError for no
+        targets or a target with an ETag, D365Error."""
+        self._request(
+            "POST",
+            "leads/Microsoft.Dynamics.CRM.UpsertMultiple",
+            body=upsert_multiple_body(targets),
+            headers={"Prefer": 'odata.include-annotations="Microsoft.PowerApps.CDS.ErrorDetails.*"'},
+            kind="upsert_multiple",
+        )
+
+    def batch_write(self, targets: Sequence[BulkTarget]) -> list[BatchItemResult]:
+        """Write every target in one `$batch` of independent upserts (`Prefer: odata.continue-on-error`):
+        one result per target, in order, each the record's id, ETag and created flag, or that
+        target's own D365Error. Raises ValueError for no targets or more than 1000, D365Error when
+        the batch as a whole fails (a 429 included)."""
+        content_type, data = batch.build(batch_requests(self._api, targets, guid=_guid))
+        response = self._request(
+            "POST",
+            "$batch",
+            data=data,
+            content_type=content_type,
+            headers={"Prefer": "odata.continue-on-error"},
+            kind="batch",
+        )
+        try:
+            responses = batch.parse(response.headers.get("Content-Type", ""), response.content)
+        except ValueError as exc:
+            raise D365APIError(f"$batch answer unreadable: {exc}", status=response.status_code) from exc
+        results = batch_results(targets, responses)
+        for result in results:
+            if result.error is not None:
+                result.error.earlier_attempt_unanswered = getattr(response, "earlier_attempt_unanswered", False)
+                if isinstance(result.error, D365RateLimitError) and self._throttle is not None:
+                    self._throttle.on_rate_limited(result.error.retry_after)
+        return results
+
     def read_lead_schema(self) -> LeadSchema:
         """The lead table's columns, types, max lengths and choice options, in four GETs.
         Raises D365Error (D365APIError when a response is not metadata)."""
@@ -230,18 +325,23 @@ class DataverseClient:
         kind: str,
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Send with bounded retries. Retrying writes is safe because every write this client
         sends is a PATCH that is idempotent or conditional: an update or keyed upsert applied
         twice leaves the same record, and a create (`If-None-Match: *`) retried after its first
         attempt committed answers 412 rather than making a second record."""
-        url = f"{self._api}/{path}" + (f"?{query_string(query)}" if query else "")
+        # An absolute `path` is a link Dataverse gave (@odata.nextLink): sent unchanged.
+        url = path if path.startswith(("https://", "http://")) else f"{self._api}/{path}"
+        url += f"?{query_string(query)}" if query else ""
         request_headers = dict(headers or {})
-        data = None
         if body is not None:
             request_headers["Content-Type"] = "application/json; charset=utf-8"
             data = json.dumps(body).encode("utf-8")
+        elif data is not None and content_type is not None:
+            request_headers["Content-Type"] = content_type
         if method == "GET":
             request_headers["If-None-Match"] = "null"
         retries = rate_limit_waits = 0
@@ -273,6 +373,8 @@ class DataverseClient:
                 record_dataverse_request(kind, None if response is None else response.status_code)
             self._note_dop_hint(response)
             if response.status_code < 400:
+                # For callers that read per-part outcomes ($batch): an earlier attempt may have landed.
+                response.earlier_attempt_unanswered = unanswered  # type: ignore[attr-defined]
                 return response
             error = error_from_response(response.status_code, response.headers, response.content)
             error.earlier_attempt_unanswered = unanswered

@@ -31,7 +31,10 @@ _MAX_RAW_MESSAGE = 200
 # DATAVERSE.md section 5: an unknown column is answered with code 0x0 (documented form) or
 # 0x80048d19 (newer live form) in a body, and with 0x0 in $select/$filter.
 VERSION_MISMATCH_CODE = "0x80060882"  # ConcurrencyVersionMismatch
+KEY_VIOLATION_CODE = "0x80060892"  # DuplicateRecordEntityKey: another record holds the key values
 _UNKNOWN_COLUMN_CODES = ("0x0", "", "0x80048d19")
+# With `Prefer: odata.include-annotations`, a failed bulk request may name its failing targets here.
+_BULK_ERROR_DETAILS = "@Microsoft.PowerApps.CDS.ErrorDetails.BulkApiErrorDetails"
 _UNKNOWN_COLUMN = re.compile(
     r"Invalid property '(?P<a>[^']+)' was found"
     r"|An undeclared property '(?P<b>[^']+)'"
@@ -59,6 +62,8 @@ class D365Error(Exception):
         # dropped connection, a timeout): a write may then have landed although this error says not,
         # e.g. a 412 to a retried `If-Match` update whose first attempt committed.
         self.earlier_attempt_unanswered = False
+        # The indexes of the targets a failed bulk request names as failing (when Dataverse says).
+        self.failed_indexes: tuple[int, ...] = ()
 
     @property
     def transient(self) -> bool:
@@ -157,7 +162,7 @@ def unknown_column_name(error: BaseException) -> str | None:
 def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> D365Error:
     """The typed error for an HTTP error response; never raises, whatever the body holds."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    code, message = _parse_odata_error(body)
+    code, message, failed_indexes = _parse_odata_error(body)
     request_id = next((lowered[h] for h in _REQUEST_ID_HEADERS if lowered.get(h)), None)
     message = message or _raw_message(body) or f"HTTP {status} with no error body"
     kind: type[D365Error] = D365APIError
@@ -171,7 +176,9 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     elif status == 429:
         retry_after = parse_retry_after(lowered.get("retry-after"))
         return D365RateLimitError(message, retry_after=retry_after, status=status, code=code, request_id=request_id)
-    return kind(message, status=status, code=code, request_id=request_id)
+    error = kind(message, status=status, code=code, request_id=request_id)
+    error.failed_indexes = failed_indexes
+    return error
 
 
 def parse_retry_after(value: str | None) -> float:
@@ -183,18 +190,31 @@ def parse_retry_after(value: str | None) -> float:
     return seconds if 0 <= seconds < float("inf") else DEFAULT_RETRY_AFTER_SECONDS
 
 
-def _parse_odata_error(body: bytes) -> tuple[str, str]:
-    """(code, message) of `{"error":{"code","message"}}`, the code verbatim ("" when absent)."""
+def _parse_odata_error(body: bytes) -> tuple[str, str, tuple[int, ...]]:
+    """(code, message, failed target indexes) of `{"error":{"code","message"}}`, the code verbatim
+    ("" when absent)."""
     try:
         error = json.loads(body.decode("utf-8")).get("error")
     except (ValueError, UnicodeDecodeError, AttributeError):
-        return "", ""
+        return "", "", ()
     if not isinstance(error, dict):
-        return "", ""
+        return "", "", ()
     code = error.get("code")
     message = error.get("message")
     code = code if isinstance(code, str) else ""
-    return code, message if isinstance(message, str) else ""
+    return code, message if isinstance(message, str) else "", _failed_indexes(error.get(_BULK_ERROR_DETAILS))
+
+
+def _failed_indexes(details: object) -> tuple[int, ...]:
+    """The `RequestIndex` of each item of a bulk request's error details (a JSON text); () when absent."""
+    try:
+        items = json.loads(details) if isinstance(details, str) else None
+    except ValueError:
+        return ()
+    if not isinstance(items, list):
+        return ()
+    indexes = (item.get("RequestIndex") for item in items if isinstance(item, dict))
+    return tuple(sorted({index for index in indexes if isinstance(index, int) and not isinstance(index, bool)}))
 
 
 def _raw_message(body: bytes) -> str:

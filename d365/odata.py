@@ -7,6 +7,7 @@ as data, not as URL syntax.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
@@ -37,6 +38,17 @@ def filter_eq_any(pairs: Sequence[tuple[str, str]]) -> str:
     if not pairs:
         raise ValueError("a filter needs at least one condition")
     return " or ".join(f"{_name(column)} eq {string_literal(value)}" for column, value in pairs)
+
+
+def filter_in(column: str, values: Sequence[str]) -> str:
+    """`("emailaddress1", ["a", "b"])` ->
+    `Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=["a","b"])`.
+    The values are JSON strings (DATAVERSE.md 4: array-valued functions take double quotes).
+    Raises ValueError for no values or a malformed column name."""
+    if not values:
+        raise ValueError("In needs at least one value")
+    items = ",".join(json.dumps(str(value), ensure_ascii=False) for value in values)
+    return f"Microsoft.Dynamics.CRM.In(PropertyName='{_name(column)}',PropertyValues=[{items}])"
 
 
 def query_string(params: Mapping[str, str]) -> str:

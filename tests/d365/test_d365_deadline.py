@@ -1,4 +1,5 @@
 """The push deadline as a context variable."""
+
 from __future__ import annotations
 
 import contextvars

@@ -1,4 +1,5 @@
 """ThrottleGate alone: waits, refusals, merges and publishing."""
+
 from __future__ import annotations
 
 import pytest
