@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,6 +32,10 @@ FIREWALL_RULE = "azd-postprovision"
 PUBLIC_ADDRESS_URL = "https://api.ipify.org"
 RETRY_SECONDS = 15
 RETRY_FOR_SECONDS = 600
+# azd sets AZURE_SUBSCRIPTION_ID itself; the rest are outputs of infra/main.bicep.
+NEEDED = ("AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "AZURE_RESOURCE_GROUP", "AZURE_POSTGRES_SERVER_NAME",
+          "AZURE_POSTGRES_HOST", "AZURE_POSTGRES_DATABASE", "AZURE_MANAGED_IDENTITY_NAME",
+          "AZURE_MANAGED_IDENTITY_CLIENT_ID", "DATAVERSE_URL")
 
 
 class HookError(Exception):
@@ -108,9 +113,15 @@ def migrate(url: str) -> None:
         raise HookError(f"python -m shared.migrate failed: {done.stderr.strip()}")
 
 
+def grant_statements(app_role: str):
+    """grant_app_role.sql with the app's role quoted as an identifier."""
+    from psycopg2 import sql
+
+    return sql.SQL(GRANTS.read_text()).format(app_role=sql.Identifier(app_role))
+
+
 def grant(url: str, app_role: str) -> None:
     import psycopg2
-    from psycopg2 import sql
 
     token = _az("account", "get-access-token", "--resource-type", "oss-rdbms", "--query", "accessToken", "-o", "tsv")
     try:
@@ -119,7 +130,7 @@ def grant(url: str, app_role: str) -> None:
         raise HookError(f"cannot connect to grant the app's role: {str(exc).strip()}") from exc
     try:
         with connection, connection.cursor() as cursor:
-            cursor.execute(sql.SQL(GRANTS.read_text()).format(app_role=sql.Identifier(app_role)))
+            cursor.execute(grant_statements(app_role))
     except psycopg2.Error as exc:
         raise HookError(f"granting {app_role} failed: {str(exc).strip()}") from exc
     finally:
@@ -168,15 +179,12 @@ def _az(*args: str, check: bool = True) -> str:
     return done.stdout.strip()
 
 
-def _outputs(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
-    needed = ("AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "AZURE_RESOURCE_GROUP", "AZURE_POSTGRES_SERVER_NAME",
-              "AZURE_POSTGRES_HOST", "AZURE_POSTGRES_DATABASE", "AZURE_MANAGED_IDENTITY_NAME",
-              "AZURE_MANAGED_IDENTITY_CLIENT_ID", "DATAVERSE_URL")
-    missing = [name for name in needed if not environ.get(name)]
+def _outputs(environ: Mapping[str, str]) -> dict[str, str]:
+    missing = [name for name in NEEDED if not environ.get(name)]
     if missing:
         print(f"postprovision: missing {', '.join(missing)}: run this as an azd hook (azd provision)", file=sys.stderr)
         raise SystemExit(2)
-    return {name: environ[name] for name in needed}
+    return {name: environ[name] for name in NEEDED}
 
 
 if __name__ == "__main__":
