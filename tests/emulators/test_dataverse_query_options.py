@@ -301,6 +301,41 @@ def test_in_errors(api: Api, where: str, expected: tuple) -> None:
     assert error_of(_query(api, **{"$filter": where})) == expected
 
 
+# -- literal types --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("hnt_companyid eq '86'", "Found operand types 'Edm.Int32' and 'Edm.String' for operator kind 'Equal'."),
+        ("emailaddress1 ne 86", "Found operand types 'Edm.String' and 'Edm.Int32' for operator kind 'NotEqual'."),
+        ("leadid eq '00000000-0000-0000-0000-000000000001'",
+         "Found operand types 'Edm.Guid' and 'Edm.String' for operator kind 'Equal'."),
+        ("hnt_ispartnercenterreferral eq 1",
+         "Found operand types 'Edm.Boolean' and 'Edm.Int32' for operator kind 'Equal'."),
+        ("createdon gt '2026-01-01T00:00:00Z'",
+         "Found operand types 'Edm.DateTimeOffset' and 'Edm.String' for operator kind 'GreaterThan'."),
+        ("hnt_companyid eq @p1", "Found operand types 'Edm.Int32' and 'Edm.String' for operator kind 'Equal'."),
+    ],
+)
+def test_a_literal_of_another_type_is_refused_not_silently_unmatched(api: Api, where: str, message: str) -> None:
+    status, code, text = error_of(_query(api, **{"$filter": where, "@p1": "'86'"}))
+
+    assert (status, code) == (400, "0x0")
+    assert text == f"A binary operator with incompatible types was detected. {message}"
+
+
+def test_literals_of_the_column_type_match(api: Api) -> None:
+    lead_id = api.create(subject="s", hnt_companyid=86, hnt_ispartnercenterreferral=True)
+    where = (f"hnt_companyid eq 86 and hnt_companyid lt 86.5 and leadid eq {lead_id} and "
+             "hnt_ispartnercenterreferral eq true and createdon gt 2000-01-01T00:00:00Z and versionnumber gt 1")
+
+    assert _subjects(_query(api, **{"$filter": where})) == ["s"]
+    assert error_of(_query(api, **{"$filter": "contains(hnt_companyid,'8')"}))[2].startswith(
+        "No function signature for the function with name 'contains' matches the specified arguments."
+    )
+
+
 # -- request ids ----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from local.emulators.dataverse.errors import NO_SUCH_ATTRIBUTE, QUERY_ERROR, ODataError, unknown_property
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?\b")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./]*")
 _COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
@@ -26,6 +27,11 @@ _SET_FUNCTIONS = ("In", "NotIn")
 _KEYWORD_LITERALS = {"null": None, "true": True, "false": False}
 
 Coerce = Callable[[str, str], Any]
+EdmOf = Callable[[str], "str | None"]
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+_NUMERIC_TYPES = frozenset({"Edm.Int32", "Edm.Int64", "Edm.Decimal", "Edm.Double"})
+_OPERATOR_KINDS = {"eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan", "ge": "GreaterThanOrEqual",
+                   "lt": "LessThan", "le": "LessThanOrEqual"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Token:
     kind: str  # "name", "literal", "dquoted" (a "..." array item), "alias", "(", ")", ",", "[", "]", "="
     value: Any
     position: int
+    edm: str | None = None  # a literal's type; None for null and enum members, which suit any column
 
 
 @dataclass(frozen=True)
@@ -79,13 +86,20 @@ def tokenize(text: str) -> list[Token]:
         elif char == "'":
             start = i
             value, i = read_string_literal(text, i)
-            tokens.append(Token("literal", value, start))
+            tokens.append(Token("literal", value, start, "Edm.String"))
         elif match := _GUID.match(text, i):
-            tokens.append(Token("literal", match.group().lower(), i))
+            tokens.append(Token("literal", match.group().lower(), i, "Edm.Guid"))
+            i = match.end()
+        elif match := _DATETIME.match(text, i):  # compared as text: the emulator stores UTC "...Z" values
+            tokens.append(Token("literal", match.group(), i, "Edm.DateTimeOffset"))
             i = match.end()
         elif match := _NUMBER.match(text, i):
             number = match.group()
-            tokens.append(Token("literal", float(number) if match.group(1) else int(number), i))
+            if match.group(1):
+                tokens.append(Token("literal", float(number), i, "Edm.Decimal"))
+            else:
+                edm = "Edm.Int32" if INT32_MIN <= int(number) <= INT32_MAX else "Edm.Int64"
+                tokens.append(Token("literal", int(number), i, edm))
             i = match.end()
         elif match := _NAME.match(text, i):
             name = match.group()
@@ -94,7 +108,8 @@ def tokenize(text: str) -> list[Token]:
                 value, i = read_string_literal(text, i)
                 tokens.append(Token("literal", value, match.start()))
             elif name in _KEYWORD_LITERALS:
-                tokens.append(Token("literal", _KEYWORD_LITERALS[name], match.start()))
+                literal = _KEYWORD_LITERALS[name]
+                tokens.append(Token("literal", literal, match.start(), None if literal is None else "Edm.Boolean"))
             else:
                 tokens.append(Token("name", name, match.start()))
         else:
@@ -131,6 +146,7 @@ class _Parser:
         type_name: str,
         aliases: Mapping[str, str],
         coerce: Coerce,
+        edm_of: EdmOf | None,
     ) -> None:
         self.text = text
         self.tokens = tokenize(text)
@@ -139,6 +155,7 @@ class _Parser:
         self.type_name = type_name
         self.aliases = aliases
         self.coerce = coerce
+        self.edm_of = edm_of
 
     def parse(self) -> Filter:
         if not self.tokens:
@@ -210,20 +227,23 @@ class _Parser:
         return token.value
 
     def _literal(self) -> Any:
+        return self._literal_token().value
+
+    def _literal_token(self) -> Token:
         token = self._next()
         if token.kind == "alias":
             return self._alias(token, array=False)
         if token.kind != "literal":
             raise _syntax_error(self.text, token.position, "Literal expected")
-        return token.value
+        return token
 
     def _alias(self, token: Token, *, array: bool) -> Any:
-        """The value of parameter alias `@name`; OData reads a missing alias as null."""
+        """The literal token (or array) that parameter alias `@name` holds; OData reads a missing alias as null."""
         text = self.aliases.get(token.value)
         if text is None:
-            return None
-        inner = _Parser(text, self.is_property, self.type_name, {}, self.coerce)
-        value = inner._array() if array else inner._literal()
+            return None if array else Token("literal", None, token.position)
+        inner = _Parser(text, self.is_property, self.type_name, {}, self.coerce, None)
+        value = inner._array() if array else inner._literal_token()
         if inner.index < len(inner.tokens):
             raise _syntax_error(text, inner.tokens[inner.index].position)
         return value
@@ -293,14 +313,36 @@ class _Parser:
             self._expect("(")
             name = self._property()
             self._expect(",")
-            needle = self._literal()
+            needle = self._literal_token()
             self._expect(")")
-            return _function(function, name, needle)
+            if self._edm(name) not in (None, "Edm.String") or needle.edm not in (None, "Edm.String"):
+                raise ODataError(400, QUERY_ERROR, f"No function signature for the function with name '{function}' "
+                                                   "matches the specified arguments. The function signatures "
+                                                   f"considered are: {function}(Edm.String Nullable=true, "
+                                                   "Edm.String Nullable=true).")
+            return _function(function, name, needle.value)
         name = self._property()
         token = self._next()
         if token.kind != "name" or token.value not in _COMPARISONS:
             raise _syntax_error(self.text, token.position, "Comparison operator expected")
-        return _compare(token.value, name, self._literal())
+        literal = self._literal_token()
+        column_edm = self._edm(name)
+        if not _compatible(column_edm, literal.edm):
+            raise ODataError(400, QUERY_ERROR, "A binary operator with incompatible types was detected. Found "
+                                               f"operand types '{column_edm}' and '{literal.edm}' for operator kind "
+                                               f"'{_OPERATOR_KINDS[token.value]}'.")
+        return _compare(token.value, name, literal.value)
+
+    def _edm(self, name: str) -> str | None:
+        return self.edm_of(name) if self.edm_of is not None else None
+
+
+def _compatible(column: str | None, literal: str | None) -> bool:
+    if column is None or literal is None:
+        return True
+    if column in _NUMERIC_TYPES:
+        return literal in _NUMERIC_TYPES
+    return column == literal
 
 
 def _compare(operator: str, name: str, literal: Any) -> Filter:
@@ -353,11 +395,14 @@ def parse_filter(
     *,
     aliases: Mapping[str, str] | None = None,
     coerce: Coerce = _as_text,
+    edm_of: EdmOf | None = None,
 ) -> Filter:
     """Parse `text`; `aliases` maps `@name` to its raw query-string value, `coerce(column, text)`
-    turns a `PropertyValues` item into the column's type (raising ODataError 400 when it cannot).
+    turns a `PropertyValues` item into the column's type (raising ODataError 400 when it cannot),
+    `edm_of(column)` gives a column's Edm type so a literal of another type is refused as OData does
+    (a quoted '86' against a whole number, an unquoted GUID against text).
 
     Raises ODataError 400: "Could not find a property named ..." for an unknown property,
     0x80041103 for a query function naming an unknown column, "There is an unterminated literal ..."
     or a syntax error otherwise; 501 for a Dataverse query function the emulator lacks."""
-    return _Parser(text, is_property, type_name, aliases or {}, coerce).parse()
+    return _Parser(text, is_property, type_name, aliases or {}, coerce, edm_of).parse()

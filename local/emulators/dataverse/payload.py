@@ -18,7 +18,7 @@ from local.emulators.dataverse.errors import (
 )
 from local.emulators.dataverse.schema import INT_MAX, INT_MIN, PRIMARY_KEY, AttributeType, Column, Schema
 
-_EDM_TYPES = {
+EDM_TYPES = {
     AttributeType.STRING: "Edm.String",
     AttributeType.MEMO: "Edm.String",
     AttributeType.INTEGER: "Edm.Int32",
@@ -27,6 +27,8 @@ _EDM_TYPES = {
     AttributeType.STATUS: "Edm.Int32",
     AttributeType.BOOLEAN: "Edm.Boolean",
     AttributeType.UNIQUEIDENTIFIER: "Edm.Guid",
+    AttributeType.DATETIME: "Edm.DateTimeOffset",
+    AttributeType.BIGINT: "Edm.Int64",
 }
 
 
@@ -103,5 +105,5 @@ def _wrong_type(column: Column, value: Any) -> ODataError:
     literal = value if isinstance(value, str) else json.dumps(value)
     return payload_error(
         f"Microsoft.OData.ODataException: Cannot convert the literal '{literal}' to the expected type "
-        f"'{_EDM_TYPES.get(column.attribute_type, 'Edm.String')}' for property '{column.logical_name}'."
+        f"'{EDM_TYPES.get(column.attribute_type, 'Edm.String')}' for property '{column.logical_name}'."
     )

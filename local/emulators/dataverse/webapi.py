@@ -20,7 +20,7 @@ from local.emulators.dataverse.errors import (
 )
 from local.emulators.dataverse.odata_filter import parse_filter
 from local.emulators.dataverse.ordering import Ordering, annotate
-from local.emulators.dataverse.payload import parse_values
+from local.emulators.dataverse.payload import EDM_TYPES, parse_values
 from local.emulators.dataverse.queryoptions import (
     COLLECTION_OPTIONS,
     ENTITY_OPTIONS,
@@ -251,7 +251,8 @@ class WebApi:
         if query.get("$filter"):
             aliases = {name: value for name, value in query.items() if name.startswith("@")}
             where = parse_filter(query["$filter"], schema.columns.__contains__, ENTITY_TYPE, aliases=aliases,
-                                 coerce=lambda column, text: _coerce(schema, column, text))
+                                 coerce=lambda column, text: _coerce(schema, column, text),
+                                 edm_of=lambda column: EDM_TYPES.get(schema.columns[column].attribute_type))
         orders = parse_orderby(query.get("$orderby"), schema.columns.__contains__, ENTITY_TYPE)
         top, count, preferences = parse_top(query), parse_count(query), request.preferences
         ordering = Ordering(schema, orders)
