@@ -34,6 +34,7 @@ MI_RETRIES = 2
 MI_RETRY_BACKOFF_FACTOR = 0.2
 MI_RETRY_BACKOFF_MAX_SECONDS = 2.0
 MI_CONNECT_TIMEOUT_SECONDS = 5.0
+MI_READ_TIMEOUT_SECONDS = 10.0  # the endpoint is local to the host: a token takes milliseconds
 
 REFUSED_CREDENTIAL_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 # AADSTS codes that refuse the credential whatever `error` they come with: invalid or expired
@@ -113,7 +114,7 @@ class ManagedIdentityTokenProvider(_CachingTokenProvider):
                 retry_backoff_factor=MI_RETRY_BACKOFF_FACTOR,
                 retry_backoff_max=MI_RETRY_BACKOFF_MAX_SECONDS,
                 connection_timeout=min(MI_CONNECT_TIMEOUT_SECONDS, self._timeout),
-                read_timeout=self._timeout,
+                read_timeout=min(MI_READ_TIMEOUT_SECONDS, self._timeout),
             )
         try:
             access = self._credential.get_token(self._scope)
@@ -222,9 +223,11 @@ def _credential_refused(error: str, description: str) -> bool:
 def _managed_identity_refusal(exc: ClientAuthenticationError) -> D365AuthenticationError:
     """Classify azure-identity's error by the endpoint's status: 5xx, 408 and 429 are transient,
     other 4xx refuse the identity; no status at all means no managed identity is configured."""
+    message = exc.message or ""
     status: int | None = exc.response.status_code if exc.response is not None else None
-    if status is None:
-        found = _MI_STATUS.search(exc.message or "")
-        status = int(found.group(1)) if found else None
+    found = _MI_STATUS.search(message)
+    if found:  # azure-identity's preamble ("configuration not found") is misleading here
+        status = status or int(found.group(1))
+        message = f"endpoint answered {found.group(1)}: {message[found.end() :].strip()}"
     transient = status is not None and (status >= 500 or status in (408, 429))
-    return D365AuthenticationError(f"managed identity gave no token: {exc.message}", transient=transient)
+    return D365AuthenticationError(f"managed identity gave no token: {message}", transient=transient)

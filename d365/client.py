@@ -330,9 +330,10 @@ class DataverseClient:
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Send with bounded retries. Retrying writes is safe because every write this client
-        sends is a PATCH that is idempotent or conditional: an update or keyed upsert applied
-        twice leaves the same record, and a create (`If-None-Match: *`) retried after its first
-        attempt committed answers 412 rather than making a second record."""
+        sends is idempotent or conditional: an update or keyed upsert applied twice leaves the same
+        record (so do UpsertMultiple and a $batch of such PATCHes), a create (`If-None-Match: *`)
+        retried after its first attempt committed answers 412 rather than making a second record,
+        and an update at an ETag answers 412 (the error then says `earlier_attempt_unanswered`)."""
         # An absolute `path` is a link Dataverse gave (@odata.nextLink): sent unchanged.
         url = path if path.startswith(("https://", "http://")) else f"{self._api}/{path}"
         url += f"?{query_string(query)}" if query else ""

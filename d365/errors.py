@@ -15,7 +15,10 @@ D365Error                           status, code, message, request_id, transient
 ```
 
 `code` is Dataverse's own, verbatim (`"0x0"` included); `request_id` is the response's
-`x-ms-service-request-id`, the id Microsoft support asks for.
+`x-ms-service-request-id`, the id Microsoft support asks for; `failed_indexes` names the failing
+targets of a bulk request when Dataverse says; `earlier_attempt_unanswered` says a write may have
+landed on an earlier attempt of the same call. `is_unknown_column` recognises both forms of
+"no such column".
 """
 
 from __future__ import annotations
