@@ -9,6 +9,7 @@ app's own files. Entries are sorted and dated 1980-01-01, so the same tree alway
 matching a name at any depth, one with `/` matching the path from the project root. Negation (`!`) is refused
 rather than half-supported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(files))
     size_kib = args.output.stat().st_size / 1024
-    print(f"package: {args.output} ({len(files)} files, {size_kib:.0f} KiB); dependencies: requirements.txt, "
-          "installed by the Flex Consumption remote build", file=sys.stderr)
+    print(
+        f"package: {args.output} ({len(files)} files, {size_kib:.0f} KiB); dependencies: requirements.txt, "
+        "installed by the Flex Consumption remote build",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ environment (azd passes them). In order:
 
 Every step is safe to repeat: `azd provision` runs the hook again.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,17 @@ PUBLIC_ADDRESS_URL = "https://api.ipify.org"
 RETRY_SECONDS = 15
 RETRY_FOR_SECONDS = 600
 # azd sets AZURE_SUBSCRIPTION_ID itself; the rest are outputs of infra/main.bicep.
-NEEDED = ("AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "AZURE_RESOURCE_GROUP", "AZURE_POSTGRES_SERVER_NAME",
-          "AZURE_POSTGRES_HOST", "AZURE_POSTGRES_DATABASE", "AZURE_MANAGED_IDENTITY_NAME",
-          "AZURE_MANAGED_IDENTITY_CLIENT_ID", "DATAVERSE_URL")
+NEEDED = (
+    "AZURE_SUBSCRIPTION_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_RESOURCE_GROUP",
+    "AZURE_POSTGRES_SERVER_NAME",
+    "AZURE_POSTGRES_HOST",
+    "AZURE_POSTGRES_DATABASE",
+    "AZURE_MANAGED_IDENTITY_NAME",
+    "AZURE_MANAGED_IDENTITY_CLIENT_ID",
+    "DATAVERSE_URL",
+)
 
 
 class HookError(Exception):
@@ -62,11 +71,16 @@ def run(env: dict[str, str]) -> None:
     ensure_administrator(server_id, me, tenant_id=env["AZURE_TENANT_ID"])
     address = public_address()
     print(f"postprovision: firewall rule {FIREWALL_RULE} for {address} (removed again at the end)")
-    _arm("put", f"{server_id}/firewallRules/{FIREWALL_RULE}",
-         {"properties": {"startIpAddress": address, "endIpAddress": address}})
+    _arm(
+        "put",
+        f"{server_id}/firewallRules/{FIREWALL_RULE}",
+        {"properties": {"startIpAddress": address, "endIpAddress": address}},
+    )
     try:
-        url = (f"postgresql://{quote(me['name'], safe='')}@{env['AZURE_POSTGRES_HOST']}:5432/"
-               f"{env['AZURE_POSTGRES_DATABASE']}?sslmode=require")
+        url = (
+            f"postgresql://{quote(me['name'], safe='')}@{env['AZURE_POSTGRES_HOST']}:5432/"
+            f"{env['AZURE_POSTGRES_DATABASE']}?sslmode=require"
+        )
         _retrying("migrations", lambda: migrate(url))
         _retrying("grants", lambda: grant(url, env["AZURE_MANAGED_IDENTITY_NAME"]))
     finally:
@@ -78,8 +92,9 @@ def signed_in_principal() -> dict[str, str]:
     """Object id, PostgreSQL role name and type of whoever `az` is signed in as."""
     account = json.loads(_az("account", "show", "--query", "user", "-o", "json"))
     if account.get("type") == "servicePrincipal":
-        sp = json.loads(_az("ad", "sp", "show", "--id", account["name"], "--query", "{id:id, name:displayName}",
-                            "-o", "json"))
+        sp = json.loads(
+            _az("ad", "sp", "show", "--id", account["name"], "--query", "{id:id, name:displayName}", "-o", "json")
+        )
         return {"id": sp["id"], "name": sp["name"], "type": "ServicePrincipal"}
     user = json.loads(_az("ad", "signed-in-user", "show", "--query", "{id:id, name:userPrincipalName}", "-o", "json"))
     return {"id": user["id"], "name": user["name"], "type": "User"}
@@ -89,8 +104,11 @@ def ensure_administrator(server_id: str, principal: dict[str, str], *, tenant_id
     admins = json.loads(_arm("get", f"{server_id}/administrators", None) or "{}").get("value", [])
     if any(admin.get("name") == principal["id"] for admin in admins):
         return
-    _arm("put", f"{server_id}/administrators/{principal['id']}", {"properties": {
-        "principalType": principal["type"], "principalName": principal["name"], "tenantId": tenant_id}})
+    _arm(
+        "put",
+        f"{server_id}/administrators/{principal['id']}",
+        {"properties": {"principalType": principal["type"], "principalName": principal["name"], "tenantId": tenant_id}},
+    )
     print("postprovision: administrator requested; the server applies it within a few minutes")
 
 
@@ -99,15 +117,16 @@ def public_address() -> str:
         with urllib.request.urlopen(PUBLIC_ADDRESS_URL, timeout=10) as response:
             return response.read().decode().strip()
     except OSError as exc:
-        raise HookError(f"cannot learn this machine's public address from {PUBLIC_ADDRESS_URL} ({exc}); "
-                        "add a firewall rule for it by hand and run `azd hooks run postprovision`") from exc
+        raise HookError(
+            f"cannot learn this machine's public address from {PUBLIC_ADDRESS_URL} ({exc}); "
+            "add a firewall rule for it by hand and run `azd hooks run postprovision`"
+        ) from exc
 
 
 def migrate(url: str) -> None:
     token = _az("account", "get-access-token", "--resource-type", "oss-rdbms", "--query", "accessToken", "-o", "tsv")
     env = {**os.environ, "DATABASE_URL": url, "DATABASE_AUTH": "password", "PGPASSWORD": token}
-    done = subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, text=True,
-                          capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, text=True, capture_output=True)
     print(done.stdout, end="")
     if done.returncode != 0:
         raise HookError(f"python -m shared.migrate failed: {done.stderr.strip()}")
@@ -142,9 +161,9 @@ def print_dataverse_step(env: dict[str, str]) -> None:
     client_id = env["AZURE_MANAGED_IDENTITY_CLIENT_ID"]
     print(f"""
 postprovision: one step is left, and only a Dataverse administrator can take it.
-  Register the app's managed identity as an application user of {env['DATAVERSE_URL']}
+  Register the app's managed identity as an application user of {env["DATAVERSE_URL"]}
   with a security role that can read lead metadata and create, read and update leads:
-    pac admin assign-user --environment {env['DATAVERSE_URL']} --user {client_id} \\
+    pac admin assign-user --environment {env["DATAVERSE_URL"]} --user {client_id} \\
       --role "<your lead push role>" --application-user
   or Power Platform admin center > Environments > (environment) > Settings > Users + permissions >
   Application users > + New app user > app id {client_id}. Details: docs/deploy.md.

@@ -5,13 +5,15 @@ literal from a symbol name (both are plain strings), so `Template.resolve` treat
 file declares one by that name, and substitutes `${...}` interpolations the same way. Expressions it cannot
 evaluate (a resource's runtime properties) become `<symbol.path>` placeholders.
 """
+
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pycep import BicepParser
 
@@ -30,7 +32,7 @@ def parse(path: Path) -> dict[str, Any]:
     return BicepParser().parse(file_path=path)
 
 
-def load(relative: str, params: Mapping[str, Any] | None = None) -> "Template":
+def load(relative: str, params: Mapping[str, Any] | None = None) -> Template:
     path = INFRA / relative
     return Template(path, parse(path), dict(params or {}))
 

@@ -1,6 +1,7 @@
 """The Function App's settings in infra/app/api.bicep are exactly enough for `Settings.from_env`, in their
 secretless forms: identity-based host storage, an Entra token for PostgreSQL, a Key Vault reference for the
 webhook secret, Application Insights signed by the identity."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ def test_settings_read_the_bicep_app_settings_and_nothing_else():
 
     settings = Settings.from_env(env)
 
-    assert settings.storage == ManagedIdentityStorage("https://stabc123.queue.core.windows.net",
-                                                      client_id=SAMPLE_PARAMS["identityClientId"])
+    assert settings.storage == ManagedIdentityStorage(
+        "https://stabc123.queue.core.windows.net", client_id=SAMPLE_PARAMS["identityClientId"]
+    )
     assert settings.database_auth is DatabaseAuth.MANAGED_IDENTITY
     assert settings.dataverse.url == "https://contoso.crm.dynamics.com"
     assert settings.dataverse.managed_identity_client_id == SAMPLE_PARAMS["identityClientId"]
@@ -74,7 +76,11 @@ def test_database_url_has_no_password_and_goes_through_pgbouncer_with_tls():
     url = urlsplit(bicep_app_settings()["DATABASE_URL"])
 
     assert (url.username, url.password, url.hostname, url.port) == (
-        SAMPLE_PARAMS["identityName"], None, SAMPLE_PARAMS["postgresHost"], 6432)
+        SAMPLE_PARAMS["identityName"],
+        None,
+        SAMPLE_PARAMS["postgresHost"],
+        6432,
+    )
     assert parse_qs(url.query) == {"sslmode": ["require"]}
     main = load("main.bicep")
     assert expression(main.modules["api"]["config"]["params"]["postgresPort"]) == "postgres.outputs.appPort"
@@ -84,8 +90,11 @@ def test_pgbouncer_port_only_where_the_tier_has_pgbouncer():
     postgres = load("app/postgres.bicep")
 
     assert postgres.tree["outputs"]["appPort"]["value"] == {
-        "operator": {"type": "conditional", "operands": {
-            "condition": "pgBouncerEnabled", "true_value": 6432, "false_value": 5432}}}
+        "operator": {
+            "type": "conditional",
+            "operands": {"condition": "pgBouncerEnabled", "true_value": 6432, "false_value": 5432},
+        }
+    }
 
 
 def test_webhook_secret_is_a_key_vault_reference_resolved_by_the_identity():
@@ -93,17 +102,20 @@ def test_webhook_secret_is_a_key_vault_reference_resolved_by_the_identity():
     (site,) = api.of_type("Microsoft.Web/sites").values()
 
     assert bicep_app_settings()["HUNTER_WEBHOOK_SECRET"] == (
-        f"@Microsoft.KeyVault(SecretUri={SAMPLE_PARAMS['webhookSecretUri']})")
+        f"@Microsoft.KeyVault(SecretUri={SAMPLE_PARAMS['webhookSecretUri']})"
+    )
     assert site["properties"]["keyVaultReferenceIdentity"] == "identityId"
     assert expression(load("main.bicep").modules["api"]["config"]["params"]["webhookSecretUri"]) == (
-        "keyVault.outputs.webhookSecretUri")
+        "keyVault.outputs.webhookSecretUri"
+    )
 
 
 def test_telemetry_goes_to_application_insights_signed_by_the_identity():
     env = bicep_app_settings()
 
     assert env["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
-        f"ClientId={SAMPLE_PARAMS['identityClientId']};Authorization=AAD")
+        f"ClientId={SAMPLE_PARAMS['identityClientId']};Authorization=AAD"
+    )
     assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "<applicationInsights.properties.ConnectionString>"
     assert env["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
 
@@ -112,7 +124,9 @@ def test_dataverse_signs_in_with_the_same_identity():
     env = bicep_app_settings()
 
     assert (env["D365_AUTH_MODE"], env["D365_MANAGED_IDENTITY_CLIENT_ID"]) == (
-        "managed_identity", SAMPLE_PARAMS["identityClientId"])
+        "managed_identity",
+        SAMPLE_PARAMS["identityClientId"],
+    )
     assert not {name for name in env if name in ("D365_CLIENT_SECRET", "D365_CLIENT_ID", "D365_TENANT_ID")}
 
 
@@ -127,9 +141,13 @@ def test_flex_consumption_app_runs_python_311_as_the_user_assigned_identity():
     assert site["identity"]["type"] == "UserAssigned"
     assert config["runtime"] == {"name": "python", "version": "3.11"}
     assert config["deployment"]["storage"]["authentication"] == {
-        "type": "UserAssignedIdentity", "userAssignedIdentityResourceId": "identityId"}
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
     assert config["scaleAndConcurrency"] == {
-        "maximumInstanceCount": "maximumInstanceCount", "instanceMemoryMB": "instanceMemoryMB"}
+        "maximumInstanceCount": "maximumInstanceCount",
+        "instanceMemoryMB": "instanceMemoryMB",
+    }
     # Flex Consumption refuses these two as app settings.
     assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"} & set(bicep_app_settings())
 
@@ -146,4 +164,5 @@ def test_worker_threads_match_the_messages_host_json_hands_each_instance():
     queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
 
     assert int(bicep_app_settings()["PYTHON_THREADPOOL_THREAD_COUNT"]) == (
-        queues["batchSize"] + queues["newBatchThreshold"])
+        queues["batchSize"] + queues["newBatchThreshold"]
+    )

@@ -1,5 +1,6 @@
 """infra/*.bicep parses, and the templates say what issue 10 and 11 ask: no keys or passwords anywhere, every
 role on the app's identity, local auth off, Entra-only PostgreSQL, the alerts and the workbook."""
+
 from __future__ import annotations
 
 import re
@@ -39,14 +40,25 @@ def test_loaded_files_exist(path):
 
 
 FORBIDDEN = [
-    "listKeys", "listConnectionStrings", "listAccountSas", "listServiceSas", "AccountKey", "DefaultEndpointsProtocol",
-    "SharedAccessSignature", "SharedAccessKey", "administratorLoginPassword", "administratorLogin", "InstrumentationKey=",
-    "clientSecret", "D365_CLIENT_SECRET",
+    "listKeys",
+    "listConnectionStrings",
+    "listAccountSas",
+    "listServiceSas",
+    "AccountKey",
+    "DefaultEndpointsProtocol",
+    "SharedAccessSignature",
+    "SharedAccessKey",
+    "administratorLoginPassword",
+    "administratorLogin",
+    "InstrumentationKey=",
+    "clientSecret",
+    "D365_CLIENT_SECRET",
 ]
 
 
-@pytest.mark.parametrize("path", sorted(INFRA.rglob("*.bicep")) + sorted(INFRA.rglob("*.json")),
-                         ids=lambda p: str(p.relative_to(INFRA)))
+@pytest.mark.parametrize(
+    "path", sorted(INFRA.rglob("*.bicep")) + sorted(INFRA.rglob("*.json")), ids=lambda p: str(p.relative_to(INFRA))
+)
 def test_no_key_connection_string_or_password(path):
     text = path.read_text()
 
@@ -55,8 +67,9 @@ def test_no_key_connection_string_or_password(path):
     # identity signs telemetry through APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
     for line in text.splitlines():
         if "connectionstring" in line.lower():
-            assert re.fullmatch(r"\s*APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights\.properties\.ConnectionString",
-                                line), line
+            assert re.fullmatch(
+                r"\s*APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights\.properties\.ConnectionString", line
+            ), line
     assert not re.search(r"password\s*:\s*'", text, re.IGNORECASE)
 
 
@@ -93,7 +106,9 @@ def test_application_insights_and_storage_allow_no_local_or_shared_key_auth():
     insights = load("app/monitoring.bicep").of_type("Microsoft.Insights/components")
     storage = load("app/storage.bicep").of_type("Microsoft.Storage/storageAccounts")
 
-    assert [{k.lower(): v for k, v in body["properties"].items()}["disablelocalauth"] for body in insights.values()] == [True]
+    assert [
+        {k.lower(): v for k, v in body["properties"].items()}["disablelocalauth"] for body in insights.values()
+    ] == [True]
     assert [body["properties"]["allowSharedKeyAccess"] for body in storage.values()] == [False]
 
 
@@ -114,11 +129,16 @@ def test_postgres_allows_entra_sign_in_only_and_knows_the_apps_identity():
     assert server["properties"]["authConfig"]["activeDirectoryAuth"] == "Enabled"
     assert "administratorLogin" not in server["properties"]
     assert (admin["name"], admin["properties"]["principalType"], admin["properties"]["principalName"]) == (
-        "appIdentityPrincipalId", "ServicePrincipal", "appIdentityName")
+        "appIdentityPrincipalId",
+        "ServicePrincipal",
+        "appIdentityName",
+    )
     assert [body["name"] for body in pgbouncer.values()] == ["pgbouncer.enabled"]
     call = load("main.bicep").modules["postgres"]["config"]["params"]
     assert (expression(call["appIdentityName"]), expression(call["appIdentityPrincipalId"])) == (
-        "identity.outputs.name", "identity.outputs.principalId")
+        "identity.outputs.name",
+        "identity.outputs.principalId",
+    )
 
 
 def test_key_vault_uses_rbac_and_holds_the_webhook_secret():
@@ -133,7 +153,10 @@ def test_key_vault_uses_rbac_and_holds_the_webhook_secret():
 
 
 ALERT_QUERIES = {
-    "alert-poison-queue.kql", "alert-failed-share.kql", "alert-queue-stalled.kql", "alert-dataverse-throttling.kql",
+    "alert-poison-queue.kql",
+    "alert-failed-share.kql",
+    "alert-queue-stalled.kql",
+    "alert-dataverse-throttling.kql",
 }
 
 
@@ -158,7 +181,10 @@ def test_the_failed_share_and_throttling_alerts_use_their_parameters():
 
     failed = rules["failedPushShare"]["properties"]
     throttling = rules["dataverseThrottling"]["properties"]
-    assert (failed["windowSize"], failed["criteria"]["allOf"][0]["threshold"]) == ("PT15M", "failedSharePercentThreshold")
+    assert (failed["windowSize"], failed["criteria"]["allOf"][0]["threshold"]) == (
+        "PT15M",
+        "failedSharePercentThreshold",
+    )
     periods = throttling["criteria"]["allOf"][0]["failingPeriods"]
     assert periods == {"numberOfEvaluationPeriods": "throttledWindows", "minFailingPeriodsToAlert": "throttledWindows"}
 
@@ -172,7 +198,13 @@ def test_the_workbook_shows_every_panel_from_its_query_file():
     assert body["properties"]["sourceId"] == "applicationInsightsId"
     panels = re.findall(r"loadTextContent\('\.\./monitoring/queries/(workbook-[a-z-]+\.kql)'\)", text)
     assert sorted(panels) == sorted(path.name for path in (INFRA / "monitoring" / "queries").glob("workbook-*.kql"))
-    assert {"workbook-throughput.kql", "workbook-outcomes.kql", "workbook-duration.kql", "workbook-queue-depth.kql",
-            "workbook-failed-leads.kql", "workbook-dataverse-errors.kql"} <= set(panels)
+    assert {
+        "workbook-throughput.kql",
+        "workbook-outcomes.kql",
+        "workbook-duration.kql",
+        "workbook-queue-depth.kql",
+        "workbook-failed-leads.kql",
+        "workbook-dataverse-errors.kql",
+    } <= set(panels)
     main = load("main.bicep")
     assert {"alerts", "workbook"} <= set(main.modules)

@@ -1,6 +1,7 @@
 """The alert and workbook queries (infra/monitoring/queries/*.kql) name only what the app emits: the tables,
 columns, metric names, dimensions and events of /work/coord/DESIGN.md's telemetry contract, each of which the app's
 code really uses. (Running them needs Application Insights; the telemetry tests check what the exporter sends.)"""
+
 from __future__ import annotations
 
 import re
@@ -17,25 +18,74 @@ TABLE_COLUMNS = {
     "traces": {"timestamp", "message", "customDimensions"},
 }
 METRICS = {
-    "leadpush.webhook.leads_accepted", "leadpush.push.outcomes", "leadpush.push.duration",
-    "leadpush.dataverse.requests", "leadpush.queue.depth", "leadpush.leads.by_status",
+    "leadpush.webhook.leads_accepted",
+    "leadpush.push.outcomes",
+    "leadpush.push.duration",
+    "leadpush.dataverse.requests",
+    "leadpush.queue.depth",
+    "leadpush.leads.by_status",
 }
 DIMENSIONS = {
     # metric attributes
-    "outcome", "kind", "status_code", "queue", "status",
+    "outcome",
+    "kind",
+    "status_code",
+    "queue",
+    "status",
     # log record fields
-    "event", "company_id", "correlation_id", "d365_lead_id", "duration_ms", "dequeue_count", "http_status",
-    "error_code", "service_request_id", "retry_after",
+    "event",
+    "company_id",
+    "correlation_id",
+    "d365_lead_id",
+    "duration_ms",
+    "dequeue_count",
+    "http_status",
+    "error_code",
+    "service_request_id",
+    "retry_after",
 }
 OUTCOMES = {"created", "updated", "unchanged", "skipped", "deferred", "error", "failed", "leased"}
 KQL_WORDS = {
-    "let", "where", "extend", "project", "summarize", "by", "order", "desc", "asc", "and", "or", "not", "in",
-    "endswith", "startswith", "contains", "has", "bin", "tostring", "toscalar", "sum", "sumif", "max", "min", "count",
-    "countif", "round", "iff", "coalesce", "arg_min", "arg_max", "isnotempty", "isempty", "percentilesw", "avg",
+    "let",
+    "where",
+    "extend",
+    "project",
+    "summarize",
+    "by",
+    "order",
+    "desc",
+    "asc",
+    "and",
+    "or",
+    "not",
+    "in",
+    "endswith",
+    "startswith",
+    "contains",
+    "has",
+    "bin",
+    "tostring",
+    "toscalar",
+    "sum",
+    "sumif",
+    "max",
+    "min",
+    "count",
+    "countif",
+    "round",
+    "iff",
+    "coalesce",
+    "arg_min",
+    "arg_max",
+    "isnotempty",
+    "isempty",
+    "percentilesw",
+    "avg",
 }
 
 APP_SOURCE = "\n".join(
-    path.read_text() for folder in ("shared", "d365", "blueprints") for path in sorted((ROOT / folder).rglob("*.py")))
+    path.read_text() for folder in ("shared", "d365", "blueprints") for path in sorted((ROOT / folder).rglob("*.py"))
+)
 
 
 def _strip(kql: str) -> str:
@@ -96,11 +146,14 @@ def test_failed_leads_panel_shows_the_reason_fields():
         assert re.search(rf"\b{column}\b", text)
 
 
-@pytest.mark.parametrize("name, needle", [
-    ("alert-poison-queue.kql", 'endswith "-poison"'),
-    ("alert-failed-share.kql", 'outcome == "failed"'),
-    ("alert-queue-stalled.kql", '"leadpush.queue.depth"'),
-    ("alert-dataverse-throttling.kql", '== "429"'),
-])
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("alert-poison-queue.kql", 'endswith "-poison"'),
+        ("alert-failed-share.kql", 'outcome == "failed"'),
+        ("alert-queue-stalled.kql", '"leadpush.queue.depth"'),
+        ("alert-dataverse-throttling.kql", '== "429"'),
+    ],
+)
 def test_alert_queries_look_for_their_condition(name, needle):
     assert needle in Path(INFRA / "monitoring" / "queries" / name).read_text()

@@ -1,6 +1,7 @@
 """The postprovision hook's database half against a real PostgreSQL: the migrations run as `shared.migrate`
 does for the hook, and grant_app_role.sql gives the app's role the rows of every table (and of tables a later
 migration adds) but not the schema. The Azure half (az, Entra administrators, firewall) needs Azure."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -60,7 +61,9 @@ def _privileges(url: str, role: str) -> dict[str, bool]:
             "SELECT tablename, has_table_privilege(%(role)s, format('public.%%I', tablename),"
             " 'SELECT, INSERT, UPDATE, DELETE') AND NOT has_table_privilege(%(role)s,"
             " format('public.%%I', tablename), 'TRUNCATE')"
-            " FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename", {"role": role})
+            " FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+            {"role": role},
+        )
         return dict(cursor.fetchall())
 
 
@@ -97,8 +100,12 @@ def test_grants_are_safe_to_repeat(migrated_database, app_role):
 def test_the_dataverse_step_names_the_identitys_client_id():
     out = io.StringIO()
     with redirect_stdout(out):
-        hook.print_dataverse_step({"AZURE_MANAGED_IDENTITY_CLIENT_ID": "6f1c1a52-0000-4000-8000-00000000c1d0",
-                                   "DATAVERSE_URL": "https://contoso.crm4.dynamics.com"})
+        hook.print_dataverse_step(
+            {
+                "AZURE_MANAGED_IDENTITY_CLIENT_ID": "6f1c1a52-0000-4000-8000-00000000c1d0",
+                "DATAVERSE_URL": "https://contoso.crm4.dynamics.com",
+            }
+        )
 
     text = out.getvalue()
     assert "pac admin assign-user --environment https://contoso.crm4.dynamics.com" in text
