@@ -179,6 +179,7 @@ class LeadStore:
         idle fails on first use: the statement is then sent once more on a new connection (every
         statement here is idempotent or guarded, so a second run is harmless)."""
         for last_try in (False, True):
+            reused = False
             try:
                 with self._pool.connection() as (conn, reused):
                     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:

@@ -5,6 +5,7 @@ import secrets
 import threading
 
 from local import services
+from shared.migrate import migrate
 from tests.app.helpers import lead, post_leads, queue_length, sync_rows, wait_for
 from tests.conftest import WEBHOOK_SECRET
 
@@ -68,6 +69,7 @@ def test_database_going_away_mid_run_loses_and_duplicates_nothing(app_env, datav
     try:
         name = f"leadpush_outage_{secrets.token_hex(3)}"
         database_url = services.create_database(server.url, name)
+        migrate(database_url)
         emulator = dataverse("mvp")
         emulator.set_faults(latency_ms=20)
         host = local_host(app_env(emulator, DATABASE_URL=database_url))

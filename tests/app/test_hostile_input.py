@@ -36,18 +36,19 @@ def test_quotes_and_metacharacters_arrive_unchanged_and_never_alter_the_lookup(
     # an address crafted to widen an unescaped $filter to every lead: it must match nothing
     injection = "x' or emailaddress1 ne '@company5002.example"
     assert post_leads(host.url, lead(5002, contact_emails=[injection]), secret=WEBHOOK_SECRET).status_code in (202, 400)
-    # another company with the first one's address, differently cased: the lookup finds that record
+    # another company with the first one's address, differently cased: the lookup finds that record,
+    # which belongs to company 5001, so 5003 gets a record of its own and 5001's is left as it was
     assert post_leads(host.url, lead(5003, contact_emails=[email.upper().replace("@COMPANY5001.EXAMPLE", "@company5001.example")]),
                       secret=WEBHOOK_SECRET).status_code == 202
     wait_for(lambda: _synced(database_url, [5003]), what="5003 synced")
 
     rows = sync_rows(database_url, [5001, 5002, 5003])
-    assert str(rows[5003]["d365_lead_id"]) == record["leadid"]
+    assert str(rows[5003]["d365_lead_id"]) != record["leadid"]
     if 5002 in rows:
         wait_for(lambda: _synced(database_url, [5002]), what="5002 synced")
         assert str(sync_rows(database_url, [5002])[5002]["d365_lead_id"]) != record["leadid"]
     by_id = {r["leadid"]: r for r in emulator.leads()}
-    assert by_id[record["leadid"]]["emailaddress1"] == email.upper().replace("@COMPANY5001.EXAMPLE", "@company5001.example")
+    assert by_id[record["leadid"]]["emailaddress1"] == email and by_id[record["leadid"]]["hnt_companyid"] == 5001
 
 
 json_values = st.recursive(
