@@ -6,7 +6,8 @@
   (default: the root logger), resource detector `azure_functions`. The exporter sends to the
   connection string's IngestionEndpoint; OTEL_METRIC_EXPORT_INTERVAL (ms) sets the metric export
   interval (the SDK's periodic reader reads it). Locally the exporter's own usage statistics
-  (statsbeat, sent to a fixed Microsoft endpoint) are off unless the environment says otherwise.
+  (statsbeat, sent to a fixed Microsoft endpoint) are off unless the environment says otherwise,
+  and live metrics are on only when the connection string names a LiveEndpoint.
 - `traced(spec, argument, call)`: what the host does around each invocation with telemetryMode
   OpenTelemetry: a request span (HTTP: `POST /api/leads`, continuing an incoming `traceparent`;
   other triggers: the function's name), current while the function runs, as the worker attaches
@@ -60,7 +61,10 @@ def configure_worker_telemetry(environ: MutableMapping[str, str]) -> bool:
 
     environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_functions")
     environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
-    configure_azure_monitor(connection_string=connection_string, logger_name=environ.get(LOGGER_NAME_SETTING, ""))
+    # Live metrics talk to the connection string's LiveEndpoint, else to a public default that a
+    # local stand-in for ingestion cannot answer: on only when one is named.
+    configure_azure_monitor(connection_string=connection_string, logger_name=environ.get(LOGGER_NAME_SETTING, ""),
+                            enable_live_metrics="liveendpoint=" in connection_string.lower())
     _configured = True
     logger.info("telemetry: Azure Monitor distro configured")
     return True
