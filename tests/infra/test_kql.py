@@ -81,6 +81,9 @@ KQL_WORDS = {
     "isempty",
     "percentilesw",
     "avg",
+    "join",
+    "inner",
+    "on",
 }
 
 APP_SOURCE = "\n".join(
@@ -93,6 +96,12 @@ def _strip(kql: str) -> str:
     return re.sub(r'"[^"]*"', '""', without_comments)
 
 
+def _dimensions(kql: str) -> set[str]:
+    """Keys read as customDimensions.key or customDimensions["key"] (for keywords such as `kind`)."""
+    text = re.sub(r"//[^\n]*", "", kql)
+    return {dotted or bracketed for dotted, bracketed in re.findall(r'customDimensions(?:\.(\w+)|\["(\w+)"\])', text)}
+
+
 def _strings(kql: str) -> list[str]:
     return re.findall(r'"([^"]*)"', re.sub(r"//[^\n]*", "", kql))
 
@@ -101,7 +110,7 @@ def _strings(kql: str) -> list[str]:
 def test_query_reads_only_emitted_tables_and_columns(path):
     code = _strip(path.read_text())
     tables = {word for word in re.findall(r"\b[A-Za-z]\w*\b", code) if word in TABLE_COLUMNS}
-    dimensions = set(re.findall(r"customDimensions\.(\w+)", code))
+    dimensions = _dimensions(path.read_text())
     code_without_dimensions = re.sub(r"customDimensions\.\w+", "customDimensions", code)
     code_without_durations = re.sub(r"\b\d+(?:\.\d+)?[smhd]?\b", "", code_without_dimensions)
     words = set(re.findall(r"\b[A-Za-z_]\w*\b", code_without_durations))
@@ -131,7 +140,7 @@ def test_query_names_only_emitted_metrics_outcomes_and_events(path):
 def test_every_dimension_a_query_reads_is_set_by_the_app():
     used = set()
     for path in QUERIES:
-        used |= set(re.findall(r"customDimensions\.(\w+)", path.read_text()))
+        used |= _dimensions(path.read_text())
 
     assert used, "the queries read dimensions"
     for key in used - {"event"}:  # `event` is added to every record by the logging filter
