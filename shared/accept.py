@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 # Kept inside the remembered 202 body (no schema change) and stripped before it is answered again.
 _BODY_SHA256 = "body_sha256"
+_PENDING = "pending"
 
 
 def accept_leads(
@@ -36,16 +37,20 @@ def accept_leads(
     sweeper sends it again. Raises StoreUnavailable or QueueUnavailable (transient).
     """
     if delivery_id:
-        earlier = store.delivery_response(delivery_id)
+        earlier = store.claim_delivery(delivery_id, {_BODY_SHA256: body_sha256, _PENDING: True})
         if earlier is not None:
             first_sha256 = earlier.get(_BODY_SHA256)
             if first_sha256 is not None and body_sha256 is not None and first_sha256 != body_sha256:
                 logger.warning("webhook_delivery_conflict delivery_id=%s", delivery_id,
                                extra={"delivery_id": delivery_id})
                 raise DeliveryConflict()
-            logger.info("webhook_duplicate_delivery delivery_id=%s", delivery_id, extra={"delivery_id": delivery_id})
-            answer = {key: value for key, value in earlier.items() if key != _BODY_SHA256}
-            return {**answer, "duplicate_delivery": True}
+            if not earlier.get(_PENDING):
+                logger.info("webhook_duplicate_delivery delivery_id=%s", delivery_id,
+                            extra={"delivery_id": delivery_id})
+                answer = {key: value for key, value in earlier.items() if key != _BODY_SHA256}
+                return {**answer, "duplicate_delivery": True}
+            # The same body, claimed by a call that has not answered (it failed, or runs now):
+            # queue again; a lead queued twice is pushed once.
 
     correlation_id = uuid.uuid4().hex
     messages = [LeadMessage(lead=lead, correlation_id=correlation_id, received_at=received_at, traceparent=traceparent)

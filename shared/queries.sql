@@ -159,12 +159,19 @@ WHERE company_id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING company_id, queued_version, correlation_id;
 
+-- name: claim_delivery
+-- The first call with a delivery id claims it, before anything is queued (its answer is filled in
+-- once the leads are); a later call gets what is stored, so two calls racing with one id and
+-- different bodies cannot both queue.
+INSERT INTO webhook_delivery (delivery_id, response) VALUES (%(delivery_id)s, %(response)s)
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING delivery_id;
+
 -- name: delivery_response
 SELECT response FROM webhook_delivery WHERE delivery_id = %(delivery_id)s;
 
 -- name: remember_delivery
-INSERT INTO webhook_delivery (delivery_id, response) VALUES (%(delivery_id)s, %(response)s)
-ON CONFLICT (delivery_id) DO NOTHING;
+UPDATE webhook_delivery SET response = %(response)s WHERE delivery_id = %(delivery_id)s;
 
 -- name: lock_migrations
 -- Transaction-scoped: released by the migration's own COMMIT or ROLLBACK, so it works through

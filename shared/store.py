@@ -250,9 +250,14 @@ class LeadStore:
         ]
         self._run(Q["record_queued"], rows=rows)
 
-    def delivery_response(self, delivery_id: str) -> dict | None:
+    def claim_delivery(self, delivery_id: str, pending: dict) -> dict | None:
+        """Claim a webhook delivery id with a placeholder answer; None when this call claimed it,
+        else what an earlier call with that id stored."""
+        if self._execute("claim_delivery", {"delivery_id": delivery_id, "response": json.dumps(pending)},
+                         fetch="one"):
+            return None
         row = self._execute("delivery_response", {"delivery_id": delivery_id}, fetch="one")
-        return row["response"] if row else None
+        return row["response"] if row else pending
 
     def remember_delivery(self, delivery_id: str, response: dict) -> None:
         self._execute("remember_delivery", {"delivery_id": delivery_id, "response": json.dumps(response)})

@@ -51,4 +51,4 @@ def _requests_by_kind(emulator: EmulatorControl, container: Container, batch: li
     for lead in batch:
         container.pusher.push(LeadMessage(lead=lead, correlation_id="bench", received_at=received_at),
                               dequeue_count=1)
-    return {kind: n - before[kind] for kind, n in emulator.stats()["by_kind"].items()}
+    return {kind: n - before.get(kind, 0) for kind, n in emulator.stats()["by_kind"].items()}

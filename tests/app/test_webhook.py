@@ -121,7 +121,7 @@ def test_delivery_remembered_before_bodies_were_hashed_is_still_replayed(in_proc
     p, post = in_process
     # given a delivery remembered by an earlier version of the app, without its body's hash
     earlier = {"correlation_id": "c0ffee", "company_ids": [540], "duplicate_delivery": False}
-    p.container.store.remember_delivery("delivery-540", earlier)
+    p.container.store.claim_delivery("delivery-540", earlier)
 
     # when the id comes again
     again = post([lead(541)], "delivery-540")
