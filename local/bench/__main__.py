@@ -8,6 +8,7 @@ only when the benchmark itself fails. The app's own logs go to .local/logs/bench
   a  import time of function_app vs its dependencies      d  Dataverse requests per lead
   b  time per lead in handle_delivery; mapping time       e  host peak memory during (c)
   c  end-to-end throughput vs Azurite's raw rate          f  throughput with 10% 429s
+  g  cost of telemetry: per-lead time and host memory, on and off
 """
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ import signal
 import sys
 import time
 
-from local.bench import dataverse_requests, delivery, faults, imports, throughput
+from local.bench import dataverse_requests, delivery, faults, imports, telemetry_cost, throughput
 from local.bench.report import Section, render, render_summary
 from local.bench.stack import running_stack
 from local.services import LOG_DIR
 from shared.logging_setup import configure_logging
 
-SECTIONS = "abcdef"
+SECTIONS = "abcdefg"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-leads", type=int, default=100, help="leads per phase and configuration in (d)")
     parser.add_argument("--fault-leads", type=int, default=400, help="leads end to end in (f)")
     parser.add_argument("--import-runs", type=int, default=7, help="fresh interpreters per import measurement")
+    parser.add_argument("--telemetry-leads", type=int, default=300, help="leads timed per mode in (g)")
+    parser.add_argument("--telemetry-host-leads", type=int, default=500, help="leads end to end per mode in (g)")
     args = parser.parse_args(argv)
 
     log_path = _log_to_file()
@@ -68,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "f" in args.only:
                     show(faults.run(stack, count=args.fault_leads, batch=args.batch, connections=args.connections,
                                     baseline=baseline))
+                if "g" in args.only:
+                    show(telemetry_cost.run(stack, count=args.telemetry_leads, host_leads=args.telemetry_host_leads,
+                                            batch=args.batch, connections=args.connections))
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
