@@ -30,6 +30,14 @@ class EmulatorControl:
         """Every lead record the emulator holds."""
         return self.control("GET", "leads")["value"]
 
+    def create_lead(self, **values: Any) -> dict[str, Any]:
+        """Store a record as a salesperson would make it in the CRM (a new random id); returns it."""
+        return self.control("POST", "leads", json=values)
+
+    def set_unknown_property_form(self, code: str) -> None:
+        """Answer an unknown body property with "0x80048d19" (newer live, the default) or "0x0" (documented)."""
+        self.control("POST", "errors", json={"unknown_property": code})
+
     def stats(self) -> dict[str, Any]:
         return self.control("GET", "stats")
 

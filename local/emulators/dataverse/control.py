@@ -2,17 +2,23 @@
 
 GET  leads | stats | schema          DELETE leads/<id> | faults | rules | schema/columns/<name>
 POST reset | stats/reset | faults | rules | schema/columns | schema/columns/<name>/options | keys
+POST leads (a record as a salesperson would make it, checked like a Web API create, with a new uuid4 id)
+POST errors ({"unknown_property": "0x80048d19" | "0x0"}: which form answers an unknown body property)
 GET/POST bulk ({"supported": bool})   GET/POST/DELETE protection (protection.Limits as JSON)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+import uuid
 from typing import Any, Callable
+
+from local.emulators.dataverse import errors
 
 from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.faults import FaultPlan
+from local.emulators.dataverse.payload import parse_values
 from local.emulators.dataverse.protection import Limits, ServiceProtection
-from local.emulators.dataverse.schema import CREATABLE_TYPES, AttributeType, Column, Option, Schema
+from local.emulators.dataverse.schema import CREATABLE_TYPES, PRIMARY_KEY, AttributeType, Column, Option, Schema
 from local.emulators.dataverse.stats import Stats
 from local.emulators.dataverse.store import LeadStore, Rule, SchemaChangeError
 
@@ -59,6 +65,20 @@ def _leads(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
     return 200, {"value": emulator.store.records()}
 
 
+def _create_lead(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    try:
+        values = parse_values(emulator.store.schema, _object(body), creating=True)
+        values[PRIMARY_KEY] = str(uuid.uuid4())
+        return 201, emulator.store.create(values)
+    except errors.ODataError as error:
+        raise ControlError(error.status, f"{error.code}: {error.message}") from error
+
+
+def _set_error_forms(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    errors.set_unknown_property_form(str(_object(body)["unknown_property"]))
+    return 200, {"unknown_property": errors.unknown_property_form()}
+
+
 def _delete_lead(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
     if not emulator.store.delete_by_id(parts[1].lower()):
         raise ControlError(404, f"no lead {parts[1]}")
@@ -80,6 +100,7 @@ def _reset(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
     emulator.faults.clear()
     emulator.bulk_support.reset()
     emulator.protection.reset()
+    errors.set_unknown_property_form(errors.PAYLOAD_ERROR)
     return 204, None
 
 
@@ -213,7 +234,9 @@ def _object(body: Any) -> dict:
 
 _ROUTES: dict[tuple[str, tuple[str, ...]], Callable[[Emulator, list[str], Any], tuple[int, Any]]] = {
     ("GET", ("leads",)): _leads,
+    ("POST", ("leads",)): _create_lead,
     ("DELETE", ("leads", "*")): _delete_lead,
+    ("POST", ("errors",)): _set_error_forms,
     ("GET", ("stats",)): _stats,
     ("POST", ("stats", "reset")): _reset_stats,
     ("POST", ("reset",)): _reset,

@@ -1,4 +1,5 @@
-"""Injected failures for Web API requests: random rates with a seed, or a script applied in order."""
+"""Injected failures for Web API requests: random rates with a seed, a script applied in order, or
+`every`: one error answered to every request until the plan changes (an outage, a missing privilege)."""
 from __future__ import annotations
 
 import random
@@ -71,6 +72,7 @@ class FaultPlan:
             self._retry_after = 1
             self._latency_ms = 0
             self._script: list[Fault] = []
+            self._every: Fault | None = None
             self._random = random.Random()
 
     def configure(self, config: dict[str, Any]) -> None:
@@ -84,22 +86,27 @@ class FaultPlan:
         if sum(rates.values()) > 1:
             raise ValueError("the fault probabilities add up to more than 1")
         script = [script_fault(step) for step in config.get("script", [])]
+        every = script_fault(config["every"]) if config.get("every") else None
         with self._lock:
             self._rates = rates
             self._retry_after = int(config.get("retry_after", 1))
             self._latency_ms = int(config.get("latency_ms", 0))
             self._script = script
+            self._every = every
             self._random = random.Random(config.get("seed"))
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
             return {**self._rates, "retry_after": self._retry_after, "latency_ms": self._latency_ms,
-                    "script_remaining": len(self._script)}
+                    "script_remaining": len(self._script),
+                    "every": self._every.error.status if self._every and self._every.error else None}
 
     def next(self) -> Fault | None:
         with self._lock:
             if self._script:
                 return self._script.pop(0)
+            if self._every is not None:
+                return self._every
             draw = self._random.random()
             latency = self._latency_ms
             rates = self._rates
