@@ -170,3 +170,23 @@ def test_a_refused_query_reaches_the_caller_as_dataverse_worded_it(client: Datav
 
     assert (raised.value.status_code, raised.value.details["service_error_code"]) == (400, "0x0")
     assert str(raised.value) == "Could not find a property named 'nosuch' on type 'Microsoft.Dynamics.CRM.lead'."
+
+
+def test_batch_with_a_change_set_and_continue_on_error(client: DataverseClient, server: DataverseServer) -> None:
+    existing = client.records.create("lead", {"subject": "old"})
+    missing = str(uuid.uuid4())
+    batch = client.batch.new()
+    batch.records.create("lead", {"subject": "solo"})
+    with batch.changeset() as change_set:
+        change_set.records.create("lead", {"subject": "in the set"})
+        change_set.records.update("lead", existing, {"subject": "updated in the set"})
+    batch.records.update("lead", missing, {"subject": "nowhere"})  # 404: If-Match: *
+    batch.records.retrieve("lead", existing, select=["subject"])
+
+    result = batch.execute(continue_on_error=True)
+
+    assert [response.status_code for response in result.responses] == [204, 204, 204, 404, 200]
+    assert result.failed[0].error_code == "0x80040217"
+    assert result.responses[-1].data is not None and result.responses[-1].data["subject"] == "updated in the set"
+    assert sorted(r["subject"] for r in _records(server)) == ["in the set", "solo", "updated in the set"]
+    assert len(result.entity_ids) == 3
