@@ -513,3 +513,101 @@ def drop_database(server_url: str, name: str) -> None:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
     finally:
         connection.close()
+
+
+# --- PgBouncer --------------------------------------------------------------------------------
+
+PGBOUNCER_BIN = "pgbouncer"
+DEFAULT_PGBOUNCER_POOL_SIZE = 8
+
+
+class PgBouncer:
+    """A PgBouncer in front of one PostgreSQL server; `url` is a server-level URL through it
+    (`database_url(name)` for a database), `admin_url` its admin console (`SHOW POOLS` ...)."""
+
+    def __init__(self, process: ManagedProcess, upstream_url: str, root: Path, *, port: int, pool_mode: str,
+                 default_pool_size: int) -> None:
+        self.process = process
+        self.root = root
+        self.port = port
+        self.pool_mode = pool_mode
+        self.default_pool_size = default_pool_size
+        parts = urlsplit(upstream_url)
+        user = f"{parts.username}@" if parts.username else ""
+        self.url = urlunsplit((parts.scheme, f"{user}127.0.0.1:{port}", parts.path or "/postgres", "", ""))
+        self.admin_url = with_database(self.url, "pgbouncer")
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    def database_url(self, name: str) -> str:
+        return with_database(self.url, name)
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def stop(self) -> None:
+        """Stop PgBouncer and delete its configuration."""
+        try:
+            self.process.stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"PgBouncer({self.url!r}, pool_mode={self.pool_mode!r}, default_pool_size={self.default_pool_size})"
+
+
+def start_pgbouncer(
+    upstream_url: str,
+    *,
+    pool_mode: str = "transaction",
+    default_pool_size: int = DEFAULT_PGBOUNCER_POOL_SIZE,
+    port: int = 0,
+    timeout: float = DEFAULT_START_TIMEOUT,
+) -> PgBouncer:
+    """PgBouncer on 127.0.0.1 (port 0: a free one) pooling every database of `upstream_url`'s server,
+    as Azure's built-in one does: trust for clients, `pool_mode` (transaction by default, where a
+    session's state does not survive its transaction) and `default_pool_size` server connections per
+    database and user. Raises ServiceError if PgBouncer is not installed (apt-get install pgbouncer)
+    or does not start."""
+    binary = shutil.which(PGBOUNCER_BIN) or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+    if binary is None:
+        raise ServiceError("PgBouncer is not installed: apt-get install pgbouncer")
+    upstream = urlsplit(upstream_url)
+    port = port or free_port()
+    root = Path(tempfile.mkdtemp(prefix="leadpush-pgbouncer-"))
+    user, password = upstream.username or "postgres", upstream.password or ""
+    (root / "userlist.txt").write_text(f'"{user}" "{password}"\n')
+    (root / "pgbouncer.ini").write_text("\n".join([
+        "[databases]",
+        f"* = host={upstream.hostname or '127.0.0.1'} port={upstream.port or 5432}",
+        "[pgbouncer]",
+        "listen_addr = 127.0.0.1",
+        f"listen_port = {port}",
+        "unix_socket_dir =",
+        "auth_type = trust",
+        f"auth_file = {root / 'userlist.txt'}",
+        f"pool_mode = {pool_mode}",
+        f"default_pool_size = {default_pool_size}",
+        "max_client_conn = 900",  # the soft limit on open files here is 1,024
+        "server_reset_query =",
+        "server_login_retry = 1",
+        f"admin_users = {user}",
+        f"stats_users = {user}",
+        "",
+    ]))
+    cmd = [binary, str(root / "pgbouncer.ini")]
+    # PgBouncer refuses to run as root; its files must be readable by the user it runs as.
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        for path in root.iterdir():
+            shutil.chown(path, "postgres", "postgres")
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    try:
+        process = start_process(cmd, name="pgbouncer", ready=rf"listening on 127\.0\.0\.1:{port}\b", timeout=timeout)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return PgBouncer(process, upstream_url, root, port=port, pool_mode=pool_mode,
+                     default_pool_size=default_pool_size)

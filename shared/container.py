@@ -53,9 +53,11 @@ class Container:
 
     @property
     def throttle(self) -> ThrottleGate:
-        """This process's view of Dataverse's throttling, shared with every instance through PostgreSQL."""
+        """This process's view of Dataverse's throttling, shared with every instance through PostgreSQL
+        (kept to this process with DATAVERSE_SHARED_BACKOFF=false)."""
+        publish = self._publish_throttle if self.settings.dataverse_shared_backoff else None
         return self._get("throttle", lambda: ThrottleGate(
-            inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds, publish=self._publish_throttle))
+            inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds, publish=publish))
 
     def _publish_throttle(self, until_epoch: float) -> None:
         try:
@@ -87,5 +89,5 @@ class Container:
             max_dequeue_count=self.settings.queue_runtime.max_dequeue_count,
             lease_seconds=self.settings.lead_lease_seconds,
             inline_wait_seconds=config.inline_retry_after_seconds,
-            throttle=self.throttle,
+            throttle=self.throttle if self.settings.dataverse_shared_backoff else None,
         ))

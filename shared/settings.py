@@ -58,6 +58,7 @@ class Settings:
     stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
     database_pool_max: int = DEFAULT_DATABASE_POOL_MAX
     lead_lease_seconds: int = DEFAULT_LEAD_LEASE_SECONDS
+    dataverse_shared_backoff: bool = True
     queue_runtime: QueueRuntime = QueueRuntime()
 
     @property
@@ -82,6 +83,7 @@ class Settings:
             stuck_after_seconds=reader.number("STUCK_LEAD_AFTER_SECONDS", DEFAULT_STUCK_AFTER_SECONDS, int),
             database_pool_max=reader.number("DATABASE_POOL_MAX", DEFAULT_DATABASE_POOL_MAX, int),
             lead_lease_seconds=reader.number("LEAD_LEASE_SECONDS", DEFAULT_LEAD_LEASE_SECONDS, int),
+            dataverse_shared_backoff=_flag(reader, "DATAVERSE_SHARED_BACKOFF", default=True),
             queue_runtime=_read_queue_runtime(host_json, reader.problems),
         )
         if settings.database_pool_max < 1:
@@ -115,6 +117,10 @@ def _check_database_url(url: str, auth: DatabaseAuth, problems: list[str]) -> No
         if params.get("password"):
             problems.append("DATABASE_URL must not hold a password when DATABASE_AUTH=managed_identity "
                             "(the password is the identity's token)")
+
+
+def _flag(reader: EnvReader, name: str, *, default: bool) -> bool:
+    return default if reader.optional(name) is None else reader.flag(name)
 
 
 def _queue_name(reader: EnvReader, name: str) -> str:

@@ -83,6 +83,15 @@ def database_url(postgres_server: PostgresServer) -> Iterator[str]:
     services.drop_database(postgres_server.url, name)
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: PostgresServer) -> Iterator[services.PgBouncer]:
+    """PgBouncer in transaction mode in front of the session's PostgreSQL, as Azure's built-in one
+    pools; `pgbouncer.database_url(name)` reaches a database through it."""
+    bouncer = services.start_pgbouncer(postgres_server.url, pool_mode="transaction")
+    yield bouncer
+    bouncer.stop()
+
+
 # --- Dataverse emulator --------------------------------------------------------------------------
 
 
