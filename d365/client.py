@@ -101,6 +101,7 @@ class DataverseClient:
         self._sent_lock = threading.Lock()
         self._dop_hint: int | None = None
         self._bulk_support: bool | None = None
+        self._bulk_support_lock = threading.Lock()
 
     @property
     def requests_sent(self) -> int:
@@ -242,9 +243,10 @@ class DataverseClient:
     def bulk_support(self, *, refresh: bool = False) -> bool:
         """Whether the org supports CreateMultiple and UpdateMultiple (hence UpsertMultiple) on
         `lead`, from `sdkmessagefilters`; asked once per client unless `refresh`. Raises D365Error."""
-        if self._bulk_support is None or refresh:
-            self._bulk_support = all(self._message_supported(message) for message in BULK_MESSAGES)
-        return self._bulk_support
+        with self._bulk_support_lock:  # one thread asks; the others wait for its answer
+            if self._bulk_support is None or refresh:
+                self._bulk_support = all(self._message_supported(message) for message in BULK_MESSAGES)
+            return self._bulk_support
 
     def _message_supported(self, message: str) -> bool:
         query = {

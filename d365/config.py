@@ -21,6 +21,8 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_METADATA_TTL_SECONDS = 3600
 DEFAULT_METADATA_FAILURE_TTL_SECONDS = 30
 DEFAULT_INLINE_RETRY_AFTER_SECONDS = 5
+DEFAULT_BULK_SIZE = 100
+MAX_BULK_SIZE = 1000  # Dataverse's limit of requests in one $batch
 
 _E = TypeVar("_E", bound=Enum)
 _COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -58,6 +60,7 @@ class DataverseConfig:
     metadata_failure_ttl_seconds: int = DEFAULT_METADATA_FAILURE_TTL_SECONDS
     choice_overrides_file: str | None = None
     inline_retry_after_seconds: int = DEFAULT_INLINE_RETRY_AFTER_SECONDS
+    bulk_size: int = DEFAULT_BULK_SIZE
 
     @property
     def scope(self) -> str:
@@ -98,7 +101,10 @@ class DataverseConfig:
             inline_retry_after_seconds=reader.number(
                 "D365_INLINE_RETRY_AFTER_SECONDS", DEFAULT_INLINE_RETRY_AFTER_SECONDS, int
             ),
+            bulk_size=reader.number("D365_BULK_SIZE", DEFAULT_BULK_SIZE, int),
         )
+        if not 1 <= config.bulk_size <= MAX_BULK_SIZE:
+            reader.problems.append(f"D365_BULK_SIZE must be 1 (no bulk writes) to {MAX_BULK_SIZE}, got {config.bulk_size}")
         if config.auth_mode is AuthMode.CLIENT_SECRET:
             for name in ("D365_TENANT_ID", "D365_CLIENT_ID", "D365_CLIENT_SECRET"):
                 if reader.optional(name) is None:

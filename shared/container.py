@@ -12,6 +12,7 @@ from d365.client import DataverseClient
 from d365.mapping import load_choice_overrides
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
+from shared.bulk_writer import BulkPolicy, BulkWriter
 from shared.errors import StoreUnavailable
 from shared.lead_writer import LeadWriter
 from shared.pg_connect import PostgresConnector
@@ -77,6 +78,14 @@ class Container:
             throttle=self.throttle,
         ))
 
+    def _bulk_writer(self) -> BulkWriter | None:
+        config = self.settings.dataverse
+        if config.bulk_size < 2:
+            return None
+        client = self.dataverse
+        return BulkWriter(client, alternate_key=config.alternate_key, match_columns=config.match_columns,
+                          policy=BulkPolicy(config.bulk_size, dop_hint=lambda: client.dop_hint))
+
     @property
     def pusher(self) -> LeadPusher:
         config = self.settings.dataverse
@@ -90,4 +99,13 @@ class Container:
             lease_seconds=self.settings.lead_lease_seconds,
             inline_wait_seconds=config.inline_retry_after_seconds,
             throttle=self.throttle if self.settings.dataverse_shared_backoff else None,
+            bulk=self._bulk_writer(),
         ))
+
+    def _bulk_writer(self) -> BulkWriter | None:
+        config = self.settings.dataverse
+        if config.bulk_size < 2:
+            return None
+        client = self.dataverse
+        return BulkWriter(client, alternate_key=config.alternate_key, match_columns=config.match_columns,
+                          policy=BulkPolicy(config.bulk_size, dop_hint=lambda: client.dop_hint))

@@ -66,6 +66,8 @@ def handle_delivery(
                            extra={"company_id": ref.company_id, "correlation_id": ref.correlation_id,
                                   "dequeue_count": delivery.dequeue_count})
 
+        for other in result.batch_poison:
+            queues.send_to_poison(other)
         if result.action is Action.POISON:
             queues.send_to_poison(wire_text)
         elif result.action is Action.DEFER:

@@ -5,7 +5,7 @@ Matching, in order: (1) the record id stored for the company, updated with `If-M
 version of our last write>`, so a write racing a newer one fails (412) instead of overwriting it;
 (2) the alternate key, when one is configured; (3) one lookup of existing leads by the configured
 columns, adopting only a record that really matches on one of them and belongs to no other
-company (see `_adoptable`); (4) a create with an id derived from the company id, sent as `PATCH` +
+company (see `adoptable`); (4) a create with an id derived from the company id, sent as `PATCH` +
 `If-None-Match: *`, so a create whose answer was lost is found, not repeated. Never a bare `POST`.
 A stored id that answers 404 goes through (2) to (4).
 """
@@ -105,9 +105,9 @@ class LeadWriter:
         counter.n += 1
         found = self._client.find_leads(matches, select=select)
         own_id = deterministic_lead_id(company_id)
-        for record in _ranked(found, matches, own_id):
+        for record in rank_matches(found, matches, own_id):
             lead_id = str(record["leadid"])
-            if _adoptable(record, company_id, own_id) and reserve(lead_id):
+            if adoptable(record, company_id, own_id) and reserve(lead_id):
                 return lead_id
         return None
 
@@ -135,7 +135,7 @@ class _Counter:
         self.n = 0
 
 
-def _ranked(found: Sequence[Mapping[str, Any]], matches: Sequence[tuple[str, Any]],
+def rank_matches(found: Sequence[Mapping[str, Any]], matches: Sequence[tuple[str, Any]],
             own_id: str) -> list[Mapping[str, Any]]:
     """Our own record first; then the records that really match, by the first configured column
     they match on, in the lookup's (stable) order. A record that matches no column is dropped."""
@@ -148,7 +148,7 @@ def _ranked(found: Sequence[Mapping[str, Any]], matches: Sequence[tuple[str, Any
     return ranked
 
 
-def _adoptable(record: Mapping[str, Any], company_id: int, own_id: str) -> bool:
+def adoptable(record: Mapping[str, Any], company_id: int, own_id: str) -> bool:
     """Never another company's record: not one stamped with another company id, not one whose id is
     another company's derived id. (One held by another company in the store is refused by `reserve`.)
     A record made by hand in the CRM, with no company id, may be adopted."""

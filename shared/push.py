@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -23,6 +23,7 @@ from d365.deadline import deadline
 from d365.mapping import ChoiceOverrides, MappedLead, map_lead, payload_fingerprint
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
+from shared.bulk_writer import BulkLead, BulkWriter
 from shared.failures import Failure, classify
 from shared.lead_writer import LeadWriter
 from shared.messages import LeadMessage, LeadRef
@@ -53,6 +54,10 @@ class PushResult:
     reason: str | None = None
     delay_seconds: float = 0.0
     d365_lead_id: str | None = None
+    # Other leads written or failed in this push's bulk request: their outcomes, and the queue
+    # messages of those that failed for good, for the poison queue.
+    batch_outcomes: tuple[str, ...] = ()
+    batch_poison: tuple[str, ...] = ()
 
 
 class LeadPusher:
@@ -67,6 +72,7 @@ class LeadPusher:
         lease_seconds: float,
         inline_wait_seconds: float = 5.0,
         throttle: ThrottleGate | None = None,
+        bulk: BulkWriter | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
     ) -> None:
@@ -78,6 +84,7 @@ class LeadPusher:
         self._lease_seconds = lease_seconds
         self._inline_wait = inline_wait_seconds
         self._throttle = throttle
+        self._bulk = bulk
         self._clock = clock
         self._rng = rng or random.Random()
         self._reported_missing: set[str] = set()
@@ -136,34 +143,138 @@ class LeadPusher:
             fingerprint = payload_fingerprint(mapped.payload)
             warnings = [f"{w.column}: {w.reason}" for w in mapped.warnings]
             if state.d365_lead_id and fingerprint == state.synced_fingerprint:
-                self._finish_synced(ref, token, attempt("unchanged", d365_lead_id=state.d365_lead_id), version,
-                                    state.d365_etag, fingerprint, warnings)
+                self._finish_synced(company_id, token, attempt("unchanged", d365_lead_id=state.d365_lead_id),
+                                    version, state.d365_etag, fingerprint, warnings)
                 logger.info("d365_push_unchanged company_id=%s", company_id, extra=context)
                 return PushResult(Action.DONE, "unchanged", d365_lead_id=state.d365_lead_id)
+
+            if self._bulk is not None and self._bulk.policy.size() > 1:
+                others = self._store.claim_due(company_id, token, limit=self._bulk.policy.size() - 1,
+                                               lease_seconds=self._lease_seconds)
+                if others:
+                    own = _Item(state, mapped.payload, fingerprint, warnings)
+                    return self._push_batch(ref, token, own, others, attempt, context)
 
             written = self._writer.write(
                 company_id, mapped.payload, known_id=state.d365_lead_id, etag=state.d365_etag,
                 reserve=lambda lead_id: self._store.reserve_lead_id(company_id, token, lead_id))
 
         outcome = "created" if written.created else "updated"
-        self._finish_synced(ref, token, attempt(outcome, d365_lead_id=written.lead_id,
-                                                dataverse_requests=written.requests),
+        self._finish_synced(ref.company_id, token, attempt(outcome, d365_lead_id=written.lead_id,
+                                                           dataverse_requests=written.requests),
                             version, written.etag, fingerprint, warnings)
+        return self._success(ref.company_id, written.lead_id, outcome, attempt, context)
+
+    def _success(self, company_id: int, lead_id: str, outcome: str, attempt: _AttemptFactory,
+                 context: dict[str, Any], **batch: Any) -> PushResult:
         duration_ms = attempt.elapsed_ms()
         logger.info("d365_push_success company_id=%s d365_lead_id=%s outcome=%s duration_ms=%.1f",
-                    company_id, written.lead_id, outcome, duration_ms,
-                    extra={**context, "d365_lead_id": written.lead_id, "duration_ms": duration_ms,
-                           "outcome": outcome})
-        return PushResult(Action.DONE, outcome, d365_lead_id=written.lead_id)
+                    company_id, lead_id, outcome, duration_ms,
+                    extra={**context, "d365_lead_id": lead_id, "duration_ms": duration_ms, "outcome": outcome})
+        return PushResult(Action.DONE, outcome, d365_lead_id=lead_id, **batch)
 
-    def _finish_synced(self, ref: LeadRef, token: str, attempt: Attempt, version: datetime, etag: str | None,
+    def _push_batch(self, ref: LeadRef, token: str, own: _Item, others: list[LeadState],
+                    attempt: _AttemptFactory, context: dict[str, Any]) -> PushResult:
+        """The own lead and other due leads in one bulk write. Each other lead's outcome is recorded
+        here; their own queue messages later find nothing left to do."""
+        assert self._bulk is not None
+        items = {ref.company_id: own}
+        outcomes: list[str] = []
+        poison: list[str] = []
+        for state in others:
+            company_id = state.lead.company_id
+            try:
+                mapped = self._map(state.lead, {"company_id": company_id})
+            except Exception as exc:  # noqa: BLE001 - recorded for that lead alone
+                self._record_other_failure(state, token, classify(exc), outcomes, poison)
+                continue
+            fingerprint = payload_fingerprint(mapped.payload)
+            if state.d365_lead_id and fingerprint == state.synced_fingerprint:
+                self._finish_synced(company_id, token, self._other_attempt(state, "unchanged"), state.queued_version,
+                                    state.d365_etag, fingerprint, [])
+                outcomes.append("unchanged")
+                continue
+            items[company_id] = _Item(state, mapped.payload, fingerprint,
+                                      [f"{w.column}: {w.reason}" for w in mapped.warnings])
+        leads = [BulkLead(company_id, item.payload, item.state.d365_lead_id, item.state.d365_etag)
+                 for company_id, item in items.items()]
+        try:
+            written, requests = self._bulk.write(
+                leads, reserve=lambda company_id, lead_id: self._store.reserve_lead_id(company_id, token, lead_id))
+        except Exception as exc:
+            failure = classify(exc)
+            for company_id, item in items.items():
+                if company_id != ref.company_id:
+                    self._record_other_failure(item.state, token, failure, outcomes, poison)
+            raise
+        logger.info("d365_bulk_written company_id=%s leads=%s requests=%s", ref.company_id, len(leads), requests,
+                    extra={**context, "lead_count": len(leads), "dataverse_requests": requests})
+
+        result: PushResult | None = None
+        for written_lead in written:
+            company_id = written_lead.lead.company_id
+            item = items[company_id]
+            if company_id == ref.company_id:
+                if written_lead.error is not None:
+                    result = self._failed(ref, token, item.state, classify(written_lead.error), attempt,
+                                          context["dequeue_count"], context, written_lead.error)
+                else:
+                    assert written_lead.lead_id is not None
+                    outcome = "created" if written_lead.created else "updated"
+                    self._finish_synced(company_id, token, attempt(outcome, d365_lead_id=written_lead.lead_id,
+                                                                   dataverse_requests=requests),
+                                        item.state.queued_version, written_lead.etag, item.fingerprint, item.warnings)
+                    result = self._success(company_id, written_lead.lead_id, outcome, attempt, context)
+            elif written_lead.error is not None:
+                self._record_other_failure(item.state, token, classify(written_lead.error), outcomes, poison)
+            else:
+                outcome = "created" if written_lead.created else "updated"
+                self._finish_synced(company_id, token,
+                                    self._other_attempt(item.state, outcome, d365_lead_id=written_lead.lead_id),
+                                    item.state.queued_version, written_lead.etag, item.fingerprint, item.warnings)
+                outcomes.append(outcome)
+        assert result is not None
+        return replace(result, batch_outcomes=tuple(outcomes), batch_poison=tuple(poison))
+
+    def _other_attempt(self, state: LeadState, outcome: str, **fields: Any) -> Attempt:
+        return Attempt(outcome=outcome, duration_ms=0.0, correlation_id=state.lead.correlation_id, **fields)
+
+    def _record_other_failure(self, state: LeadState, token: str, failure: Failure, outcomes: list[str],
+                              poison: list[str]) -> None:
+        """A lead written in another lead's batch failed: recorded as its own delivery would record
+        it, except that a transient failure is never final here (its own message decides that)."""
+        company_id = state.lead.company_id
+        details = {"http_status": failure.http_status, "error_code": failure.error_code, "error": failure.reason,
+                   "service_request_id": failure.service_request_id}
+        if failure.retry_after is not None:
+            self._store.release(company_id, token, self._other_attempt(state, "deferred", **details))
+            outcomes.append("deferred")
+            return
+        outcome = "error" if failure.transient else "failed"
+        self._store.finish_failure(company_id, token, self._other_attempt(state, outcome,
+                                                                        failure_class=failure.failure_class,
+                                                                        **details),
+                                   version=state.queued_version, final=not failure.transient)
+        outcomes.append(outcome)
+        (logger.warning if failure.transient else logger.error)(
+            "%s company_id=%s status=%s code=%s request_id=%s: %s",
+            "d365_push_error" if failure.transient else "d365_push_failed", company_id, failure.http_status,
+            failure.error_code, failure.service_request_id, failure.reason,
+            extra={"company_id": company_id, "correlation_id": state.lead.correlation_id, "outcome": outcome,
+                   "http_status": failure.http_status, "error_code": failure.error_code,
+                   "service_request_id": failure.service_request_id})
+        if not failure.transient:
+            poison.append(LeadRef(company_id=company_id, version=state.queued_version,
+                                  correlation_id=state.lead.correlation_id).to_wire())
+
+    def _finish_synced(self, company_id: int, token: str, attempt: Attempt, version: datetime, etag: str | None,
                        fingerprint: str, warnings: list[str]) -> None:
-        if not self._store.finish_synced(ref.company_id, token, attempt, version=version, etag=etag,
+        if not self._store.finish_synced(company_id, token, attempt, version=version, etag=etag,
                                          fingerprint=fingerprint, warnings=warnings):
             # The write was sent within the lease; the lead's next holder re-decides from the store
             # (and meets a 412 if our write changed the record's version).
             logger.warning("lease_lost company_id=%s: the lead's lease ended before its outcome was recorded",
-                           ref.company_id, extra={"company_id": ref.company_id})
+                           company_id, extra={"company_id": company_id})
 
     def _map(self, lead: LeadMessage, context: dict[str, Any]) -> MappedLead:
         mapped = map_lead(lead.lead, self._schema.get(), choice_overrides=self._overrides)
@@ -207,6 +318,16 @@ class LeadPusher:
         if not failure.transient:
             return PushResult(Action.POISON, "failed", failure.reason)
         return PushResult(Action.RETRY, outcome, failure.reason)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A claimed lead mapped for a write."""
+
+    state: LeadState
+    payload: dict[str, Any]
+    fingerprint: str
+    warnings: list[str]
 
 
 class _AttemptFactory:

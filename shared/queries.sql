@@ -44,6 +44,29 @@ SELECT EXISTS (SELECT 1 FROM current) AS known,
        claimed.synced_version, claimed.synced_fingerprint, claimed.failed_version, claimed.attempts
 FROM (SELECT 1) one LEFT JOIN claimed ON true;
 
+-- name: claim_due
+-- Other leads waiting to be written that nobody holds, leased with the caller's token for one bulk
+-- write. Leads whose newest version is synced or failed finally are not due.
+WITH due AS (
+    SELECT company_id FROM lead_sync
+    WHERE status IN ('queued', 'error') AND company_id <> %(company_id)s
+      AND (lease_until IS NULL OR lease_until <= now())
+      AND (synced_version IS NULL OR queued_version > synced_version)
+      AND (failed_version IS NULL OR queued_version > failed_version)
+    ORDER BY updated_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE lead_sync SET
+    status = 'processing',
+    lease_token = %(token)s,
+    lease_until = now() + make_interval(secs => %(lease_seconds)s),
+    last_attempt_at = now(),
+    updated_at = now()
+FROM due WHERE lead_sync.company_id = due.company_id
+RETURNING lead_sync.company_id, message, queued_version, d365_lead_id::text AS d365_lead_id, d365_etag,
+          synced_version, synced_fingerprint, failed_version, attempts;
+
 -- name: finish_synced
 -- The claimed version is written. Synced only if it is still the newest: a newer one that came in
 -- meanwhile leaves the lead queued for its own delivery.

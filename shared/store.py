@@ -275,17 +275,15 @@ class LeadStore:
         if not row["claimed"]:
             leased_for = row["leased_for"].total_seconds() if row["leased_for"] is not None else 0.0
             return Claim(ClaimStatus.LEASED, leased_for_seconds=leased_for, throttled_for_seconds=throttled_for)
-        state = LeadState(
-            lead=LeadMessage.from_data(row["message"]),
-            queued_version=row["queued_version"],
-            d365_lead_id=row["d365_lead_id"],
-            d365_etag=row["d365_etag"],
-            synced_version=row["synced_version"],
-            synced_fingerprint=row["synced_fingerprint"],
-            failed_version=row["failed_version"],
-            attempts=row["attempts"],
-        )
-        return Claim(ClaimStatus.CLAIMED, token=token, state=state, throttled_for_seconds=throttled_for)
+        return Claim(ClaimStatus.CLAIMED, token=token, state=_lead_state(row), throttled_for_seconds=throttled_for)
+
+    def claim_due(self, company_id: int, token: str, *, limit: int, lease_seconds: float) -> list[LeadState]:
+        """Lease up to `limit` other leads waiting to be written, under `token`, for one bulk write."""
+        if limit < 1:
+            return []
+        rows = self._execute("claim_due", {"company_id": company_id, "token": token, "limit": limit,
+                                           "lease_seconds": lease_seconds}, fetch="all")
+        return [_lead_state(row) for row in rows]
 
     def finish_synced(self, company_id: int, token: str, attempt: Attempt, *, version: datetime, etag: str | None,
                       fingerprint: str, warnings: Sequence[str]) -> bool:
@@ -351,6 +349,19 @@ class LeadStore:
     def count_by_status(self) -> dict[str, int]:
         """Status -> number of leads in it (statuses with none are absent). Raises StoreUnavailable."""
         return {row["status"]: row["leads"] for row in self._execute("count_by_status", fetch="all")}
+
+
+def _lead_state(row: dict[str, Any]) -> LeadState:
+    return LeadState(
+        lead=LeadMessage.from_data(row["message"]),
+        queued_version=row["queued_version"],
+        d365_lead_id=row["d365_lead_id"],
+        d365_etag=row["d365_etag"],
+        synced_version=row["synced_version"],
+        synced_fingerprint=row["synced_fingerprint"],
+        failed_version=row["failed_version"],
+        attempts=row["attempts"],
+    )
 
 
 def _attempt_params(attempt: Attempt) -> dict[str, Any]:

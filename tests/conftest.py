@@ -32,7 +32,8 @@ APP_SETTINGS = (
     "HUNTER_ALLOW_UNSIGNED", "HUNTER_SIGNATURE_TOLERANCE_SECONDS", "STUCK_LEAD_AFTER_SECONDS",
     "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE",
     "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__credential",
-    "AzureWebJobsStorage__clientId", "DATABASE_AUTH",
+    "AzureWebJobsStorage__clientId", "DATABASE_AUTH", "DATABASE_POOL_MAX", "LEAD_LEASE_SECONDS",
+    "D365_METADATA_FAILURE_TTL_SECONDS", "D365_BULK_SIZE",
 )
 _HOSTS = pytest.StashKey[list["Host"]]()
 
@@ -71,6 +72,16 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = services.resolve_postgres()
     yield server
     server.close()
+
+
+@pytest.fixture
+def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """A migrated database of this test's own, for tests whose pushes claim any lead in the database."""
+    name = f"leadpush_own_{secrets.token_hex(4)}"
+    url = services.create_database(postgres_server.url, name)
+    migrate(url)
+    yield url
+    services.drop_database(postgres_server.url, name)
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +201,9 @@ def app_env(request: pytest.FixtureRequest, azurite: Azurite, database_url: str)
             "DATABASE_URL": database_url,
             "LEAD_QUEUE_NAME": queue_name or f"leads-{secrets.token_hex(4)}",
             "HUNTER_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            # A bulk push claims any due lead in the database, and the tests share one database with
+            # different emulators: bulk tests turn it on with a database of their own.
+            "D365_BULK_SIZE": "1",
         }
         if "D365_URL" not in overrides:
             env["D365_URL"] = (dataverse or request.getfixturevalue("dataverse")()).url
