@@ -1,0 +1,83 @@
+"""Issue 8: the lead table's metadata unreadable on a cold host (a missing privilege, an outage).
+
+The lead shows the failure at once, the remembered failure bounds the metadata requests (not the
+number of leads), and once the cause is gone the leads sync.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.app.helpers import attempts, lead, queue_length
+from tests.issue8.support import fresh, lead_status, metadata_requests, post, wait_statuses
+
+FAILURE_TTL = 4  # D365_METADATA_FAILURE_TTL_SECONDS
+LEADS = 30
+NO_PRIVILEGE = {
+    "status": 403, "code": "0x80040220",
+    "message": "Principal user (Id=5a5e0000-0000-4000-8000-00000000a001, type=8, roleCount=1, privilegeCount=0, "
+               "accessMode=4), is missing prvReadEntity privilege (Id=7b9c0000-0000-4000-8000-000000000001) "
+               "on OTC=9800 for entity 'entity'.",
+}
+OUTAGE = {"status": 503, "message": "The service is temporarily unavailable."}
+
+
+@pytest.mark.parametrize("answer, status, first_id", [(NO_PRIVILEGE, "failed", 8300), (OUTAGE, "error", 8340)],
+                         ids=["403", "503"])
+def test_unreadable_metadata_is_recorded_bounded_and_recovers(
+        app_env, dataverse, local_host, azurite, database_url, answer, status, first_id):
+    ids = list(range(first_id, first_id + LEADS))
+    fresh(database_url, *ids)
+    emulator = dataverse("mvp")
+    env = app_env(emulator, D365_METADATA_FAILURE_TTL_SECONDS=str(FAILURE_TTL))
+    host = local_host(env)
+    emulator.set_faults(every=answer)
+    emulator.control("POST", "stats/reset")
+
+    # when: one lead, then the other 29 in one call, reach a cold host whose metadata read fails
+    started = time.monotonic()
+    assert post(host, lead(ids[0])).status_code == 202
+    wait_statuses(database_url, {ids[0]: status}, timeout=20)
+    one_load = metadata_requests(emulator)
+    assert post(host, {"leads": [lead(c) for c in ids[1:]]}).status_code == 202
+    rows = wait_statuses(database_url, dict.fromkeys(ids, status), timeout=20)
+    elapsed = time.monotonic() - started
+
+    # then: every lead says why, at once
+    cause = "prvReadEntity" if answer is NO_PRIVILEGE else "503"
+    for company_id in ids:
+        assert cause in (rows[company_id]["last_error"] or ""), rows[company_id]
+    shown = lead_status(host, ids[-1])
+    assert shown["status"] == status and cause in shown["last_error"]
+    first = attempts(database_url, ids[0])[0]
+    assert (first["outcome"], first["http_status"]) == (status, answer["status"])
+    if status == "failed":
+        assert all(rows[c]["attempts"] == 1 for c in ids)
+        assert first["failure_class"] == "permanent" and first["error_code"] == "0x80040220"
+        assert queue_length(azurite, env["LEAD_QUEUE_NAME"] + "-poison") == LEADS
+
+    # and the outage cost metadata requests per remembered-failure window, not per lead
+    sent = emulator.stats()["by_kind"]
+    outage_requests = metadata_requests(emulator)
+    windows = int(elapsed // FAILURE_TTL) + 1
+    print(f"metadata requests during the outage: {outage_requests} for {LEADS} leads "
+          f"(one failed load {one_load}, {elapsed:.1f} s, {windows} window(s))")
+    assert 1 <= one_load <= 3, "one failed load: its first request, retried at most twice when transient"
+    assert outage_requests <= one_load * windows, sent
+    assert outage_requests < LEADS
+    assert {kind for kind, n in sent.items() if n} == {"metadata"}, "nothing but metadata was asked"
+
+    # when the privilege is granted, or the outage ends
+    emulator.clear_faults()
+    time.sleep(FAILURE_TTL)  # the remembered failure runs out
+    if status == "failed":
+        replayed = requests.post(f"{host.url}/api/manage/replay", json={}, timeout=30)
+        assert replayed.status_code == 200 and replayed.json()["replayed"] == LEADS, replayed.text
+
+    # then
+    rows = wait_statuses(database_url, dict.fromkeys(ids, "synced"), timeout=90)
+    assert sorted(r["hnt_companyid"] for r in emulator.leads()) == ids
+    assert all(rows[c]["last_error"] is None for c in ids)
+    assert queue_length(azurite, env["LEAD_QUEUE_NAME"] + "-poison") == 0
