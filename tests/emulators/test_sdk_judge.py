@@ -190,3 +190,16 @@ def test_batch_with_a_change_set_and_continue_on_error(client: DataverseClient, 
     assert result.responses[-1].data is not None and result.responses[-1].data["subject"] == "updated in the set"
     assert sorted(r["subject"] for r in _records(server)) == ["in the set", "solo", "updated in the set"]
     assert len(result.entity_ids) == 3
+
+
+def test_metadata_reads_by_logical_name_and_by_metadata_id(client: DataverseClient) -> None:
+    table = client.tables.get("lead")  # EntityDefinitions?$filter=LogicalName eq 'lead'
+    columns = client.tables.list_columns("lead")  # EntityDefinitions(<MetadataId>)/Attributes
+    email = client.tables.get_column("lead", "emailaddress1")  # EntityDefinitions(<MetadataId>)/Attributes(...)
+    [key] = client.tables.get_alternate_keys("lead")
+
+    assert table is not None and (table.entity_set_name, table.primary_id_attribute) == ("leads", "leadid")
+    assert uuid.UUID(table.metadata_id)
+    assert {"emailaddress1", "hnt_segment", "leadsourcecode"} <= {c["LogicalName"] for c in columns}
+    assert email["MaxLength"] == 100 and email["@odata.type"] == "#Microsoft.Dynamics.CRM.StringAttributeMetadata"
+    assert (key.key_attributes, key.status) == (["hnt_domain"], "Active")
