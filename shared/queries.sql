@@ -26,7 +26,9 @@ WITH current AS (
     SELECT lease_until FROM lead_sync WHERE company_id = %(company_id)s
 ), claimed AS (
     UPDATE lead_sync SET
-        status = 'processing',
+        -- a lead with nothing left to write keeps showing synced (or failed) while it is checked
+        status = CASE WHEN synced_version >= queued_version OR failed_version >= queued_version THEN status
+                      ELSE 'processing' END,
         lease_token = %(token)s,
         lease_until = now() + make_interval(secs => %(lease_seconds)s),
         last_attempt_at = now(),

@@ -36,7 +36,8 @@ def test_a_backlog_is_written_in_a_handful_of_requests_and_a_bad_lead_fails_alon
     wait_for(lambda: sum(r["status"] in ("synced", "failed") for r in sync_rows(fresh_database, list(LEADS)).values())
              == len(LEADS), timeout=90, what="every lead synced or failed")
     rows = sync_rows(fresh_database, list(LEADS))
-    assert {c for c, r in rows.items() if r["status"] != "synced"} == {BAD}
+    assert {c for c, r in rows.items() if r["status"] != "synced"} == {BAD}, \
+        {c: r["last_error"] for c, r in rows.items() if r["status"] != "synced"}
     assert rows[BAD]["status"] == "failed" and "Plug-in rejected this lead" in rows[BAD]["last_error"]
     records = {r["hnt_companyid"]: r for r in emulator.leads()}
     assert set(records) == set(LEADS) - {BAD}
