@@ -104,7 +104,8 @@ class DataverseConfig:
             bulk_size=reader.number("D365_BULK_SIZE", DEFAULT_BULK_SIZE, int),
         )
         if not 1 <= config.bulk_size <= MAX_BULK_SIZE:
-            reader.problems.append(f"D365_BULK_SIZE must be 1 (no bulk writes) to {MAX_BULK_SIZE}, got {config.bulk_size}")
+            reader.problems.append(
+                f"D365_BULK_SIZE must be 1 (no bulk writes) to {MAX_BULK_SIZE}, got {config.bulk_size}")
         if config.auth_mode is AuthMode.CLIENT_SECRET:
             for name in ("D365_TENANT_ID", "D365_CLIENT_ID", "D365_CLIENT_SECRET"):
                 if reader.optional(name) is None:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from shared.intake import DeliveryConflict
 from shared.messages import LeadMessage

@@ -11,10 +11,10 @@ are written. A throttled or transient failure of a whole request is raised to th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from d365.bulk import BulkTarget
 from d365.client import DataverseClient
@@ -102,7 +102,9 @@ class BulkWriter:
             found.update(adopted)
         for lead in leads:
             key = self._key_of(lead)
-            lead_id = lead.known_id or found.get(lead.company_id) or (None if key else deterministic_lead_id(lead.company_id))
+            lead_id = lead.known_id or found.get(lead.company_id)
+            if lead_id is None and not key:
+                lead_id = deterministic_lead_id(lead.company_id)
             targets.append((lead, BulkTarget(lead_id=lead_id, payload=lead.payload, key=key,
                                              etag=lead.etag if lead.known_id else None)))
         with self.policy.slot():

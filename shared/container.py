@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from d365.auth import build_token_provider
@@ -62,7 +62,7 @@ class Container:
 
     def _publish_throttle(self, until_epoch: float) -> None:
         try:
-            self.store.publish_throttle(datetime.fromtimestamp(until_epoch, tz=timezone.utc))
+            self.store.publish_throttle(datetime.fromtimestamp(until_epoch, tz=UTC))
         except StoreUnavailable as exc:  # the 429 is still honoured in this process
             logger.warning("d365_throttle_unpublished: %s", exc)
 
@@ -101,11 +101,3 @@ class Container:
             throttle=self.throttle if self.settings.dataverse_shared_backoff else None,
             bulk=self._bulk_writer(),
         ))
-
-    def _bulk_writer(self) -> BulkWriter | None:
-        config = self.settings.dataverse
-        if config.bulk_size < 2:
-            return None
-        client = self.dataverse
-        return BulkWriter(client, alternate_key=config.alternate_key, match_columns=config.match_columns,
-                          policy=BulkPolicy(config.bulk_size, dop_hint=lambda: client.dop_hint))

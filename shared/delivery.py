@@ -30,12 +30,15 @@ class RetryLater(Exception):
 @dataclass(frozen=True)
 class Delivery:
     body: bytes
-    message_id: str
-    pop_receipt: str
+    message_id: str | None
+    pop_receipt: str | None
     dequeue_count: int
 
 
-def backoff_seconds(dequeue_count: int, *, base: float, rng: random.Random = random.Random()) -> float:
+_JITTER = random.Random()
+
+
+def backoff_seconds(dequeue_count: int, *, base: float, rng: random.Random = _JITTER) -> float:
     """base, 2*base, 4*base ... capped, with +-20% jitter so retries of a burst spread out."""
     delay = min(max(base, 1.0) * 2 ** max(dequeue_count - 1, 0), MAX_BACKOFF_SECONDS)
     return delay * rng.uniform(0.8, 1.2)
@@ -72,11 +75,11 @@ def handle_delivery(
             queues.send_to_poison(wire_text)
         elif result.action is Action.DEFER:
             queues.send([wire_text], delay_seconds=max(1, round(result.delay_seconds)))
-    except Exception as exc:  # noqa: BLE001 - the queue could not be reached: let the runtime retry
+    except Exception as exc:  # the queue could not be reached: let the runtime retry
         raise RetryLater(classify(exc).reason) from exc
 
     if result.action is Action.RETRY:
-        if delivery.dequeue_count < max_dequeue_count:
+        if delivery.dequeue_count < max_dequeue_count and delivery.message_id and delivery.pop_receipt:
             # Not on the last delivery: the runtime's own move to the poison queue needs its pop receipt.
             queues.delay_redelivery(delivery.message_id, delivery.pop_receipt,
                                     backoff_seconds(delivery.dequeue_count, base=backoff_base_seconds))

@@ -7,7 +7,7 @@ retried, and ends failed, not lost, once the deliveries run out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from d365.errors import D365Error, D365RateLimitError, is_unknown_column
 from shared.errors import PermanentError, SyncError, TransientError
@@ -47,14 +47,14 @@ def classify(exc: BaseException) -> Failure:
 def _dataverse(exc: D365Error) -> Failure:
     status = f"HTTP {exc.status}" if exc.status else "no HTTP response"
     code = f" {exc.code}" if exc.code and exc.code != "0x0" else ""
-    common = {"http_status": exc.status, "error_code": exc.code or None, "service_request_id": exc.request_id}
-    reason = _reason(f"Dataverse {status}{code}: {exc.message}")
+    failure = Failure(exc.transient, _reason(f"Dataverse {status}{code}: {exc.message}"), http_status=exc.status,
+                      error_code=exc.code or None, service_request_id=exc.request_id)
     if isinstance(exc, D365RateLimitError):
-        return Failure(True, reason, retry_after=exc.retry_after, **common)
+        return replace(failure, transient=True, retry_after=exc.retry_after)
     if is_unknown_column(exc):
         # Our cached metadata is stale: read it again, and the next attempt leaves the column out.
-        return Failure(True, reason, stale_schema=True, **common)
-    return Failure(exc.transient, reason, **common)
+        return replace(failure, transient=True, stale_schema=True)
+    return failure
 
 
 def _reason(text: str) -> str:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 LEAD_FORMAT = 1
 REF_FORMAT = 2
@@ -74,7 +75,7 @@ class LeadRef:
     @classmethod
     def _from_ref(cls, data: dict) -> LeadRef:
         company_id = data.get("company_id")
-        if not _is_company_id(company_id):
+        if not isinstance(company_id, int) or not _is_company_id(company_id):
             raise MalformedMessage("message has no positive integer company_id")
         traceparent = data.get("traceparent")
         try:
@@ -152,4 +153,4 @@ def _is_company_id(value: Any) -> bool:
 
 def _parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

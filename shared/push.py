@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from d365.deadline import deadline
@@ -40,7 +40,7 @@ def push_deadline_seconds(lease_seconds: float) -> float:
     return lease_seconds - min(LEASE_MARGIN_SECONDS, lease_seconds / 4)
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     DONE = "done"          # acknowledge the message
     POISON = "poison"      # can never succeed: to the poison queue, then acknowledge
     DEFER = "defer"        # throttled or leased: re-enqueue after `delay_seconds`, then acknowledge

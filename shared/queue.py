@@ -8,12 +8,14 @@ message moved to the poison queue or replayed from it keeps its exact bytes, eve
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import requests
 import requests.adapters
@@ -116,20 +118,16 @@ class LeadQueues:
                 return
             for m in fresh:
                 seen.add(m.id)
-                yield ReceivedMessage(id=m.id, pop_receipt=m.pop_receipt, text=m.content)
+                yield ReceivedMessage(id=m.id, pop_receipt=m.pop_receipt or "", text=m.content)
 
     def remove_from_poison(self, message: ReceivedMessage) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self.poison.delete_message(message.id, message.pop_receipt)
-        except ResourceNotFoundError:
-            pass
 
     def release_poison(self, message: ReceivedMessage) -> None:
         """Make a poison message visible again, untouched."""
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self.poison.update_message(message.id, message.pop_receipt, visibility_timeout=0)
-        except ResourceNotFoundError:
-            pass
 
     def ping(self) -> None:
         try:
@@ -156,7 +154,7 @@ class LeadQueues:
         counts: dict[str, int] = {}
         for client in (self.main, self.poison):
             try:
-                counts[client.queue_name] = client.get_queue_properties().approximate_message_count
+                counts[client.queue_name] = client.get_queue_properties().approximate_message_count or 0
             except ResourceNotFoundError:
                 counts[client.queue_name] = 0
             except AzureError as exc:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Mapping
 
 import psycopg2.extensions
 
@@ -40,7 +40,7 @@ class QueueRuntime:
     function_timeout_seconds: float = 300.0
 
 
-class DatabaseAuth(str, Enum):
+class DatabaseAuth(StrEnum):
     PASSWORD = "password"
     MANAGED_IDENTITY = "managed_identity"
 
@@ -66,7 +66,7 @@ class Settings:
         return f"{self.lead_queue_name}-poison"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, host_json: Path = HOST_JSON) -> "Settings":
+    def from_env(cls, env: Mapping[str, str], *, host_json: Path = HOST_JSON) -> Settings:
         """Read and validate every setting. Raises SettingsError naming each problem."""
         reader = EnvReader(env)
         settings = cls(
@@ -124,7 +124,7 @@ def _flag(reader: EnvReader, name: str, *, default: bool) -> bool:
 
 
 def _queue_name(reader: EnvReader, name: str) -> str:
-    value = reader.optional(name, DEFAULT_QUEUE_NAME)
+    value = reader.optional(name, DEFAULT_QUEUE_NAME) or DEFAULT_QUEUE_NAME
     if not _QUEUE_NAME.match(value):
         reader.problems.append(f"{name} must be 3-56 lower-case letters, digits and single hyphens, got {value!r}")
     return value

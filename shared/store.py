@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ _AUDITED = {name: _with_attempt(name) for name in ("finish_synced", "release", "
 _AUDIT_ONLY = f"WITH changed AS (SELECT %(company_id)s::bigint AS company_id) {Q['insert_attempt']}"
 
 
-class ClaimStatus(str, Enum):
+class ClaimStatus(StrEnum):
     CLAIMED = "claimed"    # this worker holds the lead until its lease ends
     LEASED = "leased"      # another worker holds it
     UNKNOWN = "unknown"    # no such lead: nothing was ever accepted for this company
@@ -181,17 +181,17 @@ class LeadStore:
         for last_try in (False, True):
             reused = False
             try:
-                with self._pool.connection() as (conn, reused):
-                    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                        if rows is not None:
-                            psycopg2.extras.execute_batch(cur, statement, rows, page_size=100)
-                            return None
-                        cur.execute(statement, params or {})
-                        if fetch == "one":
-                            return cur.fetchone()
-                        if fetch == "all":
-                            return cur.fetchall()
+                with self._pool.connection() as (conn, reused), \
+                        conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    if rows is not None:
+                        psycopg2.extras.execute_batch(cur, statement, rows, page_size=100)
                         return None
+                    cur.execute(statement, params or {})
+                    if fetch == "one":
+                        return cur.fetchone()
+                    if fetch == "all":
+                        return cur.fetchall()
+                    return None
             except _DROPPED as exc:
                 if last_try or not reused:
                     raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
