@@ -19,7 +19,8 @@ def _leased(database_url: str) -> dict[int, object]:
     conn = observer_connection(database_url)
     try:
         with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute("SELECT company_id, lease_until FROM lead_sync WHERE lease_until > now() AND last_success_at IS NULL")
+            cur.execute("SELECT company_id, lease_until FROM lead_sync"
+                        " WHERE lease_until > now() AND last_success_at IS NULL")
             return {row["company_id"]: row["lease_until"] for row in cur.fetchall()}
     finally:
         conn.close()
