@@ -1,8 +1,9 @@
 """Fixtures of the issue 8 tests."""
+
 from __future__ import annotations
 
 import secrets
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

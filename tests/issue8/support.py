@@ -1,4 +1,5 @@
 """Verbs shared by the issue 8 tests: a host per test, waiting on lead rows, reading the status API."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Issue 8: a managed-identity endpoint that answers 5xx is transient, not a final failure."""
+
 from __future__ import annotations
 
 import requests
@@ -8,7 +9,8 @@ from tests.issue8.support import fresh, identity_control, post, wait_statuses
 
 
 def test_identity_endpoint_failing_twice_then_working_syncs_the_lead(
-        app_env, dataverse, identity, local_host, azurite, database_url):
+    app_env, dataverse, identity, local_host, azurite, database_url
+):
     company_id = 8400
     fresh(database_url, company_id)
     emulator = dataverse("mvp")

@@ -3,6 +3,7 @@
 The lead shows the failure at once, the remembered failure bounds the metadata requests (not the
 number of leads), and once the cause is gone the leads sync.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,18 +17,21 @@ from tests.issue8.support import fresh, lead_status, metadata_requests, post, wa
 FAILURE_TTL = 4  # D365_METADATA_FAILURE_TTL_SECONDS
 LEADS = 30
 NO_PRIVILEGE = {
-    "status": 403, "code": "0x80040220",
+    "status": 403,
+    "code": "0x80040220",
     "message": "Principal user (Id=5a5e0000-0000-4000-8000-00000000a001, type=8, roleCount=1, privilegeCount=0, "
-               "accessMode=4), is missing prvReadEntity privilege (Id=7b9c0000-0000-4000-8000-000000000001) "
-               "on OTC=9800 for entity 'entity'.",
+    "accessMode=4), is missing prvReadEntity privilege (Id=7b9c0000-0000-4000-8000-000000000001) "
+    "on OTC=9800 for entity 'entity'.",
 }
 OUTAGE = {"status": 503, "message": "The service is temporarily unavailable."}
 
 
-@pytest.mark.parametrize("answer, status, first_id", [(NO_PRIVILEGE, "failed", 8300), (OUTAGE, "error", 8340)],
-                         ids=["403", "503"])
+@pytest.mark.parametrize(
+    "answer, status, first_id", [(NO_PRIVILEGE, "failed", 8300), (OUTAGE, "error", 8340)], ids=["403", "503"]
+)
 def test_unreadable_metadata_is_recorded_bounded_and_recovers(
-        app_env, dataverse, local_host, azurite, database_url, answer, status, first_id):
+    app_env, dataverse, local_host, azurite, database_url, answer, status, first_id
+):
     ids = list(range(first_id, first_id + LEADS))
     fresh(database_url, *ids)
     emulator = dataverse("mvp")
@@ -62,8 +66,10 @@ def test_unreadable_metadata_is_recorded_bounded_and_recovers(
     sent = emulator.stats()["by_kind"]
     outage_requests = metadata_requests(emulator)
     windows = int(elapsed // FAILURE_TTL) + 1
-    print(f"metadata requests during the outage: {outage_requests} for {LEADS} leads "
-          f"(one failed load {one_load}, {elapsed:.1f} s, {windows} window(s))")
+    print(
+        f"metadata requests during the outage: {outage_requests} for {LEADS} leads "
+        f"(one failed load {one_load}, {elapsed:.1f} s, {windows} window(s))"
+    )
     assert 1 <= one_load <= 3, "one failed load: its first request, retried at most twice when transient"
     assert outage_requests <= one_load * windows, sent
     assert outage_requests < LEADS

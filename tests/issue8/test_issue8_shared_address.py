@@ -3,6 +3,7 @@
 Through the local host, in an org with the hnt_companyid column ("mvp") and one without it
 ("bare", where only the deterministic id and the store's unique d365_lead_id tell companies apart).
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,8 +26,10 @@ def _post_both(host, first: dict, second: dict, how: str) -> None:
         assert post(host, {"leads": [first, second]}).status_code == 202
     else:  # two parallel calls
         answers: list[int] = []
-        threads = [threading.Thread(target=lambda l=l: answers.append(post(host, l).status_code))
-                   for l in (first, second)]
+        threads = [
+            threading.Thread(target=lambda one=one: answers.append(post(host, one).status_code))
+            for one in (first, second)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -47,7 +50,8 @@ HOW = ["one_after_the_other", "one_call", "parallel_calls"]
 @pytest.mark.parametrize("profile", ["mvp", "bare"])
 @pytest.mark.parametrize("how", HOW)
 def test_two_companies_with_one_contact_address_get_two_records(
-        app_env, dataverse, local_host, database_url, profile, how):
+    app_env, dataverse, local_host, database_url, profile, how
+):
     base = 8100 + 10 * HOW.index(how) + (0 if profile == "mvp" else 5)
     a, b = base, base + 1
     fresh(database_url, a, b)
@@ -72,13 +76,15 @@ def test_two_companies_with_one_contact_address_get_two_records(
 @pytest.mark.parametrize("profile", ["mvp", "bare"])
 @pytest.mark.parametrize("how", HOW)
 def test_a_hand_made_record_with_that_address_is_adopted_by_exactly_one_company(
-        app_env, dataverse, local_host, database_url, profile, how):
+    app_env, dataverse, local_host, database_url, profile, how
+):
     base = 8200 + 10 * HOW.index(how) + (0 if profile == "mvp" else 5)
     a, b = base, base + 1
     fresh(database_url, a, b)
     emulator = dataverse(profile)
-    by_hand = emulator.create_lead(subject="MSP customer, entered by a salesperson", companyname="Some MSP",
-                                   emailaddress1=SHARED)["leadid"]
+    by_hand = emulator.create_lead(
+        subject="MSP customer, entered by a salesperson", companyname="Some MSP", emailaddress1=SHARED
+    )["leadid"]
     host = local_host(app_env(emulator))
 
     _post_both(host, lead(a, contact_emails=[SHARED]), lead(b, contact_emails=[SHARED]), how)

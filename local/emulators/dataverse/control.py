@@ -8,12 +8,12 @@ GET/POST bulk ({"supported": bool})   GET/POST/DELETE protection (protection.Lim
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from local.emulators.dataverse import errors
-
 from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.faults import FaultPlan
 from local.emulators.dataverse.payload import parse_values
