@@ -1,4 +1,4 @@
-"""`python -m local.bench [--only a,b,c,d,e,f] [--leads 1000] ...`: measure lead push on this machine.
+"""`python -m local.bench [--only a,b,c,...,i] [--leads 1000] ...`: measure lead push on this machine.
 
 Starts what it needs (Azurite, a throwaway PostgreSQL database, the Dataverse and identity
 emulators, local Functions hosts) and stops it all at the end, also on Ctrl-C. Prints one table per
@@ -9,6 +9,7 @@ only when the benchmark itself fails. The app's own logs go to .local/logs/bench
   b  time per lead in handle_delivery; mapping time       e  host peak memory during (c)
   c  end-to-end throughput vs Azurite's raw rate          f  throughput with 10% 429s
   g  cost of telemetry: per-lead time and host memory, on and off
+  i  scale-out: 1, 2, 4 hosts through PgBouncer; server connections; 429s with and without shared back-off
 """
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ import signal
 import sys
 import time
 
-from local.bench import dataverse_requests, delivery, faults, imports, telemetry_cost, throughput
+from local.bench import dataverse_requests, delivery, faults, imports, scaleout, telemetry_cost, throughput
 from local.bench.report import Section, render, render_summary
 from local.bench.stack import running_stack
 from local.services import LOG_DIR
 from shared.logging_setup import configure_logging
 
-SECTIONS = "abcdefg"
+SECTIONS = "abcdefgi"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-leads", type=int, default=100, help="leads per phase and configuration in (d)")
     parser.add_argument("--fault-leads", type=int, default=400, help="leads end to end in (f)")
     parser.add_argument("--import-runs", type=int, default=7, help="fresh interpreters per import measurement")
+    parser.add_argument("--scaleout-leads", type=int, default=1000, help="leads per host count in (i)")
+    parser.add_argument("--protected-leads", type=int, default=400,
+                        help="leads per run in (i) with Dataverse limited to 8 concurrent requests")
     parser.add_argument("--telemetry-leads", type=int, default=300, help="leads timed per mode in (g)")
     parser.add_argument("--telemetry-host-leads", type=int, default=500, help="leads end to end per mode in (g)")
     args = parser.parse_args(argv)
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "g" in args.only:
                     show(telemetry_cost.run(stack, count=args.telemetry_leads, host_leads=args.telemetry_host_leads,
                                             batch=args.batch, connections=args.connections))
+                if "i" in args.only:
+                    show(scaleout.run(stack, count=args.scaleout_leads, protected_count=args.protected_leads,
+                                      batch=args.batch, connections=args.connections))
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
