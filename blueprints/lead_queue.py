@@ -1,4 +1,5 @@
 """The queue trigger: one delivery of one lead message, as the `push_lead` span of the webhook's trace."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,11 @@ def blueprint(container: Container) -> func.Blueprint:
         ref = _reference(body)
         started = time.perf_counter()
         outcome = "error"  # an unexpected exception: the runtime delivers the message again
-        with push_span(ref.traceparent if ref else None, correlation_id=ref.correlation_id if ref else None,
-                       company_id=ref.company_id if ref else None) as span:
+        with push_span(
+            ref.traceparent if ref else None,
+            correlation_id=ref.correlation_id if ref else None,
+            company_id=ref.company_id if ref else None,
+        ) as span:
             try:
                 result = handle_delivery(
                     Delivery(body=body, message_id=msg.id, pop_receipt=msg.pop_receipt, dequeue_count=dequeue_count),
@@ -38,7 +42,8 @@ def blueprint(container: Container) -> func.Blueprint:
                 outcome = result.outcome
             except RetryLater as exc:
                 outcome = getattr(exc, "outcome", None) or (
-                    "failed" if dequeue_count >= settings.queue_runtime.max_dequeue_count else "error")
+                    "failed" if dequeue_count >= settings.queue_runtime.max_dequeue_count else "error"
+                )
                 raise
             finally:
                 span.set_attribute("outcome", outcome)

@@ -3,6 +3,7 @@
 The storage account's own queue metric has no per-queue dimension and refreshes too slowly to
 alert on, so the app reads the counts itself; the gauges report the last reading at each export.
 """
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 Without a configured meter provider (tests of d365 alone, a deployment without telemetry) the
 counter is a no-op. `d365` keeps to itself: the app's other instruments live in `shared.telemetry`.
 """
+
 from __future__ import annotations
 
 from opentelemetry import metrics

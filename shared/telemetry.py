@@ -10,14 +10,15 @@ leadpush.webhook.leads_accepted, leadpush.push.outcomes {outcome}, leadpush.push
 leadpush.dataverse.requests {kind, status_code}, leadpush.queue.depth {queue},
 leadpush.leads.by_status {status}.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import re
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Mapping
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -28,10 +29,25 @@ from d365.telemetry import DATAVERSE_REQUESTS, METER_NAME, record_dataverse_requ
 from shared.redact import redact
 
 __all__ = [
-    "METER_NAME", "LEADS_ACCEPTED", "PUSH_OUTCOMES", "PUSH_DURATION", "DATAVERSE_REQUESTS", "QUEUE_DEPTH",
-    "LEADS_BY_STATUS", "OUTCOMES", "STATUSES", "PUSH_SPAN", "record_push", "record_leads_accepted",
-    "record_dataverse_request", "report_queue_depths", "report_leads_by_status", "current_traceparent",
-    "push_span", "LogDimensions", "install_log_dimensions",
+    "METER_NAME",
+    "LEADS_ACCEPTED",
+    "PUSH_OUTCOMES",
+    "PUSH_DURATION",
+    "DATAVERSE_REQUESTS",
+    "QUEUE_DEPTH",
+    "LEADS_BY_STATUS",
+    "OUTCOMES",
+    "STATUSES",
+    "PUSH_SPAN",
+    "record_push",
+    "record_leads_accepted",
+    "record_dataverse_request",
+    "report_queue_depths",
+    "report_leads_by_status",
+    "current_traceparent",
+    "push_span",
+    "LogDimensions",
+    "install_log_dimensions",
 ]
 
 LEADS_ACCEPTED = "leadpush.webhook.leads_accepted"
@@ -93,10 +109,15 @@ class _LastReading:
 
 _queue_depths = _LastReading("queue")
 _lead_statuses = _LastReading("status")
-_meter.create_observable_gauge(QUEUE_DEPTH, callbacks=[_queue_depths.observe], unit="{message}",
-                               description="Approximate messages in the lead queue and its poison queue")
-_meter.create_observable_gauge(LEADS_BY_STATUS, callbacks=[_lead_statuses.observe], unit="{lead}",
-                               description="Leads in each sync status")
+_meter.create_observable_gauge(
+    QUEUE_DEPTH,
+    callbacks=[_queue_depths.observe],
+    unit="{message}",
+    description="Approximate messages in the lead queue and its poison queue",
+)
+_meter.create_observable_gauge(
+    LEADS_BY_STATUS, callbacks=[_lead_statuses.observe], unit="{lead}", description="Leads in each sync status"
+)
 
 
 def report_queue_depths(depths: Mapping[str, int]) -> None:
@@ -132,13 +153,17 @@ def push_span(traceparent: str | None, *, correlation_id: str | None, company_id
             links.append(Link(invocation))
     else:
         parent = None
-    attributes: dict[str, str | int] = {"messaging.system": "azure_storage_queue", "messaging.operation.type": "process"}
+    attributes: dict[str, str | int] = {
+        "messaging.system": "azure_storage_queue",
+        "messaging.operation.type": "process",
+    }
     if correlation_id:
         attributes["correlation_id"] = correlation_id
     if company_id is not None:
         attributes["company_id"] = company_id
-    with _tracer.start_as_current_span(PUSH_SPAN, context=parent, kind=SpanKind.CONSUMER, links=links,
-                                       attributes=attributes) as span:
+    with _tracer.start_as_current_span(
+        PUSH_SPAN, context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes
+    ) as span:
         yield span
 
 
@@ -146,7 +171,10 @@ def push_span(traceparent: str | None, *, correlation_id: str | None, company_id
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
+    "message",
+    "asctime",
+    "taskName",
+}
 _EVENT = re.compile(r"\s*([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b")
 _SCALARS = (str, bool, int, float)
 
@@ -158,8 +186,7 @@ class LogDimensions(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "event" not in vars(record):
-            match = _EVENT.match(record.msg if isinstance(record.msg, str) and not record.args
-                                 else _message(record))
+            match = _EVENT.match(record.msg if isinstance(record.msg, str) and not record.args else _message(record))
             if match:
                 record.event = match.group(1)
         for name, value in list(vars(record).items()):

@@ -16,12 +16,14 @@
   by the .NET host in Azure and never reach the Python worker's telemetry; here they run in this
   process, so they run where nothing is recorded.
 """
+
 from __future__ import annotations
 
 import functools
 import logging
 import random
-from typing import Any, Callable, Mapping, MutableMapping, TypeVar
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -63,8 +65,11 @@ def configure_worker_telemetry(environ: MutableMapping[str, str]) -> bool:
     environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
     # Live metrics talk to the connection string's LiveEndpoint, else to a public default that a
     # local stand-in for ingestion cannot answer: on only when one is named.
-    configure_azure_monitor(connection_string=connection_string, logger_name=environ.get(LOGGER_NAME_SETTING, ""),
-                            enable_live_metrics="liveendpoint=" in connection_string.lower())
+    configure_azure_monitor(
+        connection_string=connection_string,
+        logger_name=environ.get(LOGGER_NAME_SETTING, ""),
+        enable_live_metrics="liveendpoint=" in connection_string.lower(),
+    )
     _configured = True
     logger.info("telemetry: Azure Monitor distro configured")
     return True
@@ -77,10 +82,16 @@ def traced(spec: FunctionSpec, argument: Any, call: Callable[[], Any]) -> Any:
         url = urlsplit(argument.url)
         route = _route(url.path, spec.trigger.route or spec.name)
         name = f"{argument.method} {route}"
-        parent = _propagator.extract({key.lower(): value for key, value in argument.headers.items()},
-                                     context=context.Context())
-        attributes = {"http.request.method": argument.method, "url.full": argument.url, "url.path": url.path,
-                      "url.scheme": url.scheme or "http", "http.route": route}
+        parent = _propagator.extract(
+            {key.lower(): value for key, value in argument.headers.items()}, context=context.Context()
+        )
+        attributes = {
+            "http.request.method": argument.method,
+            "url.full": argument.url,
+            "url.path": url.path,
+            "url.scheme": url.scheme or "http",
+            "http.route": route,
+        }
     else:
         name, parent, attributes = spec.name, context.Context(), {}
     attributes |= {"faas.trigger": _TRIGGERS.get(spec.trigger.type, "other"), "faas.name": spec.name}
@@ -109,10 +120,19 @@ def untraced(fn: F) -> F:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        dropped = NonRecordingSpan(SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1,
-                                               is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT)))
-        token = context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True,
-                                                 trace.set_span_in_context(dropped, context.Context())))
+        dropped = NonRecordingSpan(
+            SpanContext(
+                random.getrandbits(128) or 1,
+                random.getrandbits(64) or 1,
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            )
+        )
+        token = context.attach(
+            context.set_value(
+                _SUPPRESS_INSTRUMENTATION_KEY, True, trace.set_span_in_context(dropped, context.Context())
+            )
+        )
         try:
             return fn(*args, **kwargs)
         finally:
@@ -125,6 +145,6 @@ def _route(path: str, template: str) -> str:
     """'/api/leads/86' with template 'leads/{company_id:long}' -> '/api/leads/{company_id}'."""
     template_parts = [part for part in template.strip("/").split("/") if part]
     path_parts = [part for part in path.strip("/").split("/") if part]
-    prefix = path_parts[:max(0, len(path_parts) - len(template_parts))]
+    prefix = path_parts[: max(0, len(path_parts) - len(template_parts))]
     parts = [p.split(":")[0] + "}" if p.startswith("{") and ":" in p else p for p in template_parts]
     return "/" + "/".join([*prefix, *parts])

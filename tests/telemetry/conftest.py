@@ -1,11 +1,13 @@
 """In-memory OpenTelemetry pipelines, set up as the Azure Monitor distro sets up its own (global
 providers, a LoggingHandler on the root logger, requests and psycopg2 instrumented), and the local
 Functions host run in this process so its spans land there too."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import metrics, trace
@@ -91,7 +93,9 @@ def telemetry(otel: Telemetry) -> Telemetry:
 
 
 @pytest.fixture
-def in_process_host(monkeypatch: pytest.MonkeyPatch, otel: Telemetry) -> Iterator[Callable[[dict[str, str]], LocalHost]]:
+def in_process_host(
+    monkeypatch: pytest.MonkeyPatch, otel: Telemetry
+) -> Iterator[Callable[[dict[str, str]], LocalHost]]:
     """`in_process_host(env) -> LocalHost`: the local Functions host in this process, with `env` as
     the app settings in os.environ (telemetry settings off: the in-memory pipelines stand in)."""
     hosts: list[LocalHost] = []

@@ -1,6 +1,7 @@
 """A stand-in for the Application Insights ingestion service: accepts what the Azure Monitor
 exporter posts to `<IngestionEndpoint>/v2.1/track` (or `/v2/track`), gzip'd or not, as a JSON array
 or JSON lines of envelopes, and keeps every envelope."""
+
 from __future__ import annotations
 
 import gzip

@@ -1,6 +1,7 @@
 """The names a KQL query takes from Application Insights: tables, columns, customDimensions keys and
 `leadpush.*` metric names. Not a KQL parser: a query's own names (extend/summarize aliases) are told
 from columns by a list of every column of the classic tables."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,19 @@ from tests.telemetry.emitted import ALL_COLUMNS, KNOWN_TABLES, Emitted
 
 # Log Analytics (workspace-based) names of the same tables: a query using them is reported, since
 # the check knows the classic schema only.
-WORKSPACE_TABLES = frozenset({"AppRequests", "AppDependencies", "AppTraces", "AppExceptions", "AppMetrics",
-                              "AppEvents", "AppPageViews", "AppAvailabilityResults", "AppPerformanceCounters"})
+WORKSPACE_TABLES = frozenset(
+    {
+        "AppRequests",
+        "AppDependencies",
+        "AppTraces",
+        "AppExceptions",
+        "AppMetrics",
+        "AppEvents",
+        "AppPageViews",
+        "AppAvailabilityResults",
+        "AppPerformanceCounters",
+    }
+)
 
 _COMMENT = re.compile(r"//[^\n]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')

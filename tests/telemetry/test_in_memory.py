@@ -1,8 +1,9 @@
 """Traces, metrics and log dimensions, read from in-memory OpenTelemetry exporters while the local
 host runs the app in this process against Azurite, PostgreSQL and the Dataverse emulator."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 import psycopg2
@@ -41,8 +42,9 @@ def test_one_trace_from_webhook_through_the_queue_to_dataverse(app_env, datavers
     correlation_id = response.json()["correlation_id"]
 
     def pushes() -> list[ReadableSpan] | None:
-        found = [s for s in telemetry.finished_spans()
-                 if s.name == names.PUSH_SPAN and s.attributes.get("company_id") in ids]
+        found = [
+            s for s in telemetry.finished_spans() if s.name == names.PUSH_SPAN and s.attributes.get("company_id") in ids
+        ]
         return found if len(found) == 2 else None
 
     push_spans = wait_for(pushes, what="both push spans")
@@ -63,10 +65,15 @@ def test_one_trace_from_webhook_through_the_queue_to_dataverse(app_env, datavers
         # linked to the span the host started for this delivery (a trace of its own)
         assert [link.context.trace_id != trace_id for link in push.links] == [True]
         inside = [s for s in spans if s.context.trace_id == trace_id and _descends_from(s, push, by_id)]
-        dataverse_calls = [s for s in inside if s.kind is SpanKind.CLIENT
-                           and str(s.attributes.get("url.full", s.attributes.get("http.url", ""))).startswith(emulator.url)]
-        assert any(s.attributes.get("http.request.method", s.attributes.get("http.method")) == "PATCH"
-                   for s in dataverse_calls), [s.name for s in inside]
+        dataverse_calls = [
+            s
+            for s in inside
+            if s.kind is SpanKind.CLIENT
+            and str(s.attributes.get("url.full", s.attributes.get("http.url", ""))).startswith(emulator.url)
+        ]
+        assert any(
+            s.attributes.get("http.request.method", s.attributes.get("http.method")) == "PATCH" for s in dataverse_calls
+        ), [s.name for s in inside]
 
     # and every event logged inside the trace carries its dimensions
     in_trace = [r.log_record for r in telemetry.log_records() if r.log_record.trace_id == trace_id]
@@ -86,14 +93,24 @@ def test_postgresql_statements_nest_in_the_push_span(app_env, dataverse, in_proc
 
     # when
     assert post_leads(host.url, lead(7111), secret=WEBHOOK_SECRET).status_code == 202
-    push = wait_for(lambda: next((s for s in telemetry.finished_spans() if s.name == names.PUSH_SPAN
-                                  and s.attributes.get("company_id") == 7111), None), what="the push span")
+    push = wait_for(
+        lambda: next(
+            (
+                s
+                for s in telemetry.finished_spans()
+                if s.name == names.PUSH_SPAN and s.attributes.get("company_id") == 7111
+            ),
+            None,
+        ),
+        what="the push span",
+    )
 
     # then
     spans = telemetry.finished_spans()
     by_id = {s.context.span_id: s for s in spans if s.context.trace_id == push.context.trace_id}
-    statements = [s for s in by_id.values() if s.attributes.get("db.system") == "postgresql"
-                  and _descends_from(s, push, by_id)]
+    statements = [
+        s for s in by_id.values() if s.attributes.get("db.system") == "postgresql" and _descends_from(s, push, by_id)
+    ]
     # The psycopg2 instrumentation traces only cursors whose factory was set on the connection
     # (psycopg2.connect(cursor_factory=...)), not conn.cursor(cursor_factory=...).
     assert statements, "no PostgreSQL span inside push_lead"
@@ -104,21 +121,36 @@ def test_counters_and_histogram_move_by_outcome(app_env, dataverse, in_process_h
     # given a host, one lead already synced and a rule that makes Dataverse refuse another
     emulator = dataverse("mvp")
     host = in_process_host(app_env(emulator))
-    emulator.control("POST", "rules", json={"column": "companyname", "equals": "company7203", "status": 400,
-                                            "code": "0x80040265", "message": "Plug-in rejected the record"})
+    emulator.control(
+        "POST",
+        "rules",
+        json={
+            "column": "companyname",
+            "equals": "company7203",
+            "status": 400,
+            "code": "0x80040265",
+            "message": "Plug-in rejected the record",
+        },
+    )
     before_outcomes = telemetry.counts(names.PUSH_OUTCOMES, "outcome")
     before_durations = telemetry.counts(names.PUSH_DURATION, "outcome")
     before_accepted = sum(p.value for p in telemetry.points(names.LEADS_ACCEPTED))
     before_requests = telemetry.counts(names.DATAVERSE_REQUESTS, "status_code")
 
     # when: two new leads (created), one refused (failed), then the first again, newer but the same (unchanged)
-    assert post_leads(host.url, {"leads": [lead(7201), lead(7202), lead(7203)]}, secret=WEBHOOK_SECRET).status_code == 202
-    wait_for(lambda: len([a for i in (7201, 7202, 7203) for a in attempts(database_url, i)]) == 3, what="three attempts")
-    later = lead(7201, updated_at=datetime.now(timezone.utc).isoformat())
+    assert (
+        post_leads(host.url, {"leads": [lead(7201), lead(7202), lead(7203)]}, secret=WEBHOOK_SECRET).status_code == 202
+    )
+    wait_for(
+        lambda: len([a for i in (7201, 7202, 7203) for a in attempts(database_url, i)]) == 3, what="three attempts"
+    )
+    later = lead(7201, updated_at=datetime.now(UTC).isoformat())
     assert post_leads(host.url, later, secret=WEBHOOK_SECRET).status_code == 202
     wait_for(lambda: len(attempts(database_url, 7201)) == 2, what="the second attempt at 7201")
-    wait_for(lambda: sum(telemetry.counts(names.PUSH_OUTCOMES, "outcome").values())
-             - sum(before_outcomes.values()) == 4, what="four pushes counted")
+    wait_for(
+        lambda: sum(telemetry.counts(names.PUSH_OUTCOMES, "outcome").values()) - sum(before_outcomes.values()) == 4,
+        what="four pushes counted",
+    )
 
     # then
     outcomes = _delta(before_outcomes, telemetry.counts(names.PUSH_OUTCOMES, "outcome"))
@@ -129,11 +161,15 @@ def test_counters_and_histogram_move_by_outcome(app_env, dataverse, in_process_h
     assert requests_by_status.pop("400") == 1
     assert requests_by_status and all(200 <= int(status) < 300 for status in requests_by_status), requests_by_status
     assert sync_rows(database_url, [7203])[7203]["status"] == "failed"
-    failed = [r.log_record.attributes for r in telemetry.log_records()
-              if r.log_record.attributes.get("event") == "d365_push_failed"]
+    failed = [
+        r.log_record.attributes
+        for r in telemetry.log_records()
+        if r.log_record.attributes.get("event") == "d365_push_failed"
+    ]
     assert len(failed) == 1
-    assert {key: failed[0].get(key) for key in ("company_id", "outcome", "http_status", "error_code", "dequeue_count")} \
-        == {"company_id": 7203, "outcome": "failed", "http_status": 400, "error_code": "0x80040265", "dequeue_count": 1}
+    assert {
+        key: failed[0].get(key) for key in ("company_id", "outcome", "http_status", "error_code", "dequeue_count")
+    } == {"company_id": 7203, "outcome": "failed", "http_status": 400, "error_code": "0x80040265", "dequeue_count": 1}
     assert failed[0]["correlation_id"] and failed[0]["service_request_id"]
 
 
