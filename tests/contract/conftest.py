@@ -225,6 +225,7 @@ class DataverseHarness:
     records: Callable[[], list[dict]]
     fail_next: Callable[[list[Fault]], None]   # the next requests meet these faults, in order
     remove_column: Callable[[str], None]
+    unknown_column_code: Callable[[str], None]  # the form of "no such column" in a body: 0x80048d19 or 0x0
 
 
 def _fault_step(fault: Fault) -> dict:
@@ -244,8 +245,12 @@ def _fake_dataverse(alternate_key: str | None) -> DataverseHarness:
         for fault in faults:
             fake.fail_next(fault)
 
+    def unknown_column_code(code: str) -> None:
+        fake.unknown_column_code = code
+
     return DataverseHarness(fake, "fake", sleeps, lambda values: fake.add_record(values),
-                            lambda: [dict(r) for r in fake.records.values()], fail_next, fake.remove_column)
+                            lambda: [dict(r) for r in fake.records.values()], fail_next, fake.remove_column,
+                            unknown_column_code)
 
 
 def _real_dataverse(request: pytest.FixtureRequest, alternate_key: str | None) -> Iterator[DataverseHarness]:
@@ -268,7 +273,8 @@ def _real_dataverse(request: pytest.FixtureRequest, alternate_key: str | None) -
         emulator.control("DELETE", f"schema/columns/{name}")
 
     try:
-        yield DataverseHarness(client, "real", sleeps, add_record, emulator.leads, fail_next, remove_column)
+        yield DataverseHarness(client, "real", sleeps, add_record, emulator.leads, fail_next, remove_column,
+                               lambda code: emulator.control("POST", "errors", json={"unknown_property": code}))
     finally:
         client.close()
 

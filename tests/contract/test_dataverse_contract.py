@@ -97,6 +97,14 @@ def test_an_unknown_column_in_a_body_is_refused_with_its_name(dataverse_side: Da
     assert "hnt_provider" not in client.read_lead_schema().columns
 
 
+def test_an_unknown_column_in_its_documented_form(dataverse_side: DataverseHarness) -> None:
+    dataverse_side.unknown_column_code("0x0")
+    with pytest.raises(D365APIError) as refused:
+        dataverse_side.client.create_lead(new_id(), payload(1, hnt_nosuchcolumn="x"))
+    assert (refused.value.status, refused.value.code) == (400, "0x0")
+    assert unknown_column_name(refused.value) == "hnt_nosuchcolumn"
+
+
 def test_a_value_over_max_length_is_refused(dataverse_side: DataverseHarness) -> None:
     with pytest.raises(D365APIError) as refused:
         dataverse_side.client.create_lead(new_id(), payload(1, companyname="x" * 101))

@@ -49,6 +49,8 @@ from local.emulators.dataverse.errors import (
     DUPLICATE_RECORD,
     KEY_NOT_DEFINED,
     KEY_VIOLATED,
+    PAYLOAD_ERROR,
+    QUERY_ERROR,
     VERSION_MISMATCH,
     ODataError,
     record_not_found,
@@ -70,6 +72,9 @@ _SCHEMA_READS = (
     (f"{LEAD_METADATA}/Microsoft.Dynamics.CRM.StringAttributeMetadata", {"$select": "LogicalName,MaxLength"}),
     (f"{LEAD_METADATA}/Microsoft.Dynamics.CRM.MemoAttributeMetadata", {"$select": "LogicalName,MaxLength"}),
 )
+
+
+_METADATA_ANSWERS: dict[tuple[str, str | None, str], dict] = {}
 
 
 def guid_order(lead_id: str) -> bytes:
@@ -130,6 +135,7 @@ class FakeDataverse:
     ) -> None:
         self.clock = clock or FakeClock()
         self.schema: Schema = profile_schema(profile, alternate_key)
+        self._profile: tuple[str, str | None] | None = (profile, alternate_key)  # None once the schema changed
         self.alternate_key = alternate_key
         self.throttle = throttle
         self.tokens = tokens or FakeTokens()
@@ -145,6 +151,8 @@ class FakeDataverse:
         self.writes: list[Write] = []
         self.on_write: Callable[[Write], None] | None = None  # told of every write as it lands
         self.calls: Counter[str] = Counter()  # HTTP requests sent, by kind (retries included)
+        # The form of "no such column" in a body: "0x80048d19" (newer live form) or "0x0" (documented).
+        self.unknown_column_code = PAYLOAD_ERROR
         self._lock = threading.RLock()
 
     # --- knobs ----------------------------------------------------------------------------------------
@@ -157,6 +165,7 @@ class FakeDataverse:
         """The column is deleted from the org (and from every record)."""
         with self._lock:
             self.schema = self.schema.without_column(name)
+            self._profile = None
             for record in self.records.values():
                 record.pop(name, None)
 
@@ -235,10 +244,18 @@ class FakeDataverse:
         return self._request("find_leads", query)
 
     def read_lead_schema(self) -> LeadSchema:
-        bodies = [self._request("read_lead_schema",
-                                lambda p=path, q=query: metadata.read(p, q, base=_BASE, schema=self.schema))
+        bodies = [self._request("read_lead_schema", lambda p=path, q=query: self._metadata(p, q))
                   for path, query in _SCHEMA_READS]
         return parse_lead_schema(*bodies)
+
+    def _metadata(self, path: str, query: Mapping[str, str]) -> dict:
+        """The emulator's answer; a profile's answers are computed once per test session (they are pure)."""
+        if self._profile is None:
+            return metadata.read(path, query, base=_BASE, schema=self.schema)
+        key = (*self._profile, path)
+        if key not in _METADATA_ANSWERS:
+            _METADATA_ANSWERS[key] = metadata.read(path, query, base=_BASE, schema=self.schema)
+        return _METADATA_ANSWERS[key]  # read only: parse_lead_schema never changes it
 
     def close(self) -> None:
         pass
@@ -354,6 +371,17 @@ class FakeDataverse:
         item[PRIMARY_KEY] = record[PRIMARY_KEY]
         return item
 
+    def _values(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The body's column values, as the emulator checks them (in the form of error chosen)."""
+        try:
+            return parse_values(self.schema, dict(body), creating=False)
+        except ODataError as exc:
+            _, found, inner = exc.message.partition("InnerException : ")
+            if self.unknown_column_code == QUERY_ERROR and found and "Invalid property" in inner:
+                raise ODataError(400, QUERY_ERROR,
+                                 f"An error occurred while validating input parameters: {inner}") from None
+            raise
+
     def _get(self, lead_id: str) -> dict:
         record = self.records.get(lead_id)
         if record is None:
@@ -363,7 +391,7 @@ class FakeDataverse:
     def _upsert_id(self, lead_id: str, payload: Mapping[str, Any], *, if_match: str | None = None,
                    if_none_match: bool = False) -> tuple[dict, bool]:
         """PATCH leads(<id>) under If-Match or If-None-Match: *, as the emulator answers it."""
-        values = parse_values(self.schema, dict(payload), creating=False)
+        values = self._values(payload)
         existing = self.records.get(lead_id)
         if existing is None:
             if if_match is not None:
@@ -384,7 +412,7 @@ class FakeDataverse:
         column, value = self.alternate_key, key[self.alternate_key]
         if (self.schema.columns[column].attribute_type is AttributeType.STRING) != isinstance(value, str):
             raise ODataError(400, "0x0", f"The key value for '{column}' does not match the type of the column.")
-        values = parse_values(self.schema, dict(body), creating=False)
+        values = self._values(body)
         holder = next((r for r in self.records.values() if _fold(r.get(column)) == _fold(value)), None)
         if holder is None:
             return self._insert(self._new_id(), {**values, column: value}), True

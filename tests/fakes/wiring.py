@@ -1,0 +1,41 @@
+"""The push as the app's container wires it, over the fakes: one `LeadPusher` (with its own
+writer and schema cache, as one worker process has) on a shared store and Dataverse."""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from d365.config import DEFAULT_MATCH_COLUMNS
+from d365.metadata import LeadSchema
+from d365.schema_cache import SchemaCache
+from d365.throttle import ThrottleGate
+from shared.lead_writer import LeadWriter
+from shared.push import LeadPusher
+from tests.fakes.clock import FakeClock
+from tests.fakes.dataverse import FakeDataverse
+from tests.fakes.store import FakeLeadStore
+
+LEASE_SECONDS = 120.0
+MAX_DEQUEUE_COUNT = 5
+INLINE_WAIT_SECONDS = 5.0
+
+
+def throttle_gate(store: FakeLeadStore, clock: FakeClock) -> ThrottleGate:
+    """A process's gate, publishing to the shared store, on the fake clock."""
+    return ThrottleGate(inline_wait_seconds=INLINE_WAIT_SECONDS, clock=clock, sleep=clock.sleep,
+                        publish=lambda until: store.publish_throttle(datetime.fromtimestamp(until, UTC)))
+
+
+def build_pusher(*, store: FakeLeadStore, dataverse: FakeDataverse, clock: FakeClock,
+                 throttle: ThrottleGate | None = None, schema_loader: Callable[[], LeadSchema] | None = None,
+                 alternate_key: str | None = None, match_columns: Sequence[str] = DEFAULT_MATCH_COLUMNS,
+                 lease_seconds: float = LEASE_SECONDS, rng: random.Random | None = None) -> tuple[LeadPusher,
+                                                                                                   SchemaCache]:
+    schema = SchemaCache(schema_loader or dataverse.read_lead_schema, ttl_seconds=3600, clock=clock)
+    pusher = LeadPusher(
+        store=store,  # type: ignore[arg-type]
+        writer=LeadWriter(dataverse, alternate_key=alternate_key, match_columns=match_columns),  # type: ignore[arg-type]
+        schema=schema, choice_overrides=None, max_dequeue_count=MAX_DEQUEUE_COUNT, lease_seconds=lease_seconds,
+        inline_wait_seconds=INLINE_WAIT_SECONDS, throttle=throttle, clock=clock, rng=rng or random.Random(0))
+    return pusher, schema
