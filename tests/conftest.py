@@ -33,7 +33,7 @@ APP_SETTINGS = (
     "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE",
     "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId", "DATABASE_AUTH", "DATABASE_POOL_MAX", "LEAD_LEASE_SECONDS",
-    "D365_METADATA_FAILURE_TTL_SECONDS", "D365_BULK_SIZE",
+    "D365_METADATA_FAILURE_TTL_SECONDS", "D365_BULK_SIZE", "DATAVERSE_SHARED_BACKOFF",
 )
 _HOSTS = pytest.StashKey[list["Host"]]()
 
