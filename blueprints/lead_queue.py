@@ -25,6 +25,7 @@ def blueprint(container: Container) -> func.Blueprint:
         ref = _reference(body)
         started = time.perf_counter()
         outcome = "error"  # an unexpected exception: the runtime delivers the message again
+        others: tuple[str, ...] = ()  # leads written (or failed) in the same bulk request
         with push_span(
             ref.traceparent if ref else None,
             correlation_id=ref.correlation_id if ref else None,
@@ -39,7 +40,7 @@ def blueprint(container: Container) -> func.Blueprint:
                     backoff_base_seconds=settings.queue_runtime.visibility_timeout_seconds,
                     max_dequeue_count=settings.queue_runtime.max_dequeue_count,
                 )
-                outcome = result.outcome
+                outcome, others = result.outcome, result.batch_outcomes
             except RetryLater as exc:
                 outcome = getattr(exc, "outcome", None) or (
                     "failed" if dequeue_count >= settings.queue_runtime.max_dequeue_count else "error"
@@ -47,7 +48,9 @@ def blueprint(container: Container) -> func.Blueprint:
                 raise
             finally:
                 span.set_attribute("outcome", outcome)
-                record_push(outcome, (time.perf_counter() - started) * 1000)
+                duration_ms = (time.perf_counter() - started) * 1000
+                for each in (outcome, *others):
+                    record_push(each, duration_ms)
 
     return bp
 
