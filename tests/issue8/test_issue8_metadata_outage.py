@@ -1,4 +1,4 @@
-"""Issue 8: the lead table's metadata unreadable on a cold host (a missing privilege, an outage).
+"""Issue 8: the lead table's metadata unreadable on a cold host (a missing privilege, an outage, throttling).
 
 The lead shows the failure at once, the remembered failure bounds the metadata requests (not the
 number of leads), and once the cause is gone the leads sync.
@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.app.helpers import attempts, lead, queue_length
+from tests.app.helpers import attempts, lead, queue_length, sync_rows, wait_for
 from tests.issue8.support import fresh, lead_status, metadata_requests, post, wait_statuses
 
 FAILURE_TTL = 4  # D365_METADATA_FAILURE_TTL_SECONDS
@@ -86,4 +86,32 @@ def test_unreadable_metadata_is_recorded_bounded_and_recovers(
     rows = wait_statuses(database_url, dict.fromkeys(ids, "synced"), timeout=90)
     assert sorted(r["hnt_companyid"] for r in emulator.leads()) == ids
     assert all(rows[c]["last_error"] is None for c in ids)
+    assert queue_length(azurite, env["LEAD_QUEUE_NAME"] + "-poison") == 0
+
+
+def test_metadata_throttled_on_a_cold_host_defers_every_lead_for_its_retry_after(
+    app_env, dataverse, local_host, azurite, database_url
+):
+    ids = list(range(8380, 8380 + LEADS))
+    fresh(database_url, *ids)
+    emulator = dataverse("mvp")
+    env = app_env(emulator, D365_INLINE_RETRY_AFTER_SECONDS="1")
+    host = local_host(env)
+    emulator.set_faults(every={"status": 429, "retry_after": 6})
+    emulator.control("POST", "stats/reset")
+
+    assert post(host, {"leads": [lead(c) for c in ids]}).status_code == 202
+
+    def all_deferred() -> bool:
+        return all(any(a["outcome"] == "deferred" for a in attempts(database_url, c)) for c in ids)
+
+    wait_for(all_deferred, timeout=20, what="every lead deferred")
+    throttled = metadata_requests(emulator)
+    emulator.clear_faults()
+    assert throttled <= 2, f"{throttled} metadata requests for {LEADS} leads: the Retry-After is shared"
+    rows = sync_rows(database_url, ids)
+    assert all(rows[c]["status"] == "queued" and rows[c]["attempts"] == 0 for c in ids), "a 429 is no attempt"
+
+    rows = wait_statuses(database_url, dict.fromkeys(ids, "synced"), timeout=60)
+    assert sorted(r["hnt_companyid"] for r in emulator.leads()) == ids
     assert queue_length(azurite, env["LEAD_QUEUE_NAME"] + "-poison") == 0
