@@ -38,7 +38,7 @@ from shared.storage_config import StorageConfig
 from local.funchost.app_loader import FunctionSpec
 from local.funchost.host_config import QueuesConfig
 from local.funchost.invoker import Invoker
-from local.funchost.telemetry import untraced
+from local.funchost.telemetry import untraced, untraced_client
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ class QueueListener:
         self._invoker = invoker
         self._lease = _receive_lease(function_timeout)
         credential = storage_credential(storage)
-        self._queue = queue_client(storage, queue_name, credential, **_RETRY)
-        self._poison = queue_client(storage, f"{queue_name}-poison", credential, **_RETRY)
+        self._queue = untraced_client(queue_client(storage, queue_name, credential, **_RETRY))
+        self._poison = untraced_client(queue_client(storage, f"{queue_name}-poison", credential, **_RETRY))
         self._pool = ThreadPoolExecutor(
             max_workers=config.batch_size + config.new_batch_threshold, thread_name_prefix=f"queue-{spec.name}"
         )
