@@ -102,3 +102,37 @@ def test_a_hand_made_record_with_that_address_is_adopted_by_exactly_one_company(
             assert record["hnt_companyid"] == company_id
     if how == "one_after_the_other":
         assert adopters == [a], "the first company posted adopts it"
+
+
+@pytest.mark.parametrize("profile", ["mvp", "bare"])
+def test_many_companies_racing_for_one_hand_made_record_one_adopts_it(
+    app_env, dataverse, local_host, database_url, profile
+):
+    ids = list(range(8250, 8262)) if profile == "mvp" else list(range(8262, 8274))
+    fresh(database_url, *ids)
+    emulator = dataverse(profile)
+    emulator.set_faults(latency_ms=30)  # lookups and writes overlap
+    by_hand = emulator.create_lead(subject="entered by a salesperson", emailaddress1=SHARED)["leadid"]
+    host = local_host(app_env(emulator))
+    chunks = [ids[i : i + 4] for i in range(0, len(ids), 4)]
+    answers: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda ch=ch: answers.append(
+                post(host, {"leads": [lead(c, contact_emails=[SHARED]) for c in ch]}).status_code
+            )
+        )
+        for ch in chunks
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [202] * len(chunks)
+
+    rows = wait_statuses(database_url, dict.fromkeys(ids, "synced"))
+    records = _records_by_company(emulator, rows)
+    assert len(emulator.leads()) == len(ids)
+    adopters = [c for c, r in records.items() if r["leadid"] == by_hand]
+    assert len(adopters) == 1, f"exactly one company adopts the hand-made record: {adopters}"
+    assert all(r["companyname"] == f"company{c}" for c, r in records.items())
