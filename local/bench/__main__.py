@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-leads", type=int, default=400, help="leads end to end in (f)")
     parser.add_argument("--import-runs", type=int, default=7, help="fresh interpreters per import measurement")
     parser.add_argument("--scaleout-leads", type=int, default=1000, help="leads per host count in (i)")
-    parser.add_argument("--protected-leads", type=int, default=400,
+    parser.add_argument("--protected-leads", type=int, default=300,
                         help="leads per run in (i) with Dataverse limited to 8 concurrent requests")
     parser.add_argument("--telemetry-leads", type=int, default=300, help="leads timed per mode in (g)")
     parser.add_argument("--telemetry-host-leads", type=int, default=500, help="leads end to end per mode in (g)")

@@ -22,7 +22,9 @@ from local.bench.stack import WEBHOOK_SECRET, Stack
 
 HOST_COUNTS = (1, 2, 4)
 PROTECTED_HOSTS = 4
-PROTECTION = {"max_concurrent": 8}
+CONCURRENCY = {"max_concurrent": 8}
+# For context, no aim: a limit on requests per window, where a 429 says how long the window stays shut.
+WINDOW = {"requests_per_window": 100, "window_seconds": 5}
 # Requests that take as long as a real Dataverse's, so that concurrency builds up at all.
 PROTECTED_FAULTS = {"latency_ms": 100}
 # One push per message, the protocol of issue 9; bulk writes (issue 12) have their own section.
@@ -59,21 +61,23 @@ class Run:
 
 
 def run(stack: Stack, *, count: int, protected_count: int, batch: int, connections: int) -> Section:
+    def protected(limits: dict[str, float], shared_backoff: bool) -> Run:
+        return _run(stack, database_url, hosts=PROTECTED_HOSTS, count=protected_count, batch=batch,
+                    connections=connections, protection=limits, shared_backoff=shared_backoff)
+
     with _pgbouncer(stack) as database_url:
         plain = [_run(stack, database_url, hosts=n, count=count, batch=batch, connections=connections)
                  for n in HOST_COUNTS]
-        shared, alone = (
-            _run(stack, database_url, hosts=PROTECTED_HOSTS, count=protected_count, batch=batch,
-                 connections=connections, protection=PROTECTION, shared_backoff=backoff)
-            for backoff in (True, False)
-        )
-    figures = [Figure(f"{r.hosts} host(s): all synced", f"{r.rate:.1f} leads/s ({r.seconds:.1f} s)") for r in plain]
+        shared, alone = protected(CONCURRENCY, True), protected(CONCURRENCY, False)
+        window_shared, window_alone = protected(WINDOW, True), protected(WINDOW, False)
+
     one, most = plain[0], plain[-1]
+    figures = [Figure(f"{r.hosts} host(s): all synced", f"{r.rate:.1f} leads/s ({r.seconds:.1f} s)") for r in plain]
     figures.append(Figure(f"{most.hosts} hosts / 1 host", f"{most.rate / one.rate:.0%}", ">= 100%",
                           most.rate >= one.rate))
     labelled = [(f"{r.hosts} host(s)", r) for r in plain] + [
-        (f"{PROTECTED_HOSTS} hosts, 8 concurrent, shared back-off", shared),
-        (f"{PROTECTED_HOSTS} hosts, 8 concurrent, without", alone)]
+        ("8 concurrent, shared back-off", shared), ("8 concurrent, without", alone),
+        ("request window, shared back-off", window_shared), ("request window, without", window_alone)]
     for label, r in labelled:
         bound = AIM_CONNECTIONS_PER_HOST * r.hosts
         figures.append(Figure(f"{label}: peak server connections", str(r.peak_server_connections),
@@ -85,11 +89,16 @@ def run(stack: Stack, *, count: int, protected_count: int, batch: int, connectio
                f"<= {limit:.0f} (half)", shared.throttled_per_1000 <= limit),
         Figure("8 concurrent: throughput with / without shared back-off",
                f"{shared.rate:.1f} / {alone.rate:.1f} leads/s"),
+        Figure("request window: 429s / 1,000 leads with / without shared back-off",
+               f"{window_shared.throttled_per_1000:.0f} / {window_alone.throttled_per_1000:.0f}"),
+        Figure("request window: throughput with / without shared back-off",
+               f"{window_shared.rate:.1f} / {window_alone.rate:.1f} leads/s"),
     ]
     notes = [f"PgBouncer in transaction mode, default_pool_size {BOUNCER_POOL_SIZE}; hosts with the default "
              f"DATABASE_POOL_MAX and {APP_SETTINGS}; server connections sampled from pg_stat_activity "
              f"every {SAMPLE_SECONDS * 1000:.0f} ms",
-             f"the 429 runs: {PROTECTED_HOSTS} hosts, {protected_count} leads each, emulator protection {PROTECTION}, faults {PROTECTED_FAULTS}"]
+             f"429 runs: {PROTECTED_HOSTS} hosts, {protected_count} leads each, emulator faults {PROTECTED_FAULTS}; "
+             f"protection '8 concurrent' {CONCURRENCY}, 'request window' {WINDOW}"]
     notes += [f"{label}: only {r.synced} of {r.count} leads were synced; the run stalled"
               for label, r in labelled if r.synced < r.count]
     return Section("i", f"scale-out through PgBouncer, {count} leads per host count", tuple(figures), tuple(notes))
@@ -108,7 +117,7 @@ def _pgbouncer(stack: Stack) -> Iterator[str]:
 
 
 def _run(stack: Stack, database_url: str, *, hosts: int, count: int, batch: int, connections: int,
-         protection: dict[str, int] | None = None, shared_backoff: bool = True) -> Run:
+         protection: dict[str, float] | None = None, shared_backoff: bool = True) -> Run:
     """Start `hosts` hosts on one new queue, post `count` new leads spread over their webhooks, and
     wait until all are synced (or progress stalls), sampling PostgreSQL's server connections."""
     emulator = stack.dataverse("mvp")
