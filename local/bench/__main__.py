@@ -10,6 +10,7 @@ only when the benchmark itself fails. The app's own logs go to .local/logs/bench
   c  end-to-end throughput vs Azurite's raw rate          f  throughput with 10% 429s
   g  cost of telemetry: per-lead time and host memory, on and off
   i  scale-out: 1, 2, 4 hosts through PgBouncer; server connections; 429s with and without shared back-off
+  h  backfill: changed leads under scaled service-protection limits, bulk against single writes
 """
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ import signal
 import sys
 import time
 
-from local.bench import dataverse_requests, delivery, faults, imports, scaleout, telemetry_cost, throughput
+from local.bench import backfill, dataverse_requests, delivery, faults, imports, scaleout, telemetry_cost, throughput
 from local.bench.report import Section, render, render_summary
 from local.bench.stack import running_stack
 from local.services import LOG_DIR
 from shared.logging_setup import configure_logging
 
-SECTIONS = "abcdefgi"
+SECTIONS = "abcdefghi"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="leads per run in (i) with Dataverse limited to 8 concurrent requests")
     parser.add_argument("--telemetry-leads", type=int, default=300, help="leads timed per mode in (g)")
     parser.add_argument("--telemetry-host-leads", type=int, default=500, help="leads end to end per mode in (g)")
+    backfill.add_arguments(parser)
     args = parser.parse_args(argv)
 
     log_path = _log_to_file()
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "i" in args.only:
                     show(scaleout.run(stack, count=args.scaleout_leads, protected_count=args.protected_leads,
                                       batch=args.batch, connections=args.connections))
+                if "h" in args.only:
+                    show(backfill.run(stack, backfill.options(args)))
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
