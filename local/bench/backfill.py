@@ -27,7 +27,6 @@ from local import services
 from local.bench import leads
 from local.bench.report import Figure, Section
 from local.bench.stack import WEBHOOK_SECRET, Stack
-from local.emulators.control_client import EmulatorControl
 from local.emulators.dataverse.protection import Limits
 from shared.migrate import migrate
 
