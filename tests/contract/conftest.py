@@ -226,6 +226,7 @@ class DataverseHarness:
     fail_next: Callable[[list[Fault]], None]   # the next requests meet these faults, in order
     remove_column: Callable[[str], None]
     unknown_column_code: Callable[[str], None]  # the form of "no such column" in a body: 0x80048d19 or 0x0
+    add_rule: Callable[..., None]               # (column, equals, status=, code=, message=): writes refused
 
 
 def _fault_step(fault: Fault) -> dict:
@@ -250,7 +251,7 @@ def _fake_dataverse(alternate_key: str | None) -> DataverseHarness:
 
     return DataverseHarness(fake, "fake", sleeps, lambda values: fake.add_record(values),
                             lambda: [dict(r) for r in fake.records.values()], fail_next, fake.remove_column,
-                            unknown_column_code)
+                            unknown_column_code, fake.add_rule)
 
 
 def _real_dataverse(request: pytest.FixtureRequest, alternate_key: str | None) -> Iterator[DataverseHarness]:
@@ -274,7 +275,9 @@ def _real_dataverse(request: pytest.FixtureRequest, alternate_key: str | None) -
 
     try:
         yield DataverseHarness(client, "real", sleeps, add_record, emulator.leads, fail_next, remove_column,
-                               lambda code: emulator.control("POST", "errors", json={"unknown_property": code}))
+                               lambda code: emulator.control("POST", "errors", json={"unknown_property": code}),
+                               lambda column, equals, **refusal: emulator.control(
+                                   "POST", "rules", json={"column": column, "equals": equals, **refusal}))
     finally:
         client.close()
 

@@ -111,6 +111,21 @@ def test_a_value_over_max_length_is_refused(dataverse_side: DataverseHarness) ->
     assert (refused.value.status, refused.value.code, refused.value.transient) == (400, "0x80044331", False)
 
 
+def test_a_write_an_org_rule_refuses_changes_nothing(dataverse_side: DataverseHarness) -> None:
+    client, lead_id = dataverse_side.client, new_id()
+    etag = client.create_lead(lead_id, payload(1))
+    dataverse_side.add_rule("hnt_provider", "Rejected", status=400, code="0x80040203", message="Invalid provider")
+
+    for call in (lambda: client.update_lead(lead_id, payload(1, hnt_provider="Rejected"), etag=etag),
+                 lambda: client.create_lead(new_id(), payload(2, hnt_provider="Rejected"))):
+        with pytest.raises(D365APIError) as refused:
+            call()
+        assert (refused.value.status, refused.value.code, refused.value.message) == (400, "0x80040203",
+                                                                                       "Invalid provider")
+        assert not refused.value.transient
+    assert client.get_lead_etag(lead_id) == etag and len(dataverse_side.records()) == 1
+
+
 # --- lookups -----------------------------------------------------------------------------------------
 
 

@@ -146,6 +146,7 @@ class FakeDataverse:
         self.retry_fault = retry_fault
         self._rng = random.Random(seed)
         self._script: list[tuple[str | None, Fault]] = []
+        self.rules: list[tuple[str, Any, ODataError]] = []
         self.records: dict[str, dict[str, Any]] = {}
         self._version = FIRST_VERSION
         self.writes: list[Write] = []
@@ -160,6 +161,12 @@ class FakeDataverse:
     def fail_next(self, fault: Fault, *, kind: str | None = None, times: int = 1) -> None:
         """The next `times` requests (of `kind`, e.g. "update_lead", or any) meet `fault`."""
         self._script.extend([(kind, fault)] * times)
+
+    def add_rule(self, column: str, equals: Any, *, status: int = 400, code: str = "0x80040265",
+                 message: str = "Plug-in rejected the record") -> None:
+        """Refuse every write whose resulting record has `column` == `equals` (the emulator's rules:
+        a plug-in or business rule of the org)."""
+        self.rules.append((column, equals, ODataError(status, code, message)))
 
     def remove_column(self, name: str) -> None:
         """The column is deleted from the org (and from every record)."""
@@ -438,6 +445,9 @@ class FakeDataverse:
                 raise ODataError(412, KEY_VIOLATED,
                                  f"Entity Key {self.alternate_key}_key violated. A record with the same value for "
                                  f"{self.alternate_key} already exists. A duplicate record cannot be created.")
+        for column, equals, refusal in self.rules:
+            if record.get(column) == equals:
+                raise refusal
         self._version += 1
         record["versionnumber"] = self._version
         self.records[lead_id] = record

@@ -1,0 +1,84 @@
+"""Thousands of schedules of the push protocol, each checked against its invariants
+(tests/simulation/simulation.py says which). A failing seed is printed with its trail and replays
+the same schedule:
+
+    SIM_SEED=<n> .venv/bin/python -m pytest tests/simulation -k replay
+
+`SIM_SEEDS` (default 2000) and `SIM_FIRST_SEED` (default 0) choose the seeds of the main test.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import shared.push
+import tests.simulation.simulation as simulation
+from d365 import deadline
+from tests.simulation.simulation import SimulationFailed, run_seed
+
+SEEDS = int(os.environ.get("SIM_SEEDS", "2000"))
+FIRST_SEED = int(os.environ.get("SIM_FIRST_SEED", "0"))
+SHOWN = 3
+
+
+def test_many_schedules_keep_the_invariants() -> None:
+    failed: list[SimulationFailed] = []
+    seeds: list[int] = []
+    for seed in range(FIRST_SEED, FIRST_SEED + SEEDS):
+        try:
+            run_seed(seed)
+        except SimulationFailed as failure:
+            seeds.append(seed)
+            if len(failed) < SHOWN:
+                failed.append(failure)
+    if seeds:
+        pytest.fail(f"{len(seeds)} of {SEEDS} schedules broke an invariant: seeds {seeds[:50]}\n\n"
+                    + "\n\n".join(str(f) for f in failed), pytrace=False)
+
+
+@pytest.mark.skipif("SIM_SEED" not in os.environ, reason="replays one schedule: set SIM_SEED=<n>")
+def test_replay() -> None:
+    try:
+        run_seed(int(os.environ["SIM_SEED"]))
+    except SimulationFailed as failure:
+        pytest.fail(str(failure), pytrace=False)
+
+
+def test_a_seed_is_one_schedule() -> None:
+    first, second = run_seed(7), run_seed(7)
+    assert [(e.at, e.text) for e in first.events] == [(e.at, e.text) for e in second.events]
+    assert first.scheduler.steps == second.scheduler.steps > 0
+    assert len({tuple(e.text for e in run_seed(seed).events) for seed in range(5)}) == 5
+
+
+@contextlib.contextmanager
+def _deadline_as_long_as(seconds: float) -> Iterator[None]:
+    """A mutant of the push: its deadline no longer ends before its lease."""
+    original = simulation.simulated_time
+
+    @contextlib.contextmanager
+    def mutated(clock_of):  # type: ignore[no-untyped-def]
+        with original(clock_of):
+            shared.push.deadline = lambda _: deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
+            yield
+
+    simulation.simulated_time = mutated  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        simulation.simulated_time = original  # type: ignore[assignment]
+
+
+def test_the_simulation_catches_a_write_after_the_lease() -> None:
+    # The invariants are only worth their runs if breaking the protocol breaks them.
+    with _deadline_as_long_as(10_000):
+        for seed in range(500):
+            try:
+                run_seed(seed)
+            except SimulationFailed as failure:
+                if "after its lease ended" in str(failure):
+                    return
+    pytest.fail("500 schedules of a push without a deadline and not one write after its lease was caught")
