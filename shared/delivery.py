@@ -24,7 +24,12 @@ MAX_BACKOFF_SECONDS = 300.0
 
 
 class RetryLater(Exception):
-    """Raised to the runtime so it delivers the message again."""
+    """Raised to the runtime so it delivers the message again; `outcome` is `error`, or `failed`
+    on the last delivery."""
+
+    def __init__(self, reason: str | None, *, outcome: str = "error") -> None:
+        super().__init__(reason)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def handle_delivery(
             # Not on the last delivery: the runtime's own move to the poison queue needs its pop receipt.
             queues.delay_redelivery(delivery.message_id, delivery.pop_receipt,
                                     backoff_seconds(delivery.dequeue_count, base=backoff_base_seconds))
-        raise RetryLater(result.reason)
+        raise RetryLater(result.reason, outcome=result.outcome)
     return result
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+import psycopg2.extras
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 from azure.identity import ManagedIdentityCredential
@@ -100,4 +101,6 @@ class PostgresConnector:
         options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": APPLICATION_NAME}
         if self._password is not None:
             options |= {"password": self._password.get(), **self._sslmode}
-        return psycopg2.connect(self._url, **options)
+        # The cursor factory is the connection's, not each cursor's: the psycopg2 instrumentation
+        # of OpenTelemetry traces only cursors made with the connection's own factory.
+        return psycopg2.connect(self._url, cursor_factory=psycopg2.extras.RealDictCursor, **options)

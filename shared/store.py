@@ -181,8 +181,7 @@ class LeadStore:
         for last_try in (False, True):
             reused = False
             try:
-                with self._pool.connection() as (conn, reused), \
-                        conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                with self._pool.connection() as (conn, reused), conn.cursor() as cur:
                     if rows is not None:
                         psycopg2.extras.execute_batch(cur, statement, rows, page_size=100)
                         return None
@@ -215,7 +214,7 @@ class LeadStore:
                         cur.execute(Q["lock_migrations"], {"key": _MIGRATION_LOCK})
                         cur.execute(Q["create_migration_table"])
                         cur.execute(Q["applied_migrations"])
-                        done = {row[0] for row in cur.fetchall()}
+                        done = {row["version"] for row in cur.fetchall()}
                         applied = []
                         for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")):
                             if path.stem not in done:

@@ -114,6 +114,9 @@ var appSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+  // every trace whole: a webhook call and its pushes are kept together (the default sampler keeps ~5/s)
+  OTEL_TRACES_SAMPLER: 'microsoft.fixed_percentage'
+  OTEL_TRACES_SAMPLER_ARG: '1.0'
   // PostgreSQL through PgBouncer (6432) where enabled; the password is an Entra token for the identity.
   DATABASE_URL: 'postgresql://${identityName}@${postgresHost}:${postgresPort}/${databaseName}?sslmode=require'
   DATABASE_AUTH: 'managed_identity'

@@ -16,7 +16,8 @@ from typing import Mapping
 from local.bench.report import Figure, Section, median
 from local.services import REPO
 
-DEPENDENCIES = ("azure.functions", "azure.identity", "azure.storage.queue", "msal", "requests", "psycopg2")
+DEPENDENCIES = ("azure.functions", "azure.identity", "azure.storage.queue", "msal", "requests", "psycopg2",
+                "opentelemetry.trace", "opentelemetry.metrics")
 AIM_RATIO = 1.3
 # Settings only have to pass validation: nothing is reached while importing.
 APP_ENV = {
