@@ -3,6 +3,7 @@
 The composition root: settings are read and validated here, at start-up (one error naming every
 missing or malformed setting); dependencies are built on first use, once per worker process.
 """
+
 from __future__ import annotations
 
 import os

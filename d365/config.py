@@ -105,7 +105,8 @@ class DataverseConfig:
         )
         if not 1 <= config.bulk_size <= MAX_BULK_SIZE:
             reader.problems.append(
-                f"D365_BULK_SIZE must be 1 (no bulk writes) to {MAX_BULK_SIZE}, got {config.bulk_size}")
+                f"D365_BULK_SIZE must be 1 (no bulk writes) to {MAX_BULK_SIZE}, got {config.bulk_size}"
+            )
         if config.auth_mode is AuthMode.CLIENT_SECRET:
             for name in ("D365_TENANT_ID", "D365_CLIENT_ID", "D365_CLIENT_SECRET"):
                 if reader.optional(name) is None:

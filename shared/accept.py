@@ -1,4 +1,5 @@
 """The webhook use case: validated leads -> recorded as queued -> one queue message each."""
+
 from __future__ import annotations
 
 import logging
@@ -42,20 +43,24 @@ def accept_leads(
         if earlier is not None:
             first_sha256 = earlier.get(_BODY_SHA256)
             if first_sha256 is not None and body_sha256 is not None and first_sha256 != body_sha256:
-                logger.warning("webhook_delivery_conflict delivery_id=%s", delivery_id,
-                               extra={"delivery_id": delivery_id})
+                logger.warning(
+                    "webhook_delivery_conflict delivery_id=%s", delivery_id, extra={"delivery_id": delivery_id}
+                )
                 raise DeliveryConflict()
             if not earlier.get(_PENDING):
-                logger.info("webhook_duplicate_delivery delivery_id=%s", delivery_id,
-                            extra={"delivery_id": delivery_id})
+                logger.info(
+                    "webhook_duplicate_delivery delivery_id=%s", delivery_id, extra={"delivery_id": delivery_id}
+                )
                 answer = {key: value for key, value in earlier.items() if key != _BODY_SHA256}
                 return {**answer, "duplicate_delivery": True}
             # The same body, claimed by a call that has not answered (it failed, or runs now):
             # queue again; a lead queued twice is pushed once.
 
     correlation_id = uuid.uuid4().hex
-    messages = [LeadMessage(lead=lead, correlation_id=correlation_id, received_at=received_at, traceparent=traceparent)
-                for lead in leads]
+    messages = [
+        LeadMessage(lead=lead, correlation_id=correlation_id, received_at=received_at, traceparent=traceparent)
+        for lead in leads
+    ]
     store.record_queued(messages)
     queues.send([m.to_wire() for m in messages])
     response = {
@@ -65,6 +70,10 @@ def accept_leads(
     }
     if delivery_id:
         store.remember_delivery(delivery_id, {**response, _BODY_SHA256: body_sha256})
-    logger.info("webhook_leads_queued count=%s correlation_id=%s", len(messages), correlation_id,
-                extra={"correlation_id": correlation_id, "lead_count": len(messages)})
+    logger.info(
+        "webhook_leads_queued count=%s correlation_id=%s",
+        len(messages),
+        correlation_id,
+        extra={"correlation_id": correlation_id, "lead_count": len(messages)},
+    )
     return response

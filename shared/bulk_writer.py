@@ -8,6 +8,7 @@ conditional upserts. On a standard table one bad record fails a whole `UpsertMul
 is split in halves until the bad records are alone, so each fails with its own reason and the rest
 are written. A throttled or transient failure of a whole request is raised to the caller.
 """
+
 from __future__ import annotations
 
 import threading
@@ -82,8 +83,9 @@ class BulkPolicy:
 
 
 class BulkWriter:
-    def __init__(self, client: DataverseClient, *, alternate_key: str | None, match_columns: Sequence[str],
-                 policy: BulkPolicy) -> None:
+    def __init__(
+        self, client: DataverseClient, *, alternate_key: str | None, match_columns: Sequence[str], policy: BulkPolicy
+    ) -> None:
         self._client = client
         self._alternate_key = alternate_key
         self._match_columns = tuple(match_columns)
@@ -105,8 +107,14 @@ class BulkWriter:
             lead_id = lead.known_id or found.get(lead.company_id)
             if lead_id is None and not key:
                 lead_id = deterministic_lead_id(lead.company_id)
-            targets.append((lead, BulkTarget(lead_id=lead_id, payload=lead.payload, key=key,
-                                             etag=lead.etag if lead.known_id else None)))
+            targets.append(
+                (
+                    lead,
+                    BulkTarget(
+                        lead_id=lead_id, payload=lead.payload, key=key, etag=lead.etag if lead.known_id else None
+                    ),
+                )
+            )
         with self.policy.slot():
             if self._client.bulk_support():
                 outcomes, sent = self._upsert_multiple(targets)
@@ -122,8 +130,10 @@ class BulkWriter:
 
     def _match(self, leads: Sequence[BulkLead], reserve: Callable[[int, str], bool]) -> tuple[dict[int, str], int]:
         """One lookup for all new leads; company id -> the record it adopts."""
-        values = {column: [str(lead.payload[column]) for lead in leads if lead.payload.get(column)]
-                  for column in self._match_columns}
+        values = {
+            column: [str(lead.payload[column]) for lead in leads if lead.payload.get(column)]
+            for column in self._match_columns
+        }
         select = [COMPANY_COLUMN] if any(COMPANY_COLUMN in lead.payload for lead in leads) else []
         if not any(values.values()):
             return {}, 0
@@ -135,8 +145,11 @@ class BulkWriter:
             own_id = deterministic_lead_id(lead.company_id)
             for record in rank_matches(records, matches, own_id):
                 lead_id = str(record["leadid"])
-                if lead_id not in taken and adoptable(record, lead.company_id, own_id) \
-                        and reserve(lead.company_id, lead_id):
+                if (
+                    lead_id not in taken
+                    and adoptable(record, lead.company_id, own_id)
+                    and reserve(lead.company_id, lead_id)
+                ):
                     adopted[lead.company_id] = lead_id
                     taken.add(lead_id)
                     break
@@ -167,8 +180,14 @@ class BulkWriter:
             right, right_sent = self._upsert_multiple(plain[middle:])
             return left + right, 1 + left_sent + right_sent
         # UpsertMultiple answers no row versions: the next single update sends If-Match: *.
-        return [BulkOutcome(lead, lead_id=t.lead_id, created=lead.known_id is None and t.lead_id ==
-                            deterministic_lead_id(lead.company_id)) for lead, t in plain], 1
+        return [
+            BulkOutcome(
+                lead,
+                lead_id=t.lead_id,
+                created=lead.known_id is None and t.lead_id == deterministic_lead_id(lead.company_id),
+            )
+            for lead, t in plain
+        ], 1
 
     def _batch(self, targets: Sequence[tuple[BulkLead, BulkTarget]]) -> tuple[list[BulkOutcome], int]:
         """One `$batch` of independent upserts: each lead succeeds or fails on its own. An update
@@ -184,8 +203,9 @@ class BulkWriter:
             if isinstance(result.error, D365RecordChangedError) and target.lead_id:
                 try:
                     sent += 2
-                    etag = self._client.update_lead(target.lead_id, target.payload,
-                                                    etag=self._client.get_lead_etag(target.lead_id))
+                    etag = self._client.update_lead(
+                        target.lead_id, target.payload, etag=self._client.get_lead_etag(target.lead_id)
+                    )
                     outcomes.append(BulkOutcome(lead, lead_id=target.lead_id, etag=etag))
                 except D365Error as error:
                     outcomes.append(BulkOutcome(lead, error=error))

@@ -1,4 +1,5 @@
 """Builds the app's dependencies once per worker process, lazily, from the validated settings."""
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,12 @@ class Container:
 
     @property
     def store(self) -> LeadStore:
-        return self._get("store", lambda: LeadStore(connect=PostgresConnector.from_settings(self.settings).connect,
-                                                    pool_max=self.settings.database_pool_max))
+        return self._get(
+            "store",
+            lambda: LeadStore(
+                connect=PostgresConnector.from_settings(self.settings).connect, pool_max=self.settings.database_pool_max
+            ),
+        )
 
     @property
     def queues(self) -> LeadQueues:
@@ -57,8 +62,12 @@ class Container:
         """This process's view of Dataverse's throttling, shared with every instance through PostgreSQL
         (kept to this process with DATAVERSE_SHARED_BACKOFF=false)."""
         publish = self._publish_throttle if self.settings.dataverse_shared_backoff else None
-        return self._get("throttle", lambda: ThrottleGate(
-            inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds, publish=publish))
+        return self._get(
+            "throttle",
+            lambda: ThrottleGate(
+                inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds, publish=publish
+            ),
+        )
 
     def _publish_throttle(self, until_epoch: float) -> None:
         try:
@@ -69,35 +78,50 @@ class Container:
     @property
     def dataverse(self) -> DataverseClient:
         config = self.settings.dataverse
-        return self._get("dataverse", lambda: DataverseClient(
-            config.url,
-            build_token_provider(config),
-            api_version=config.api_version,
-            timeout=config.timeout_seconds,
-            inline_retry_after=config.inline_retry_after_seconds,
-            throttle=self.throttle,
-        ))
+        return self._get(
+            "dataverse",
+            lambda: DataverseClient(
+                config.url,
+                build_token_provider(config),
+                api_version=config.api_version,
+                timeout=config.timeout_seconds,
+                inline_retry_after=config.inline_retry_after_seconds,
+                throttle=self.throttle,
+            ),
+        )
 
     def _bulk_writer(self) -> BulkWriter | None:
         config = self.settings.dataverse
         if config.bulk_size < 2:
             return None
         client = self.dataverse
-        return BulkWriter(client, alternate_key=config.alternate_key, match_columns=config.match_columns,
-                          policy=BulkPolicy(config.bulk_size, dop_hint=lambda: client.dop_hint))
+        return BulkWriter(
+            client,
+            alternate_key=config.alternate_key,
+            match_columns=config.match_columns,
+            policy=BulkPolicy(config.bulk_size, dop_hint=lambda: client.dop_hint),
+        )
 
     @property
     def pusher(self) -> LeadPusher:
         config = self.settings.dataverse
-        return self._get("pusher", lambda: LeadPusher(
-            store=self.store,
-            writer=LeadWriter(self.dataverse, alternate_key=config.alternate_key, match_columns=config.match_columns),
-            schema=SchemaCache(self.dataverse.read_lead_schema, ttl_seconds=config.metadata_ttl_seconds,
-                               failure_ttl_seconds=config.metadata_failure_ttl_seconds),
-            choice_overrides=self.choice_overrides,
-            max_dequeue_count=self.settings.queue_runtime.max_dequeue_count,
-            lease_seconds=self.settings.lead_lease_seconds,
-            inline_wait_seconds=config.inline_retry_after_seconds,
-            throttle=self.throttle if self.settings.dataverse_shared_backoff else None,
-            bulk=self._bulk_writer(),
-        ))
+        return self._get(
+            "pusher",
+            lambda: LeadPusher(
+                store=self.store,
+                writer=LeadWriter(
+                    self.dataverse, alternate_key=config.alternate_key, match_columns=config.match_columns
+                ),
+                schema=SchemaCache(
+                    self.dataverse.read_lead_schema,
+                    ttl_seconds=config.metadata_ttl_seconds,
+                    failure_ttl_seconds=config.metadata_failure_ttl_seconds,
+                ),
+                choice_overrides=self.choice_overrides,
+                max_dequeue_count=self.settings.queue_runtime.max_dequeue_count,
+                lease_seconds=self.settings.lead_lease_seconds,
+                inline_wait_seconds=config.inline_retry_after_seconds,
+                throttle=self.throttle if self.settings.dataverse_shared_backoff else None,
+                bulk=self._bulk_writer(),
+            ),
+        )

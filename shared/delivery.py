@@ -6,6 +6,7 @@ acknowledged. Transient: recorded, the next delivery pushed back (exponential, j
 `RetryLater` raised so the runtime delivers it again, and moves it to the poison queue after
 host.json's maxDequeueCount. Nothing else leaves `handle_delivery`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,9 +71,16 @@ def handle_delivery(
         except Exception as exc:  # noqa: BLE001 - the claim itself failed: PostgreSQL, mostly
             failure = classify(exc)
             result = PushResult(Action.RETRY, "error", failure.reason)
-            logger.warning("d365_push_error company_id=%s: %s", ref.company_id, failure.reason,
-                           extra={"company_id": ref.company_id, "correlation_id": ref.correlation_id,
-                                  "dequeue_count": delivery.dequeue_count})
+            logger.warning(
+                "d365_push_error company_id=%s: %s",
+                ref.company_id,
+                failure.reason,
+                extra={
+                    "company_id": ref.company_id,
+                    "correlation_id": ref.correlation_id,
+                    "dequeue_count": delivery.dequeue_count,
+                },
+            )
 
         for other in result.batch_poison:
             queues.send_to_poison(other)
@@ -86,18 +94,28 @@ def handle_delivery(
     if result.action is Action.RETRY:
         if delivery.dequeue_count < max_dequeue_count and delivery.message_id and delivery.pop_receipt:
             # Not on the last delivery: the runtime's own move to the poison queue needs its pop receipt.
-            queues.delay_redelivery(delivery.message_id, delivery.pop_receipt,
-                                    backoff_seconds(delivery.dequeue_count, base=backoff_base_seconds))
+            queues.delay_redelivery(
+                delivery.message_id,
+                delivery.pop_receipt,
+                backoff_seconds(delivery.dequeue_count, base=backoff_base_seconds),
+            )
         raise RetryLater(result.reason, outcome=result.outcome)
     return result
 
 
-def _reject(delivery: Delivery, wire_text: str, exc: MalformedMessage, *, queues: LeadQueues,
-            store: LeadStore) -> PushResult:
-    logger.error("d365_push_failed message_id=%s company_id=%s: malformed message: %s", delivery.message_id,
-                 exc.company_id, exc.reason, extra={"message_id": delivery.message_id, "company_id": exc.company_id})
+def _reject(
+    delivery: Delivery, wire_text: str, exc: MalformedMessage, *, queues: LeadQueues, store: LeadStore
+) -> PushResult:
+    logger.error(
+        "d365_push_failed message_id=%s company_id=%s: malformed message: %s",
+        delivery.message_id,
+        exc.company_id,
+        exc.reason,
+        extra={"message_id": delivery.message_id, "company_id": exc.company_id},
+    )
     if exc.company_id is not None:
-        store.record_rejected_message(exc.company_id, f"malformed message: {exc.reason}",
-                                      dequeue_count=delivery.dequeue_count)
+        store.record_rejected_message(
+            exc.company_id, f"malformed message: {exc.reason}", dequeue_count=delivery.dequeue_count
+        )
     queues.send_to_poison(wire_text)
     return PushResult(Action.POISON, "failed", exc.reason)

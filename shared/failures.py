@@ -5,6 +5,7 @@ Every exception a push can meet comes through `classify`: Dataverse's (token, me
 the store's, the mapping's, and anything unforeseen, which counts as transient so that it is
 retried, and ends failed, not lost, once the deliveries run out.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -20,8 +21,8 @@ _MAX_REASON = 2000
 class Failure:
     transient: bool
     reason: str
-    retry_after: float | None = None      # a 429: how long Dataverse asked us to wait
-    stale_schema: bool = False            # Dataverse refused a column our metadata says exists
+    retry_after: float | None = None  # a 429: how long Dataverse asked us to wait
+    stale_schema: bool = False  # Dataverse refused a column our metadata says exists
     http_status: int | None = None
     error_code: str | None = None
     service_request_id: str | None = None
@@ -47,8 +48,13 @@ def classify(exc: BaseException) -> Failure:
 def _dataverse(exc: D365Error) -> Failure:
     status = f"HTTP {exc.status}" if exc.status else "no HTTP response"
     code = f" {exc.code}" if exc.code and exc.code != "0x0" else ""
-    failure = Failure(exc.transient, _reason(f"Dataverse {status}{code}: {exc.message}"), http_status=exc.status,
-                      error_code=exc.code or None, service_request_id=exc.request_id)
+    failure = Failure(
+        exc.transient,
+        _reason(f"Dataverse {status}{code}: {exc.message}"),
+        http_status=exc.status,
+        error_code=exc.code or None,
+        service_request_id=exc.request_id,
+    )
     if isinstance(exc, D365RateLimitError):
         return replace(failure, transient=True, retry_after=exc.retry_after)
     if is_unknown_column(exc):

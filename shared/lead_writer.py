@@ -9,6 +9,7 @@ company (see `adoptable`); (4) a create with an id derived from the company id, 
 `If-None-Match: *`, so a create whose answer was lost is found, not repeated. Never a bare `POST`.
 A stored id that answers 404 goes through (2) to (4).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,15 @@ class LeadWriter:
         self._alternate_key = alternate_key
         self._match_columns = tuple(match_columns)
 
-    def write(self, company_id: int, payload: Mapping[str, Any], *, known_id: str | None, etag: str | None,
-              reserve: Callable[[str], bool]) -> WriteResult:
+    def write(
+        self,
+        company_id: int,
+        payload: Mapping[str, Any],
+        *,
+        known_id: str | None,
+        etag: str | None,
+        reserve: Callable[[str], bool],
+    ) -> WriteResult:
         """Upsert the company's lead. `reserve(lead_id)` records a found record as the company's
         before it is adopted, and answers False when another company holds it.
         Raises d365.errors.D365Error subclasses for the caller to classify."""
@@ -65,8 +73,12 @@ class LeadWriter:
                 new_etag = self._update_known(known_id, payload, etag, counter)
                 return WriteResult(known_id, new_etag, created=False, requests=counter.n)
             except D365NotFoundError:
-                logger.warning("d365_lead_missing company_id=%s d365_lead_id=%s: matching it again", company_id,
-                               known_id, extra={"company_id": company_id, "d365_lead_id": known_id})
+                logger.warning(
+                    "d365_lead_missing company_id=%s d365_lead_id=%s: matching it again",
+                    company_id,
+                    known_id,
+                    extra={"company_id": company_id, "d365_lead_id": known_id},
+                )
 
         key_value = payload.get(self._alternate_key) if self._alternate_key else None
         if self._alternate_key and key_value is not None:
@@ -96,8 +108,9 @@ class LeadWriter:
             current = self._client.get_lead_etag(lead_id)
             return self._client.update_lead(lead_id, payload, etag=current)
 
-    def _find(self, company_id: int, payload: Mapping[str, Any], counter: _Counter,
-              reserve: Callable[[str], bool]) -> str | None:
+    def _find(
+        self, company_id: int, payload: Mapping[str, Any], counter: _Counter, reserve: Callable[[str], bool]
+    ) -> str | None:
         matches = [(column, payload[column]) for column in self._match_columns if payload.get(column)]
         if not matches:
             return None
@@ -116,8 +129,12 @@ class LeadWriter:
         try:
             counter.n += 1
             new_etag = self._client.create_lead(lead_id, payload)
-            logger.info("d365_lead_created company_id=%s d365_lead_id=%s", company_id, lead_id,
-                        extra={"company_id": company_id, "d365_lead_id": lead_id})
+            logger.info(
+                "d365_lead_created company_id=%s d365_lead_id=%s",
+                company_id,
+                lead_id,
+                extra={"company_id": company_id, "d365_lead_id": lead_id},
+            )
             return WriteResult(lead_id, new_etag, created=True, requests=counter.n)
         except D365DuplicateError as duplicate:
             # Our own earlier create whose answer was lost; or a unique key held by another record,
@@ -135,16 +152,16 @@ class _Counter:
         self.n = 0
 
 
-def rank_matches(found: Sequence[Mapping[str, Any]], matches: Sequence[tuple[str, Any]],
-            own_id: str) -> list[Mapping[str, Any]]:
+def rank_matches(
+    found: Sequence[Mapping[str, Any]], matches: Sequence[tuple[str, Any]], own_id: str
+) -> list[Mapping[str, Any]]:
     """Our own record first; then the records that really match, by the first configured column
     they match on, in the lookup's (stable) order. A record that matches no column is dropped."""
     own = [r for r in found if str(r.get("leadid")) == own_id]
     ranked = list(own)
     for column, value in matches:
         wanted = str(value).casefold()
-        ranked += [r for r in found
-                   if r not in ranked and str(r.get(column) or "").casefold() == wanted]
+        ranked += [r for r in found if r not in ranked and str(r.get(column) or "").casefold() == wanted]
     return ranked
 
 

@@ -12,6 +12,7 @@ still read: its lead is recorded as if it came through the webhook.
 The trigger reads the raw text (host.json `messageEncoding: none`) and decodes it here, so a message
 someone else put on the queue reaches our code and goes to the poison queue at once, with its reason.
 """
+
 from __future__ import annotations
 
 import base64
@@ -82,8 +83,12 @@ class LeadRef:
             version = _parse_time(data["version"])
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad version in message: {exc}", company_id=company_id) from exc
-        return cls(company_id=company_id, version=version, correlation_id=str(data.get("correlation_id") or ""),
-                   traceparent=traceparent if isinstance(traceparent, str) else None)
+        return cls(
+            company_id=company_id,
+            version=version,
+            correlation_id=str(data.get("correlation_id") or ""),
+            traceparent=traceparent if isinstance(traceparent, str) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -104,8 +109,13 @@ class LeadMessage:
         return _parse_time(updated_at) if updated_at else self.received_at
 
     def ref(self) -> LeadRef:
-        return LeadRef(company_id=self.company_id, version=self.version, correlation_id=self.correlation_id,
-                       traceparent=self.traceparent, accepted=self)
+        return LeadRef(
+            company_id=self.company_id,
+            version=self.version,
+            correlation_id=self.correlation_id,
+            traceparent=self.traceparent,
+            accepted=self,
+        )
 
     def to_json(self) -> str:
         """The stored form, kept in PostgreSQL as the lead's newest version."""

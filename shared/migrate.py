@@ -5,6 +5,7 @@ request a worker serves: many instances starting at once would otherwise all try
 `DATABASE_URL` (and `DATABASE_AUTH=managed_identity` where the app's identity signs in); libpq's
 own `PGPASSWORD` works too, e.g. with a signed-in administrator's Entra token.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ def migrate(url: str, *, password: EntraPassword | None = None) -> list[str]:
 def main() -> int:
     url = os.environ.get("DATABASE_URL")
     if not url:
-        print("migrate: DATABASE_URL is missing: PostgreSQL URL, e.g. postgresql://user@host:5432/leadpush",
-              file=sys.stderr)
+        print(
+            "migrate: DATABASE_URL is missing: PostgreSQL URL, e.g. postgresql://user@host:5432/leadpush",
+            file=sys.stderr,
+        )
         return 2
     password = None
     if os.environ.get("DATABASE_AUTH", "password") == "managed_identity":

@@ -7,6 +7,7 @@ written, an unchanged payload costs no request, and every write is conditional. 
 classified and recorded here; `push` raises only `StoreUnavailable` when PostgreSQL cannot even
 claim the lead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,10 +42,10 @@ def push_deadline_seconds(lease_seconds: float) -> float:
 
 
 class Action(StrEnum):
-    DONE = "done"          # acknowledge the message
-    POISON = "poison"      # can never succeed: to the poison queue, then acknowledge
-    DEFER = "defer"        # throttled or leased: re-enqueue after `delay_seconds`, then acknowledge
-    RETRY = "retry"        # transient: let the runtime deliver it again
+    DONE = "done"  # acknowledge the message
+    POISON = "poison"  # can never succeed: to the poison queue, then acknowledge
+    DEFER = "defer"  # throttled or leased: re-enqueue after `delay_seconds`, then acknowledge
+    RETRY = "retry"  # transient: let the runtime deliver it again
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,11 @@ class LeadPusher:
         if isinstance(ref, LeadMessage):
             ref = ref.ref()
         started = self._clock()
-        context: dict[str, Any] = {"company_id": ref.company_id, "correlation_id": ref.correlation_id,
-                                   "dequeue_count": dequeue_count}
+        context: dict[str, Any] = {
+            "company_id": ref.company_id,
+            "correlation_id": ref.correlation_id,
+            "dequeue_count": dequeue_count,
+        }
         if ref.accepted is not None:
             self._store.record_queued([ref.accepted])
         claim = self._store.claim(ref.company_id, lease_seconds=self._lease_seconds)
@@ -108,8 +112,12 @@ class LeadPusher:
             return PushResult(Action.POISON, "failed", reason)
         if claim.status is ClaimStatus.LEASED:
             delay = max(claim.leased_for_seconds, 1.0) * self._rng.uniform(1.0, 1.2)
-            logger.info("d365_push_leased company_id=%s: another worker holds the lead; again in %.0f s",
-                        ref.company_id, delay, extra=context)
+            logger.info(
+                "d365_push_leased company_id=%s: another worker holds the lead; again in %.0f s",
+                ref.company_id,
+                delay,
+                extra=context,
+            )
             return PushResult(Action.DEFER, "leased", delay_seconds=delay)
         assert claim.token is not None and claim.state is not None
         attempt = _AttemptFactory(started, self._clock, ref.correlation_id, dequeue_count)
@@ -118,24 +126,39 @@ class LeadPusher:
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded, none escapes
             return self._failed(ref, claim.token, claim.state, classify(exc), attempt, dequeue_count, context, exc)
 
-    def _push_claimed(self, ref: LeadRef, token: str, state: LeadState, throttled_for: float,
-                      attempt: _AttemptFactory, context: dict[str, Any]) -> PushResult:
+    def _push_claimed(
+        self,
+        ref: LeadRef,
+        token: str,
+        state: LeadState,
+        throttled_for: float,
+        attempt: _AttemptFactory,
+        context: dict[str, Any],
+    ) -> PushResult:
         company_id, version = ref.company_id, state.queued_version
         if state.failed_version is not None and state.failed_version >= version:
             self._store.release(company_id, token, attempt("skipped", d365_lead_id=state.d365_lead_id))
-            logger.info("d365_push_skipped company_id=%s: the newest version failed finally; replay it to retry",
-                        company_id, extra=context)
+            logger.info(
+                "d365_push_skipped company_id=%s: the newest version failed finally; replay it to retry",
+                company_id,
+                extra=context,
+            )
             return PushResult(Action.DONE, "skipped", d365_lead_id=state.d365_lead_id)
         if state.synced_version is not None and state.synced_version >= version:
             outcome = "skipped" if ref.version < state.synced_version else "unchanged"
             self._store.release(company_id, token, attempt(outcome, d365_lead_id=state.d365_lead_id))
-            logger.info("d365_push_%s company_id=%s: the newest version is already synced", outcome, company_id,
-                        extra=context)
+            logger.info(
+                "d365_push_%s company_id=%s: the newest version is already synced", outcome, company_id, extra=context
+            )
             return PushResult(Action.DONE, outcome, d365_lead_id=state.d365_lead_id)
         if throttled_for > self._inline_wait:
             self._store.release(company_id, token, attempt("deferred"))
-            logger.info("d365_push_deferred company_id=%s: Dataverse is throttling every worker for %.0f s",
-                        company_id, throttled_for, extra={**context, "retry_after": throttled_for})
+            logger.info(
+                "d365_push_deferred company_id=%s: Dataverse is throttling every worker for %.0f s",
+                company_id,
+                throttled_for,
+                extra={**context, "retry_after": throttled_for},
+            )
             return PushResult(Action.DEFER, "deferred", delay_seconds=throttled_for)
 
         with deadline(push_deadline_seconds(self._lease_seconds)):
@@ -143,38 +166,75 @@ class LeadPusher:
             fingerprint = payload_fingerprint(mapped.payload)
             warnings = [f"{w.column}: {w.reason}" for w in mapped.warnings]
             if state.d365_lead_id and fingerprint == state.synced_fingerprint:
-                self._finish_synced(company_id, token, attempt("unchanged", d365_lead_id=state.d365_lead_id),
-                                    version, state.d365_etag, fingerprint, warnings)
+                self._finish_synced(
+                    company_id,
+                    token,
+                    attempt("unchanged", d365_lead_id=state.d365_lead_id),
+                    version,
+                    state.d365_etag,
+                    fingerprint,
+                    warnings,
+                )
                 logger.info("d365_push_unchanged company_id=%s", company_id, extra=context)
                 return PushResult(Action.DONE, "unchanged", d365_lead_id=state.d365_lead_id)
 
             if self._bulk is not None and self._bulk.policy.size() > 1:
-                others = self._store.claim_due(company_id, token, limit=self._bulk.policy.size() - 1,
-                                               lease_seconds=self._lease_seconds)
+                others = self._store.claim_due(
+                    company_id, token, limit=self._bulk.policy.size() - 1, lease_seconds=self._lease_seconds
+                )
                 if others:
                     own = _Item(state, mapped.payload, fingerprint, warnings)
                     return self._push_batch(ref, token, own, others, attempt, context)
 
             written = self._writer.write(
-                company_id, mapped.payload, known_id=state.d365_lead_id, etag=state.d365_etag,
-                reserve=lambda lead_id: self._store.reserve_lead_id(company_id, token, lead_id))
+                company_id,
+                mapped.payload,
+                known_id=state.d365_lead_id,
+                etag=state.d365_etag,
+                reserve=lambda lead_id: self._store.reserve_lead_id(company_id, token, lead_id),
+            )
 
         outcome = "created" if written.created else "updated"
-        self._finish_synced(ref.company_id, token, attempt(outcome, d365_lead_id=written.lead_id,
-                                                           dataverse_requests=written.requests),
-                            version, written.etag, fingerprint, warnings)
+        self._finish_synced(
+            ref.company_id,
+            token,
+            attempt(outcome, d365_lead_id=written.lead_id, dataverse_requests=written.requests),
+            version,
+            written.etag,
+            fingerprint,
+            warnings,
+        )
         return self._success(ref.company_id, written.lead_id, outcome, attempt, context)
 
-    def _success(self, company_id: int, lead_id: str, outcome: str, attempt: _AttemptFactory,
-                 context: dict[str, Any], **batch: Any) -> PushResult:
+    def _success(
+        self,
+        company_id: int,
+        lead_id: str,
+        outcome: str,
+        attempt: _AttemptFactory,
+        context: dict[str, Any],
+        **batch: Any,
+    ) -> PushResult:
         duration_ms = attempt.elapsed_ms()
-        logger.info("d365_push_success company_id=%s d365_lead_id=%s outcome=%s duration_ms=%.1f",
-                    company_id, lead_id, outcome, duration_ms,
-                    extra={**context, "d365_lead_id": lead_id, "duration_ms": duration_ms, "outcome": outcome})
+        logger.info(
+            "d365_push_success company_id=%s d365_lead_id=%s outcome=%s duration_ms=%.1f",
+            company_id,
+            lead_id,
+            outcome,
+            duration_ms,
+            extra={**context, "d365_lead_id": lead_id, "duration_ms": duration_ms, "outcome": outcome},
+        )
         return PushResult(Action.DONE, outcome, d365_lead_id=lead_id, **batch)
 
-    def _push_batch(self, ref: LeadRef, token: str, own: _Item, others: list[LeadState],
-                    attempt: _AttemptFactory, context: dict[str, Any]) -> PushResult:
+    def _push_batch(
+        self,
+        ref: LeadRef,
+        token: str,
+        own: _Item,
+        others: list[LeadState],
+        attempt: _AttemptFactory,
+        context: dict[str, Any],
+    ) -> PushResult:
         """The own lead and other due leads in one bulk write. Each other lead's outcome is recorded
         here; their own queue messages later find nothing left to do."""
         assert self._bulk is not None
@@ -190,25 +250,41 @@ class LeadPusher:
                 continue
             fingerprint = payload_fingerprint(mapped.payload)
             if state.d365_lead_id and fingerprint == state.synced_fingerprint:
-                self._finish_synced(company_id, token, self._other_attempt(state, "unchanged"), state.queued_version,
-                                    state.d365_etag, fingerprint, [])
+                self._finish_synced(
+                    company_id,
+                    token,
+                    self._other_attempt(state, "unchanged"),
+                    state.queued_version,
+                    state.d365_etag,
+                    fingerprint,
+                    [],
+                )
                 outcomes.append("unchanged")
                 continue
-            items[company_id] = _Item(state, mapped.payload, fingerprint,
-                                      [f"{w.column}: {w.reason}" for w in mapped.warnings])
-        leads = [BulkLead(company_id, item.payload, item.state.d365_lead_id, item.state.d365_etag)
-                 for company_id, item in items.items()]
+            items[company_id] = _Item(
+                state, mapped.payload, fingerprint, [f"{w.column}: {w.reason}" for w in mapped.warnings]
+            )
+        leads = [
+            BulkLead(company_id, item.payload, item.state.d365_lead_id, item.state.d365_etag)
+            for company_id, item in items.items()
+        ]
         try:
             written, requests = self._bulk.write(
-                leads, reserve=lambda company_id, lead_id: self._store.reserve_lead_id(company_id, token, lead_id))
+                leads, reserve=lambda company_id, lead_id: self._store.reserve_lead_id(company_id, token, lead_id)
+            )
         except Exception as exc:
             failure = classify(exc)
             for company_id, item in items.items():
                 if company_id != ref.company_id:
                     self._record_other_failure(item.state, token, failure, outcomes, poison)
             raise
-        logger.info("d365_bulk_written company_id=%s leads=%s requests=%s", ref.company_id, len(leads), requests,
-                    extra={**context, "lead_count": len(leads), "dataverse_requests": requests})
+        logger.info(
+            "d365_bulk_written company_id=%s leads=%s requests=%s",
+            ref.company_id,
+            len(leads),
+            requests,
+            extra={**context, "lead_count": len(leads), "dataverse_requests": requests},
+        )
 
         result: PushResult | None = None
         for written_lead in written:
@@ -216,22 +292,42 @@ class LeadPusher:
             item = items[company_id]
             if company_id == ref.company_id:
                 if written_lead.error is not None:
-                    result = self._failed(ref, token, item.state, classify(written_lead.error), attempt,
-                                          context["dequeue_count"], context, written_lead.error)
+                    result = self._failed(
+                        ref,
+                        token,
+                        item.state,
+                        classify(written_lead.error),
+                        attempt,
+                        context["dequeue_count"],
+                        context,
+                        written_lead.error,
+                    )
                 else:
                     assert written_lead.lead_id is not None
                     outcome = "created" if written_lead.created else "updated"
-                    self._finish_synced(company_id, token, attempt(outcome, d365_lead_id=written_lead.lead_id,
-                                                                   dataverse_requests=requests),
-                                        item.state.queued_version, written_lead.etag, item.fingerprint, item.warnings)
+                    self._finish_synced(
+                        company_id,
+                        token,
+                        attempt(outcome, d365_lead_id=written_lead.lead_id, dataverse_requests=requests),
+                        item.state.queued_version,
+                        written_lead.etag,
+                        item.fingerprint,
+                        item.warnings,
+                    )
                     result = self._success(company_id, written_lead.lead_id, outcome, attempt, context)
             elif written_lead.error is not None:
                 self._record_other_failure(item.state, token, classify(written_lead.error), outcomes, poison)
             else:
                 outcome = "created" if written_lead.created else "updated"
-                self._finish_synced(company_id, token,
-                                    self._other_attempt(item.state, outcome, d365_lead_id=written_lead.lead_id),
-                                    item.state.queued_version, written_lead.etag, item.fingerprint, item.warnings)
+                self._finish_synced(
+                    company_id,
+                    token,
+                    self._other_attempt(item.state, outcome, d365_lead_id=written_lead.lead_id),
+                    item.state.queued_version,
+                    written_lead.etag,
+                    item.fingerprint,
+                    item.warnings,
+                )
                 outcomes.append(outcome)
         assert result is not None
         return replace(result, batch_outcomes=tuple(outcomes), batch_poison=tuple(poison))
@@ -239,42 +335,75 @@ class LeadPusher:
     def _other_attempt(self, state: LeadState, outcome: str, **fields: Any) -> Attempt:
         return Attempt(outcome=outcome, duration_ms=0.0, correlation_id=state.lead.correlation_id, **fields)
 
-    def _record_other_failure(self, state: LeadState, token: str, failure: Failure, outcomes: list[str],
-                              poison: list[str]) -> None:
+    def _record_other_failure(
+        self, state: LeadState, token: str, failure: Failure, outcomes: list[str], poison: list[str]
+    ) -> None:
         """A lead written in another lead's batch failed: recorded as its own delivery would record
         it, except that a transient failure is never final here (its own message decides that)."""
         company_id = state.lead.company_id
-        details = {"http_status": failure.http_status, "error_code": failure.error_code, "error": failure.reason,
-                   "service_request_id": failure.service_request_id}
+        details = {
+            "http_status": failure.http_status,
+            "error_code": failure.error_code,
+            "error": failure.reason,
+            "service_request_id": failure.service_request_id,
+        }
         if failure.retry_after is not None:
             self._store.release(company_id, token, self._other_attempt(state, "deferred", **details))
             outcomes.append("deferred")
             return
         outcome = "error" if failure.transient else "failed"
-        self._store.finish_failure(company_id, token, self._other_attempt(state, outcome,
-                                                                        failure_class=failure.failure_class,
-                                                                        **details),
-                                   version=state.queued_version, final=not failure.transient)
+        self._store.finish_failure(
+            company_id,
+            token,
+            self._other_attempt(state, outcome, failure_class=failure.failure_class, **details),
+            version=state.queued_version,
+            final=not failure.transient,
+        )
         outcomes.append(outcome)
         (logger.warning if failure.transient else logger.error)(
             "%s company_id=%s status=%s code=%s request_id=%s: %s",
-            "d365_push_error" if failure.transient else "d365_push_failed", company_id, failure.http_status,
-            failure.error_code, failure.service_request_id, failure.reason,
-            extra={"company_id": company_id, "correlation_id": state.lead.correlation_id, "outcome": outcome,
-                   "http_status": failure.http_status, "error_code": failure.error_code,
-                   "service_request_id": failure.service_request_id})
+            "d365_push_error" if failure.transient else "d365_push_failed",
+            company_id,
+            failure.http_status,
+            failure.error_code,
+            failure.service_request_id,
+            failure.reason,
+            extra={
+                "company_id": company_id,
+                "correlation_id": state.lead.correlation_id,
+                "outcome": outcome,
+                "http_status": failure.http_status,
+                "error_code": failure.error_code,
+                "service_request_id": failure.service_request_id,
+            },
+        )
         if not failure.transient:
-            poison.append(LeadRef(company_id=company_id, version=state.queued_version,
-                                  correlation_id=state.lead.correlation_id).to_wire())
+            poison.append(
+                LeadRef(
+                    company_id=company_id, version=state.queued_version, correlation_id=state.lead.correlation_id
+                ).to_wire()
+            )
 
-    def _finish_synced(self, company_id: int, token: str, attempt: Attempt, version: datetime, etag: str | None,
-                       fingerprint: str, warnings: list[str]) -> None:
-        if not self._store.finish_synced(company_id, token, attempt, version=version, etag=etag,
-                                         fingerprint=fingerprint, warnings=warnings):
+    def _finish_synced(
+        self,
+        company_id: int,
+        token: str,
+        attempt: Attempt,
+        version: datetime,
+        etag: str | None,
+        fingerprint: str,
+        warnings: list[str],
+    ) -> None:
+        if not self._store.finish_synced(
+            company_id, token, attempt, version=version, etag=etag, fingerprint=fingerprint, warnings=warnings
+        ):
             # The write was sent within the lease; the lead's next holder re-decides from the store
             # (and meets a 412 if our write changed the record's version).
-            logger.warning("lease_lost company_id=%s: the lead's lease ended before its outcome was recorded",
-                           company_id, extra={"company_id": company_id})
+            logger.warning(
+                "lease_lost company_id=%s: the lead's lease ended before its outcome was recorded",
+                company_id,
+                extra={"company_id": company_id},
+            )
 
     def _map(self, lead: LeadMessage, context: dict[str, Any]) -> MappedLead:
         mapped = map_lead(lead.lead, self._schema.get(), choice_overrides=self._overrides)
@@ -282,39 +411,78 @@ class LeadPusher:
             new = [c for c in mapped.missing_columns if c not in self._reported_missing]
             self._reported_missing.update(new)
         for column in new:
-            logger.warning("d365_column_missing column=%s: the org has no such column; it is not sent", column,
-                           extra={"column": column})
+            logger.warning(
+                "d365_column_missing column=%s: the org has no such column; it is not sent",
+                column,
+                extra={"column": column},
+            )
         for warning in mapped.warnings:
-            logger.warning("d365_mapping_warning company_id=%s column=%s: %s", lead.company_id, warning.column,
-                           warning.reason, extra={**context, "column": warning.column})
+            logger.warning(
+                "d365_mapping_warning company_id=%s column=%s: %s",
+                lead.company_id,
+                warning.column,
+                warning.reason,
+                extra={**context, "column": warning.column},
+            )
         return mapped
 
-    def _failed(self, ref: LeadRef, token: str, state: LeadState, failure: Failure, attempt: _AttemptFactory,
-                dequeue_count: int, context: dict[str, Any], exc: Exception) -> PushResult:
-        details = {"http_status": failure.http_status, "error_code": failure.error_code, "error": failure.reason,
-                   "service_request_id": failure.service_request_id}
-        log_extra = {**context, "http_status": failure.http_status, "error_code": failure.error_code,
-                     "service_request_id": failure.service_request_id}
+    def _failed(
+        self,
+        ref: LeadRef,
+        token: str,
+        state: LeadState,
+        failure: Failure,
+        attempt: _AttemptFactory,
+        dequeue_count: int,
+        context: dict[str, Any],
+        exc: Exception,
+    ) -> PushResult:
+        details = {
+            "http_status": failure.http_status,
+            "error_code": failure.error_code,
+            "error": failure.reason,
+            "service_request_id": failure.service_request_id,
+        }
+        log_extra = {
+            **context,
+            "http_status": failure.http_status,
+            "error_code": failure.error_code,
+            "service_request_id": failure.service_request_id,
+        }
         if failure.retry_after is not None:
             delay = failure.retry_after
             self._store.release(ref.company_id, token, attempt("deferred", **details))
-            logger.warning("d365_rate_limit company_id=%s retry_after=%s: re-enqueued", ref.company_id, delay,
-                           extra={**log_extra, "retry_after": delay})
+            logger.warning(
+                "d365_rate_limit company_id=%s retry_after=%s: re-enqueued",
+                ref.company_id,
+                delay,
+                extra={**log_extra, "retry_after": delay},
+            )
             return PushResult(Action.DEFER, "deferred", failure.reason, delay_seconds=delay)
         if failure.stale_schema:
             self._schema.invalidate()
 
         final = not failure.transient or dequeue_count >= self._max_dequeue_count
         outcome = "failed" if final else "error"
-        self._store.finish_failure(ref.company_id, token, attempt(outcome, failure_class=failure.failure_class,
-                                                                  **details),
-                                   version=state.queued_version, final=final)
+        self._store.finish_failure(
+            ref.company_id,
+            token,
+            attempt(outcome, failure_class=failure.failure_class, **details),
+            version=state.queued_version,
+            final=final,
+        )
         event = "d365_push_failed" if final else "d365_push_error"
         (logger.error if final else logger.warning)(
-            "%s company_id=%s status=%s code=%s request_id=%s: %s", event, ref.company_id, failure.http_status,
-            failure.error_code, failure.service_request_id, failure.reason,
+            "%s company_id=%s status=%s code=%s request_id=%s: %s",
+            event,
+            ref.company_id,
+            failure.http_status,
+            failure.error_code,
+            failure.service_request_id,
+            failure.reason,
             extra={**log_extra, "outcome": outcome},
-            exc_info=exc if failure.reason.startswith("unexpected") else None)
+            exc_info=exc if failure.reason.startswith("unexpected") else None,
+        )
         if not failure.transient:
             return PushResult(Action.POISON, "failed", failure.reason)
         return PushResult(Action.RETRY, outcome, failure.reason)
@@ -343,5 +511,10 @@ class _AttemptFactory:
         return (self._clock() - self._started) * 1000
 
     def __call__(self, outcome: str, **fields: Any) -> Attempt:
-        return Attempt(outcome=outcome, duration_ms=self.elapsed_ms(), correlation_id=self._correlation_id,
-                       dequeue_count=self._dequeue_count, **fields)
+        return Attempt(
+            outcome=outcome,
+            duration_ms=self.elapsed_ms(),
+            correlation_id=self._correlation_id,
+            dequeue_count=self._dequeue_count,
+            **fields,
+        )

@@ -6,6 +6,7 @@ identity's token (`azure-identity`) against the queue service URL.
 The adapter moves wire text as it is: messages are encoded by `shared.messages` (base64 JSON), and a
 message moved to the poison queue or replayed from it keeps its exact bytes, even one that is not ours.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -111,8 +112,11 @@ class LeadQueues:
         self.ensure()
         seen: set[str] = set()
         while True:
-            batch = list(self.poison.receive_messages(messages_per_page=32, visibility_timeout=visibility_seconds,
-                                                      max_messages=32))
+            batch = list(
+                self.poison.receive_messages(
+                    messages_per_page=32, visibility_timeout=visibility_seconds, max_messages=32
+                )
+            )
             fresh = [m for m in batch if m.id not in seen]
             if not fresh:
                 return

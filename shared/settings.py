@@ -3,6 +3,7 @@
 `Settings.from_env(os.environ)` collects every missing or malformed variable and raises one
 `SettingsError` that names all of them, so a misconfigured deployment says everything at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,7 +93,8 @@ class Settings:
             reader.problems.append(
                 f"LEAD_LEASE_SECONDS must be at least {MIN_LEAD_LEASE_SECONDS} and shorter than host.json's "
                 f"functionTimeout ({settings.queue_runtime.function_timeout_seconds:.0f} s), "
-                f"got {settings.lead_lease_seconds}")
+                f"got {settings.lead_lease_seconds}"
+            )
         if not settings.hunter_webhook_secret and not settings.hunter_allow_unsigned:
             reader.problems.append(
                 "HUNTER_WEBHOOK_SECRET is missing: the secret Hunter signs webhook bodies with "
@@ -112,11 +114,15 @@ def _check_database_url(url: str, auth: DatabaseAuth, problems: list[str]) -> No
         return
     if auth is DatabaseAuth.MANAGED_IDENTITY:
         if not params.get("user"):
-            problems.append("DATABASE_URL must name the user (the managed identity's database principal) "
-                            "when DATABASE_AUTH=managed_identity")
+            problems.append(
+                "DATABASE_URL must name the user (the managed identity's database principal) "
+                "when DATABASE_AUTH=managed_identity"
+            )
         if params.get("password"):
-            problems.append("DATABASE_URL must not hold a password when DATABASE_AUTH=managed_identity "
-                            "(the password is the identity's token)")
+            problems.append(
+                "DATABASE_URL must not hold a password when DATABASE_AUTH=managed_identity "
+                "(the password is the identity's token)"
+            )
 
 
 def _flag(reader: EnvReader, name: str, *, default: bool) -> bool:

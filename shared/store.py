@@ -7,6 +7,7 @@ PgBouncer in transaction mode. A lead is owned through a lease on its row (`clai
 state change after that is guarded by the lease's token. Driver errors that mean the database is
 unreachable become `StoreUnavailable`, a transient error.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,16 +63,16 @@ _AUDIT_ONLY = f"WITH changed AS (SELECT %(company_id)s::bigint AS company_id) {Q
 
 
 class ClaimStatus(StrEnum):
-    CLAIMED = "claimed"    # this worker holds the lead until its lease ends
-    LEASED = "leased"      # another worker holds it
-    UNKNOWN = "unknown"    # no such lead: nothing was ever accepted for this company
+    CLAIMED = "claimed"  # this worker holds the lead until its lease ends
+    LEASED = "leased"  # another worker holds it
+    UNKNOWN = "unknown"  # no such lead: nothing was ever accepted for this company
 
 
 @dataclass(frozen=True)
 class LeadState:
     """What the store knows of a lead when a worker claims it."""
 
-    lead: LeadMessage            # the newest version accepted
+    lead: LeadMessage  # the newest version accepted
     queued_version: datetime
     d365_lead_id: str | None
     d365_etag: str | None
@@ -86,8 +87,8 @@ class Claim:
     status: ClaimStatus
     token: str | None = None
     state: LeadState | None = None
-    leased_for_seconds: float = 0.0       # LEASED: how long the other worker's lease still runs
-    throttled_for_seconds: float = 0.0    # how long every worker is to leave Dataverse alone
+    leased_for_seconds: float = 0.0  # LEASED: how long the other worker's lease still runs
+    throttled_for_seconds: float = 0.0  # how long every worker is to leave Dataverse alone
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,13 @@ class _ConnectionPool:
 class LeadStore:
     """Sync state in PostgreSQL, shared by the worker threads of one process."""
 
-    def __init__(self, database_url: str | None = None, *, connect: Callable[[], Any] | None = None,
-                 pool_max: int = DEFAULT_POOL_MAX) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        connect: Callable[[], Any] | None = None,
+        pool_max: int = DEFAULT_POOL_MAX,
+    ) -> None:
         if connect is None:
             if database_url is None:
                 raise ValueError("LeadStore needs a database URL or a connection factory")
@@ -173,8 +179,14 @@ class LeadStore:
     def close(self) -> None:
         self._pool.close()
 
-    def _run(self, statement: str, params: dict[str, Any] | None = None, *, fetch: str | None = None,
-             rows: Sequence[dict[str, Any]] | None = None) -> Any:
+    def _run(
+        self,
+        statement: str,
+        params: dict[str, Any] | None = None,
+        *,
+        fetch: str | None = None,
+        rows: Sequence[dict[str, Any]] | None = None,
+    ) -> Any:
         """One statement, autocommit. A pooled connection that PostgreSQL or PgBouncer closed while
         idle fails on first use: the statement is then sent once more on a new connection (every
         statement here is idempotent or guarded, so a second run is harmless)."""
@@ -252,8 +264,7 @@ class LeadStore:
     def claim_delivery(self, delivery_id: str, pending: dict) -> dict | None:
         """Claim a webhook delivery id with a placeholder answer; None when this call claimed it,
         else what an earlier call with that id stored."""
-        if self._execute("claim_delivery", {"delivery_id": delivery_id, "response": json.dumps(pending)},
-                         fetch="one"):
+        if self._execute("claim_delivery", {"delivery_id": delivery_id, "response": json.dumps(pending)}, fetch="one"):
             return None
         row = self._execute("delivery_response", {"delivery_id": delivery_id}, fetch="one")
         return row["response"] if row else pending
@@ -266,8 +277,9 @@ class LeadStore:
     def claim(self, company_id: int, *, lease_seconds: float) -> Claim:
         """Lease the lead for one push, unless another worker holds it. Raises StoreUnavailable."""
         token = str(uuid.uuid4())
-        row = self._execute("claim", {"company_id": company_id, "token": token, "lease_seconds": lease_seconds},
-                            fetch="one")
+        row = self._execute(
+            "claim", {"company_id": company_id, "token": token, "lease_seconds": lease_seconds}, fetch="one"
+        )
         throttled_for = row["throttled_for"].total_seconds() if row["throttled_for"] is not None else 0.0
         if not row["known"]:
             return Claim(ClaimStatus.UNKNOWN, throttled_for_seconds=throttled_for)
@@ -280,35 +292,59 @@ class LeadStore:
         """Lease up to `limit` other leads waiting to be written, under `token`, for one bulk write."""
         if limit < 1:
             return []
-        rows = self._execute("claim_due", {"company_id": company_id, "token": token, "limit": limit,
-                                           "lease_seconds": lease_seconds}, fetch="all")
+        rows = self._execute(
+            "claim_due",
+            {"company_id": company_id, "token": token, "limit": limit, "lease_seconds": lease_seconds},
+            fetch="all",
+        )
         return [_lead_state(row) for row in rows]
 
-    def finish_synced(self, company_id: int, token: str, attempt: Attempt, *, version: datetime, etag: str | None,
-                      fingerprint: str, warnings: Sequence[str]) -> bool:
+    def finish_synced(
+        self,
+        company_id: int,
+        token: str,
+        attempt: Attempt,
+        *,
+        version: datetime,
+        etag: str | None,
+        fingerprint: str,
+        warnings: Sequence[str],
+    ) -> bool:
         """Record the claimed version as written and let go. False when the lease was lost."""
-        return self._audited("finish_synced", company_id, token, attempt, version=version, etag=etag,
-                             fingerprint=fingerprint, warnings=json.dumps(list(warnings)))
+        return self._audited(
+            "finish_synced",
+            company_id,
+            token,
+            attempt,
+            version=version,
+            etag=etag,
+            fingerprint=fingerprint,
+            warnings=json.dumps(list(warnings)),
+        )
 
     def release(self, company_id: int, token: str, attempt: Attempt) -> bool:
         """Let go without a write (skipped, unchanged elsewhere, deferred). False when the lease was lost."""
         return self._audited("release", company_id, token, attempt)
 
-    def finish_failure(self, company_id: int, token: str, attempt: Attempt, *, version: datetime,
-                       final: bool) -> bool:
+    def finish_failure(self, company_id: int, token: str, attempt: Attempt, *, version: datetime, final: bool) -> bool:
         """Record a failed attempt at the claimed version and let go. False when the lease was lost."""
-        return self._audited("finish_failure", company_id, token, attempt, version=version,
-                             status="failed" if final else "error")
+        return self._audited(
+            "finish_failure", company_id, token, attempt, version=version, status="failed" if final else "error"
+        )
 
     def _audited(self, change: str, company_id: int, token: str | None, attempt: Attempt, **params: Any) -> bool:
-        row = self._run(_AUDITED[change], {"company_id": company_id, "token": token, **params,
-                                           **_attempt_params(attempt)}, fetch="one")
+        row = self._run(
+            _AUDITED[change],
+            {"company_id": company_id, "token": token, **params, **_attempt_params(attempt)},
+            fetch="one",
+        )
         return row is not None
 
     def record_rejected_message(self, company_id: int, reason: str, *, dequeue_count: int | None) -> None:
         """A message for this lead that can never be processed: audited, and the lead marked failed."""
-        attempt = Attempt(outcome="failed", failure_class="permanent", error=reason, duration_ms=0.0,
-                          dequeue_count=dequeue_count)
+        attempt = Attempt(
+            outcome="failed", failure_class="permanent", error=reason, duration_ms=0.0, dequeue_count=dequeue_count
+        )
         self._execute("mark_rejected", {"company_id": company_id, "error": reason})
         self._run(_AUDIT_ONLY, {"company_id": company_id, **_attempt_params(attempt)})
 
@@ -320,8 +356,9 @@ class LeadStore:
         """Record `lead_id` as this company's Dataverse record before adopting it. False when another
         company holds it, or the lease was lost."""
         try:
-            row = self._execute("reserve_lead_id", {"company_id": company_id, "token": token,
-                                                    "d365_lead_id": lead_id}, fetch="one")
+            row = self._execute(
+                "reserve_lead_id", {"company_id": company_id, "token": token, "d365_lead_id": lead_id}, fetch="one"
+            )
         except psycopg2.errors.UniqueViolation:
             return False
         return row is not None
@@ -336,14 +373,20 @@ class LeadStore:
     def reset_for_replay(self, company_id: int) -> None:
         self._execute("reset_for_replay", {"company_id": company_id})
 
-    def claim_stuck(self, *, age_seconds: int, oldest_waiting: datetime | None = None,
-                    limit: int = 500) -> list[LeadRef]:
+    def claim_stuck(
+        self, *, age_seconds: int, oldest_waiting: datetime | None = None, limit: int = 500
+    ) -> list[LeadRef]:
         """Leads to send again: stale, unheld, and not possibly still waiting behind `oldest_waiting`
         (the insertion time of the oldest message in the queue)."""
-        rows = self._execute("claim_stuck", {"age_seconds": age_seconds, "oldest_waiting": oldest_waiting,
-                                             "limit": limit}, fetch="all")
-        return [LeadRef(company_id=row["company_id"], version=row["queued_version"],
-                        correlation_id=row["correlation_id"] or "") for row in rows]
+        rows = self._execute(
+            "claim_stuck", {"age_seconds": age_seconds, "oldest_waiting": oldest_waiting, "limit": limit}, fetch="all"
+        )
+        return [
+            LeadRef(
+                company_id=row["company_id"], version=row["queued_version"], correlation_id=row["correlation_id"] or ""
+            )
+            for row in rows
+        ]
 
     def count_by_status(self) -> dict[str, int]:
         """Status -> number of leads in it (statuses with none are absent). Raises StoreUnavailable."""
