@@ -227,6 +227,7 @@ class DataverseHarness:
     remove_column: Callable[[str], None]
     unknown_column_code: Callable[[str], None]  # the form of "no such column" in a body: 0x80048d19 or 0x0
     add_rule: Callable[..., None]               # (column, equals, status=, code=, message=): writes refused
+    set_bulk_support: Callable[[bool], None]    # whether the org has the bulk messages for lead
 
 
 def _fault_step(fault: Fault) -> dict:
@@ -251,7 +252,8 @@ def _fake_dataverse(alternate_key: str | None) -> DataverseHarness:
 
     return DataverseHarness(fake, "fake", sleeps, lambda values: fake.add_record(values),
                             lambda: [dict(r) for r in fake.records.values()], fail_next, fake.remove_column,
-                            unknown_column_code, fake.add_rule)
+                            unknown_column_code, fake.add_rule,
+                            lambda supported: setattr(fake, "bulk_supported", supported))
 
 
 def _real_dataverse(request: pytest.FixtureRequest, alternate_key: str | None) -> Iterator[DataverseHarness]:
@@ -277,7 +279,8 @@ def _real_dataverse(request: pytest.FixtureRequest, alternate_key: str | None) -
         yield DataverseHarness(client, "real", sleeps, add_record, emulator.leads, fail_next, remove_column,
                                lambda code: emulator.control("POST", "errors", json={"unknown_property": code}),
                                lambda column, equals, **refusal: emulator.control(
-                                   "POST", "rules", json={"column": column, "equals": equals, **refusal}))
+                                   "POST", "rules", json={"column": column, "equals": equals, **refusal}),
+                               emulator.set_bulk_support)
     finally:
         client.close()
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from d365 import deadline
-from d365.client import BACKOFF_BASE_SECONDS, BACKOFF_FACTOR, LEAD_METADATA, MAX_RATE_LIMIT_WAITS
+from d365.bulk import BatchItemResult, BulkTarget
+from d365.client import BACKOFF_BASE_SECONDS, BACKOFF_FACTOR, FIND_PAGE_SIZE, LEAD_METADATA, MAX_RATE_LIMIT_WAITS
 from d365.errors import (
     KEY_VIOLATION_CODE,
     D365ConnectionError,
@@ -45,6 +46,7 @@ from d365.errors import (
 from d365.metadata import LeadSchema, parse_lead_schema
 from d365.throttle import ThrottleGate
 from local.emulators.dataverse import metadata
+from local.emulators.dataverse.bulk import NOT_SUPPORTED, UNEXPECTED
 from local.emulators.dataverse.errors import (
     DUPLICATE_RECORD,
     KEY_NOT_DEFINED,
@@ -147,6 +149,9 @@ class FakeDataverse:
         self._rng = random.Random(seed)
         self._script: list[tuple[str | None, Fault]] = []
         self.rules: list[tuple[str, Any, ODataError]] = []
+        self.bulk_supported = True  # whether the org has CreateMultiple/UpdateMultiple for lead
+        self._bulk_support: bool | None = None  # what the client learnt (asked once, as the client does)
+        self._pending: list[Write] | None = None  # writes of an all-or-nothing request, told once it commits
         self.records: dict[str, dict[str, Any]] = {}
         self._version = FIRST_VERSION
         self.writes: list[Write] = []
@@ -264,6 +269,57 @@ class FakeDataverse:
             _METADATA_ANSWERS[key] = metadata.read(path, query, base=_BASE, schema=self.schema)
         return _METADATA_ANSWERS[key]  # read only: parse_lead_schema never changes it
 
+    # --- bulk (issue 12) ------------------------------------------------------------------------------
+
+    @property
+    def dop_hint(self) -> int | None:
+        return 4  # the emulator's x-ms-dop-hint
+
+    def bulk_support(self, *, refresh: bool = False) -> bool:
+        """Two sdkmessagefilters reads, once (the client remembers the answer unless `refresh`)."""
+        if self._bulk_support is None or refresh:
+            answers = [self._request("bulk_support", lambda: self.bulk_supported) for _ in range(2)]
+            self._bulk_support = all(answers)
+        return self._bulk_support
+
+    def upsert_multiple(self, targets: Sequence[BulkTarget]) -> None:
+        """All or nothing, as on a standard table: the first failing target fails the request, its
+        error naming it in `failed_indexes`."""
+        if not targets:
+            raise ValueError("UpsertMultiple needs at least one target")
+        if any(target.etag is not None for target in targets):
+            raise ValueError("UpsertMultiple cannot make a write conditional on an ETag; use a $batch")
+        self._request("upsert_multiple", lambda: self._all_or_nothing(targets))
+
+    def batch_write(self, targets: Sequence[BulkTarget]) -> list[BatchItemResult]:
+        """One `$batch` of independent upserts (continue on error): a result per target."""
+        if not 1 <= len(targets) <= 1000:
+            raise ValueError("a $batch holds 1 to 1000 requests")
+        return self._request("batch", lambda: [self._batch_item(target) for target in targets])
+
+    def find_leads_in(self, column: str, values: Sequence[str], *, select: Sequence[str] = (),
+                      page_size: int = FIND_PAGE_SIZE) -> list[dict]:
+        return self.find_leads_in_any({column: values}, select=select, page_size=page_size)
+
+    def find_leads_in_any(self, matches: Mapping[str, Sequence[str]], *, select: Sequence[str] = (),
+                          page_size: int = FIND_PAGE_SIZE) -> list[dict]:
+        """`Microsoft.Dynamics.CRM.In` on each column, ignoring case, oldest first, one request per page."""
+        wanted = {column: {_fold(v) for v in values} for column, values in matches.items() if values}
+        if not wanted:
+            return []
+        columns = list(dict.fromkeys([PRIMARY_KEY, *wanted, *select]))
+
+        def query() -> list[dict]:
+            self._check_columns(columns)
+            found = [r for r in self.records.values() if any(_fold(r.get(c)) in v for c, v in wanted.items())]
+            found.sort(key=lambda r: (r["createdon"], guid_order(r[PRIMARY_KEY])))
+            return [self._render(r, columns) for r in found]
+
+        found = self._request("find_leads_in", query)
+        for _ in range(1, max(1, -(-len(found) // page_size))):
+            self._request("find_leads_in", lambda: None)  # the next pages
+        return found
+
     def close(self) -> None:
         pass
 
@@ -300,6 +356,8 @@ class FakeDataverse:
                         result = apply()
                 except ODataError as exc:
                     error = self._answer_error(exc, None)
+                    if isinstance(exc, _TargetError):
+                        error.failed_indexes = (exc.index,)
                 else:
                     if fault is None:
                         return result
@@ -437,6 +495,52 @@ class FakeDataverse:
         self._commit(record, created=False)
         return record
 
+    def _all_or_nothing(self, targets: Sequence[BulkTarget]) -> None:
+        if not self.bulk_supported:
+            raise ODataError(400, NOT_SUPPORTED, "The 'UpsertMultiple' method does not support entities of type "
+                                                 "'lead'. MessageProcessorCache returned MessageProcessor.Empty.")
+        seen: dict[tuple, int] = {}
+        for index, target in enumerate(targets):
+            identity = ("id", target.lead_id) if not target.key else ("key", tuple(
+                sorted((c, _fold(v)) for c, v in target.key.items())))
+            if identity in seen:
+                raise _TargetError(index, ODataError(
+                    400, UNEXPECTED, f"Targets[{seen[identity]}] and Targets[{index}] refer to the same record; "
+                                     "UpsertMultiple needs each record once."))
+            seen[identity] = index
+        records, version, self._pending = dict(self.records), self._version, []
+        try:
+            for index, target in enumerate(targets):
+                try:
+                    self._write_target(target)
+                except ODataError as exc:
+                    raise _TargetError(index, exc) from None
+        except BaseException:
+            self.records, self._version = records, version
+            self._pending = None
+            raise
+        pending, self._pending = self._pending, None
+        for write in pending:
+            self._told(write)
+
+    def _write_target(self, target: BulkTarget, etag: str | None = None) -> tuple[dict, bool]:
+        if target.key:
+            return self._upsert_key(dict(target.key), target.body())
+        assert target.lead_id is not None
+        lead_id = str(uuid.UUID(target.lead_id))
+        return self._upsert_id(lead_id, target.body(), if_match=etag)
+
+    def _batch_item(self, target: BulkTarget) -> BatchItemResult:
+        try:
+            record, created = self._write_target(target, target.etag)
+        except ODataError as exc:
+            error = self._answer_error(exc, None)
+            if isinstance(error, D365PreconditionFailedError):
+                changed = target.etag is not None and error.code != KEY_VIOLATION_CODE
+                error = _as(D365RecordChangedError if changed else D365DuplicateError, error)
+            return BatchItemResult(target, error=error)
+        return BatchItemResult(target, lead_id=record[PRIMARY_KEY], etag=etag_of(record), created=created)
+
     def _commit(self, record: dict, *, created: bool) -> None:
         lead_id = record[PRIMARY_KEY]
         if self.alternate_key is not None and record.get(self.alternate_key) is not None:
@@ -452,9 +556,23 @@ class FakeDataverse:
         record["versionnumber"] = self._version
         self.records[lead_id] = record
         write = Write("create" if created else "update", lead_id, self.clock(), dict(record), created)
+        if self._pending is not None:
+            self._pending.append(write)
+        else:
+            self._told(write)
+
+    def _told(self, write: Write) -> None:
         self.writes.append(write)
         if self.on_write is not None:
             self.on_write(write)
+
+
+class _TargetError(ODataError):
+    """A bulk target failed: the whole request fails with its error, naming it."""
+
+    def __init__(self, index: int, error: ODataError) -> None:
+        super().__init__(error.status, error.code, error.message)
+        self.index = index
 
 
 def _fits(wait: float) -> bool:

@@ -6,6 +6,7 @@ Beyond the app's verbs it offers what the Functions runtime does with the lead q
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import uuid
@@ -128,10 +129,8 @@ class FakeLeadQueues:
     def delay_redelivery(self, message_id: str, pop_receipt: str, seconds: float) -> None:
         """Like the real one, never raises: a stale pop receipt or an unreachable queue is only
         logged there (the message then comes back after the runtime's own visibility timeout)."""
-        try:
+        with contextlib.suppress(QueueUnavailable):
             self._call("delay_redelivery", lambda: self.main.update(message_id, pop_receipt, int(seconds)))
-        except QueueUnavailable:
-            pass
 
     def drain_poison(self, *, visibility_seconds: int = 60) -> Iterator[ReceivedMessage]:
         seen: set[str] = set()
