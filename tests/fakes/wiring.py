@@ -10,6 +10,7 @@ from d365.config import DEFAULT_MATCH_COLUMNS
 from d365.metadata import LeadSchema
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
+from shared.bulk_writer import BulkPolicy, BulkWriter
 from shared.lead_writer import LeadWriter
 from shared.push import LeadPusher
 from tests.fakes.clock import FakeClock
@@ -30,12 +31,18 @@ def throttle_gate(store: FakeLeadStore, clock: FakeClock) -> ThrottleGate:
 def build_pusher(*, store: FakeLeadStore, dataverse: FakeDataverse, clock: FakeClock,
                  throttle: ThrottleGate | None = None, schema_loader: Callable[[], LeadSchema] | None = None,
                  alternate_key: str | None = None, match_columns: Sequence[str] = DEFAULT_MATCH_COLUMNS,
-                 lease_seconds: float = LEASE_SECONDS, rng: random.Random | None = None) -> tuple[LeadPusher,
-                                                                                                   SchemaCache]:
+                 lease_seconds: float = LEASE_SECONDS, rng: random.Random | None = None,
+                 bulk_size: int = 1) -> tuple[LeadPusher, SchemaCache]:
+    """`bulk_size` > 1 writes a backlog in bulk, as D365_BULK_SIZE does (the container's default is 100)."""
     schema = SchemaCache(schema_loader or dataverse.read_lead_schema, ttl_seconds=3600, clock=clock)
+    bulk = None
+    if bulk_size > 1:
+        bulk = BulkWriter(dataverse, alternate_key=alternate_key, match_columns=match_columns,  # type: ignore[arg-type]
+                          policy=BulkPolicy(bulk_size, dop_hint=lambda: dataverse.dop_hint))
     pusher = LeadPusher(
         store=store,  # type: ignore[arg-type]
         writer=LeadWriter(dataverse, alternate_key=alternate_key, match_columns=match_columns),  # type: ignore[arg-type]
         schema=schema, choice_overrides=None, max_dequeue_count=MAX_DEQUEUE_COUNT, lease_seconds=lease_seconds,
-        inline_wait_seconds=INLINE_WAIT_SECONDS, throttle=throttle, clock=clock, rng=rng or random.Random(0))
+        inline_wait_seconds=INLINE_WAIT_SECONDS, throttle=throttle, bulk=bulk, clock=clock,
+        rng=rng or random.Random(0))
     return pusher, schema

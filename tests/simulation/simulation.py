@@ -25,7 +25,7 @@ import logging
 import random
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -95,6 +95,9 @@ class Plan:
     p_crash: float
     p_latency: float
     p_jump: float
+    bulk_size: int
+    bulk_supported: bool
+    column_removed: bool
 
     @classmethod
     def draw(cls, rng: random.Random) -> Plan:
@@ -111,11 +114,15 @@ class Plan:
                 posts.append(Post(company, minutes, hunter_lead(company, minutes, **fields)))
         rng.shuffle(posts)
         return cls(companies=companies, workers=rng.randint(1, 4), posts=posts,
-                   chaos_actions=rng.randint(10, 60), hand_made=rng.random() < 0.3,
+                   chaos_actions=rng.randint(30, 150), hand_made=rng.random() < 0.3,
                    dataverse_retries=rng.choice([0, 0, 1, 2]),
-                   p_store_fault=rng.choice([0.0, 0.02, 0.05]), p_dataverse_fault=rng.choice([0.0, 0.05, 0.15]),
+                   # one schedule in five is a bad day: Dataverse drops or refuses two requests in five
+                   p_store_fault=rng.choice([0.0, 0.02, 0.05]),
+                   p_dataverse_fault=rng.choice([0.0, 0.05, 0.15, 0.4, 0.4]),
                    p_queue_fault=rng.choice([0.0, 0.02, 0.05]), p_crash=rng.choice([0.0, 0.01, 0.03]),
-                   p_latency=rng.choice([0.1, 0.3]), p_jump=rng.choice([0.0, 0.01, 0.03]))
+                   p_latency=rng.choice([0.1, 0.3]), p_jump=rng.choice([0.0, 0.01, 0.03]),
+                   bulk_size=rng.choice([1, 1, 2, 3, 4]), bulk_supported=rng.random() < 0.5,
+                   column_removed=rng.random() < 0.1)
 
 
 @dataclass
@@ -130,6 +137,7 @@ class Simulation:
     rng: random.Random = field(init=False)
     events: list[Event] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    trail_length: int = 60  # events shown when it fails; 0 for all
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -146,6 +154,7 @@ class Simulation:
         self.dataverse.add_rule("hnt_provider", REJECTED, status=400, code="0x80040265",
                                 message="Plug-in rejected the record: provider")
         self.dataverse.on_write = self._on_write
+        self.dataverse.bulk_supported = self.plan.bulk_supported
         self.workers = [Worker(i) for i in range(self.plan.workers)]
         self.pending: list[Post] = list(self.plan.posts)
         self.newest: dict[int, int] = {}
@@ -173,10 +182,11 @@ class Simulation:
         finally:
             self.scheduler.abort()
         if self.violations:
-            raise SimulationFailed(self.report())
+            raise SimulationFailed(self.report(events=self.trail_length))
 
-    def report(self) -> str:
-        trail = "\n".join(f"  t+{e.at:9.2f}s {e.text}" for e in self.events[-60:])
+    def report(self, *, events: int = 60) -> str:
+        """What broke, the plan, and the last `events` events (all with events=0)."""
+        trail = "\n".join(f"  t+{e.at:9.2f}s {e.text}" for e in self.events[-events:])
         return (f"simulation seed {self.seed} broke an invariant "
                 f"(replay: SIM_SEED={self.seed} pytest tests/simulation -k replay):\n"
                 + "\n".join(f"- {v}" for v in self.violations[:20])
@@ -186,7 +196,8 @@ class Simulation:
         p = self.plan
         return (f"companies={p.companies} workers={p.workers} posts={[(q.company_id, q.minutes) for q in p.posts]} "
                 f"rejected={[(q.company_id, q.minutes) for q in p.posts if q.lead['provider'] == REJECTED]} "
-                f"hand_made={p.hand_made} retries={p.dataverse_retries} faults(store={p.p_store_fault}, "
+                f"hand_made={p.hand_made} retries={p.dataverse_retries} bulk={p.bulk_size}"
+                f"{'' if p.bulk_supported else ' ($batch)'} faults(store={p.p_store_fault}, "
                 f"dataverse={p.p_dataverse_fault}, queue={p.p_queue_fault}, crash={p.p_crash})")
 
     def _log(self, text: str) -> None:
@@ -202,6 +213,10 @@ class Simulation:
             choices.append((1.5, "post"))
         if self.clock() >= self.next_sweep:
             choices.append((1.0, "sweep"))
+        if self.dataverse.records:
+            choices.append((0.3, "edit"))
+        if self.plan.column_removed and "hnt_provider" in self.dataverse.schema.columns:
+            choices.append((0.1, "remove column"))
         action = _weighted(self.rng, choices)
         if action == "resume":
             self._resume(self.rng.choice(running))
@@ -211,6 +226,13 @@ class Simulation:
             self._start_delivery(self.rng.choice(idle))
         elif action == "post":
             self._start_post(self.pending.pop(self.rng.randrange(len(self.pending))))
+        elif action == "edit":  # someone edits the lead in the CRM: its row version changes
+            lead_id = self.rng.choice(sorted(self.dataverse.records))
+            self.dataverse.edit(lead_id, {"jobtitle": f"edited at {self.clock() - self.started:.0f}"})
+            self._log(f"CRM user edits {lead_id[:8]}")
+        elif action == "remove column":  # an admin deletes a column the app writes
+            self.dataverse.remove_column("hnt_provider")
+            self._log("CRM admin removes column hnt_provider")
         else:
             self._start_sweep()
 
@@ -262,7 +284,7 @@ class Simulation:
     def _pusher(self, worker: Worker) -> LeadPusher:
         throttle: ThrottleGate = throttle_gate(self.store, self.clock)
         pusher, _ = build_pusher(store=self.store, dataverse=self.dataverse, clock=self.clock, throttle=throttle,
-                                 rng=random.Random(self.rng.random()))
+                                 rng=random.Random(self.rng.random()), bulk_size=self.plan.bulk_size)
         return pusher
 
     def _deliver(self, pusher: LeadPusher) -> None:
@@ -305,10 +327,8 @@ class Simulation:
 
     def _runtime(self, action: Any) -> None:
         """The runtime's own storage calls: a failure is logged there, and the message's visibility decides."""
-        try:
+        with suppress(TransientError):
             action()
-        except TransientError:
-            pass
 
     def _start_post(self, post: Post) -> None:
         self.scheduler.start(Job(f"webhook {post.company_id}@{post.minutes}", lambda: self._post(post)))
@@ -368,9 +388,9 @@ class Simulation:
                 return rng.choice([DROP_BEFORE, COMMIT_THEN_DROP])
         elif kind.startswith("dataverse."):
             return self._dataverse_fault(kind)
-        elif kind.startswith("queue.") and kind not in ("queue.receive", "queue.oldest_waiting"):
-            if rng.random() < plan.p_queue_fault:
-                return rng.choice([DROP_BEFORE, COMMIT_THEN_DROP])
+        elif (kind.startswith("queue.") and kind not in ("queue.receive", "queue.oldest_waiting")
+              and rng.random() < plan.p_queue_fault):
+            return rng.choice([DROP_BEFORE, COMMIT_THEN_DROP])
         return None
 
     def _dataverse_fault(self, kind: str) -> Fault | None:
@@ -402,9 +422,10 @@ class Simulation:
             self.violations.append(f"{job.name} wrote record {write.lead_id} for company {company} without a lease")
         elif not self.store.lease_valid(company, token):
             row = self.store.rows.get(company)
+            holder = "its token still holds it" if row and row.lease_token == token else "another token holds it"
             self.violations.append(
                 f"{job.name} wrote company {company}'s record {write.lead_id} at {self.clock.now()} after its lease "
-                f"ended (lease until {row.lease_until if row else None}, token {'current' if row and row.lease_token == token else 'replaced'})")
+                f"ended (lease until {row.lease_until if row else None}; {holder})")
         previous = self.record_versions.get(write.lead_id)
         if previous is not None and version is not None and version < previous:
             self.violations.append(f"{job.name} wrote version {version} of company {company} over version "
@@ -454,8 +475,7 @@ class Simulation:
                 self.violations.append(f"{where}: left {row.status} ({row.last_error})")
         if self.plan.hand_made:
             owner = records[self.hand_made_id].get("hnt_companyid") if self.hand_made_id in records else None
-            sharing = [c for c in self.plan.companies
-                       if any(p.company_id == c and p.lead["contact_emails"] == [SHARED_EMAIL] for p in self.plan.posts)]
+            sharing = {p.company_id for p in self.plan.posts if p.lead["contact_emails"] == [SHARED_EMAIL]}
             if owner is not None and owner not in sharing:
                 self.violations.append(f"the hand-made record was adopted by company {owner}, which does not share "
                                        "its address")
@@ -463,10 +483,8 @@ class Simulation:
     def _poisoned_companies(self) -> set[int]:
         companies = set()
         for text in self.queues.poison_texts():
-            try:
+            with suppress(MalformedMessage):
                 companies.add(LeadRef.from_wire(text.encode()).company_id)
-            except MalformedMessage:
-                pass
         return companies
 
 
@@ -520,10 +538,10 @@ def simulated_time(clock_of: Any) -> Iterator[None]:
         logging.disable(previous_level)
 
 
-def run_seed(seed: int) -> Simulation:
+def run_seed(seed: int, *, trail_length: int = 60) -> Simulation:
     """One schedule. Raises SimulationFailed."""
     backoff_seconds.__kwdefaults__["rng"].seed(seed)  # type: ignore[index]
-    simulation = Simulation(seed)
+    simulation = Simulation(seed, trail_length=trail_length)
     with simulated_time(lambda: simulation.clock):
         simulation.run()
     return simulation
