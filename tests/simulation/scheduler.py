@@ -17,6 +17,13 @@ from typing import Any
 from tests.fakes.faults import Fault
 
 
+STUCK_SECONDS = 30.0
+
+
+class JobStuck(RuntimeError):
+    """A job blocked outside the fakes: the schedule cannot go on."""
+
+
 class Crash(BaseException):
     """The worker process dies at this step."""
 
@@ -82,6 +89,9 @@ class Scheduler:
         self._carriers: dict[int, _Carrier] = {}
         self.running: list[Job] = []
         self.decide: Callable[[Job, str], Fault | None] = lambda job, kind: None
+        # Whether the job goes on without giving the scheduler a chance to switch (decided on the job's
+        # thread, while it alone runs, so a seeded choice stays deterministic).
+        self.keep_turn: Callable[[Job, str], bool] = lambda job, kind: False
         self.steps = 0
 
     def current(self) -> Job | None:
@@ -101,7 +111,9 @@ class Scheduler:
         """Give `job` its turn and wait until it reaches its next port call or ends."""
         carrier = self._carriers[id(job)]
         carrier.go.release()
-        self._back.acquire()
+        if not self._back.acquire(timeout=STUCK_SECONDS):
+            raise JobStuck(f"{job.name} neither reached a port call nor ended within {STUCK_SECONDS:.0f} s "
+                           f"(blocked on a lock of its own? last port call: {job.waiting_at})")
         if job.finished:
             self.running.remove(job)
             del self._carriers[id(job)]
@@ -113,8 +125,10 @@ class Scheduler:
         if carrier is None or carrier.job is None or carrier.scheduler is not self:
             return None  # the scheduler's own thread: setting up or checking
         job = carrier.job
-        job.waiting_at = kind
         self.steps += 1
+        if self.keep_turn(job, kind):  # no switch here: saves two thread hand-overs
+            return self.decide(job, kind)
+        job.waiting_at = kind
         self._back.release()
         carrier.go.acquire()
         job.waiting_at = None

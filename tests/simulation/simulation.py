@@ -173,6 +173,7 @@ class Simulation:
     def run(self) -> None:
         """Raises SimulationFailed naming the seed and what broke."""
         self.scheduler.decide = self._decide
+        self.scheduler.keep_turn = lambda job, kind: self.rng.random() < 0.5
         try:
             for _ in range(self.plan.chaos_actions):
                 self._chaos_action()
