@@ -369,3 +369,16 @@ def test_due_leads_are_leased_for_a_bulk_write_under_one_token(store_side: Store
         assert store_side.column(company, "lease_token") == held.token
         assert store_side.store.release(company, held.token, ok("deferred"))
     assert store_side.store.claim_due(own, held.token, limit=0, lease_seconds=LEASE) == []
+
+
+def test_a_webhook_delivery_id_is_claimed_once_then_answered(store_side: StoreHarness) -> None:
+    delivery_id = f"delivery-{new_company_id()}"
+    pending = {"body_sha256": "abc", "pending": True}
+
+    assert store_side.store.claim_delivery(delivery_id, pending) is None
+    assert store_side.store.claim_delivery(delivery_id, {"body_sha256": "other", "pending": True}) == pending
+    store_side.store.remember_delivery(delivery_id, {"correlation_id": "c", "body_sha256": "abc"})
+    assert store_side.store.claim_delivery(delivery_id, pending) == {"correlation_id": "c", "body_sha256": "abc"}
+
+    store_side.store.remember_delivery(f"never-claimed-{delivery_id}", {"x": 1})
+    assert store_side.store.claim_delivery(f"never-claimed-{delivery_id}", pending) is None

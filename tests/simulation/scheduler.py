@@ -16,7 +16,6 @@ from typing import Any
 
 from tests.fakes.faults import Fault
 
-
 STUCK_SECONDS = 30.0
 
 
