@@ -21,6 +21,8 @@ then; failed only with a reason and a poison message; nothing left queued, proce
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import re
@@ -80,12 +82,29 @@ class Post:
 
 
 @dataclass
+class Request:
+    """One webhook call: its delivery id (the same when Hunter posts it again) and its leads."""
+
+    delivery_id: str
+    posts: list[Post]
+
+    @property
+    def label(self) -> str:
+        return "+".join(f"{p.company_id}@{p.minutes}" for p in self.posts)
+
+    @property
+    def body_sha256(self) -> str:
+        return hashlib.sha256(json.dumps([p.lead for p in self.posts], sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
 class Plan:
     """The workload and fault rates of one seed, drawn from it."""
 
     companies: list[int]
     workers: int
     posts: list[Post]
+    requests: list[Request]
     chaos_actions: int
     hand_made: bool
     dataverse_retries: int
@@ -113,7 +132,12 @@ class Plan:
                     fields["provider"] = REJECTED
                 posts.append(Post(company, minutes, hunter_lead(company, minutes, **fields)))
         rng.shuffle(posts)
-        return cls(companies=companies, workers=rng.randint(1, 4), posts=posts,
+        requests, rest = [], list(posts)
+        while rest:  # Hunter sends one to three leads per call
+            size = rng.randint(1, 3)
+            requests.append(Request(f"delivery-{len(requests)}", rest[:size]))
+            rest = rest[size:]
+        return cls(companies=companies, workers=rng.randint(1, 4), posts=posts, requests=requests,
                    chaos_actions=rng.randint(30, 150), hand_made=rng.random() < 0.3,
                    dataverse_retries=rng.choice([0, 0, 1, 2]),
                    # one schedule in five is a bad day: Dataverse drops or refuses two requests in five
@@ -156,7 +180,7 @@ class Simulation:
         self.dataverse.on_write = self._on_write
         self.dataverse.bulk_supported = self.plan.bulk_supported
         self.workers = [Worker(i) for i in range(self.plan.workers)]
-        self.pending: list[Post] = list(self.plan.posts)
+        self.pending: list[Request] = list(self.plan.requests)
         self.newest: dict[int, int] = {}
         for post in self.plan.posts:
             self.newest[post.company_id] = max(self.newest.get(post.company_id, -1), post.minutes)
@@ -195,7 +219,7 @@ class Simulation:
 
     def _plan_text(self) -> str:
         p = self.plan
-        return (f"companies={p.companies} workers={p.workers} posts={[(q.company_id, q.minutes) for q in p.posts]} "
+        return (f"companies={p.companies} workers={p.workers} calls={[r.label for r in p.requests]} "
                 f"rejected={[(q.company_id, q.minutes) for q in p.posts if q.lead['provider'] == REJECTED]} "
                 f"hand_made={p.hand_made} retries={p.dataverse_retries} bulk={p.bulk_size}"
                 f"{'' if p.bulk_supported else ' ($batch)'} faults(store={p.p_store_fault}, "
@@ -331,21 +355,22 @@ class Simulation:
         with suppress(TransientError):
             action()
 
-    def _start_post(self, post: Post) -> None:
-        self.scheduler.start(Job(f"webhook {post.company_id}@{post.minutes}", lambda: self._post(post)))
+    def _start_post(self, request: Request) -> None:
+        self.scheduler.start(Job(f"webhook {request.label}", lambda: self._post(request)))
 
-    def _post(self, post: Post) -> None:
+    def _post(self, request: Request) -> None:
         try:
-            accept_leads([post.lead], store=self.store, queues=self.queues,  # type: ignore[arg-type]
-                         received_at=self.clock.now())
+            answer = accept_leads([p.lead for p in request.posts], store=self.store,  # type: ignore[arg-type]
+                                  queues=self.queues, received_at=self.clock.now(),  # type: ignore[arg-type]
+                                  delivery_id=request.delivery_id, body_sha256=request.body_sha256)
         except TransientError as exc:
-            self._log(f"webhook 503 for {post.company_id}@{post.minutes}: {exc}; Hunter posts it again")
-            self.pending.append(post)
+            self._log(f"webhook 503 for {request.label}: {exc}; Hunter posts it again")
+            self.pending.append(request)
             return
         except Crash:
-            self.pending.append(post)  # no answer: Hunter posts it again
+            self.pending.append(request)  # no answer: Hunter posts it again
             raise
-        self._log(f"webhook 202 for {post.company_id}@{post.minutes}")
+        self._log(f"webhook 202 for {request.label}{' (a duplicate)' if answer['duplicate_delivery'] else ''}")
 
     def _start_sweep(self) -> None:
         self.next_sweep = self.clock() + STUCK_AFTER_SECONDS
