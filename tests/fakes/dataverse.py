@@ -142,7 +142,7 @@ class FakeDataverse:
         self.throttle = throttle
         self.tokens = tokens or FakeTokens()
         self._inline_retry_after = inline_retry_after
-        self._max_retries = max_retries
+        self.max_retries = max_retries
         self._sleep = sleep if sleep is not None else self.clock.sleep
         self.step = step
         self.retry_fault = retry_fault
@@ -401,7 +401,7 @@ class FakeDataverse:
 
     def _may_retry(self, retries: int) -> bool:
         delay = BACKOFF_BASE_SECONDS * BACKOFF_FACTOR**retries * self._rng.uniform(0.8, 1.2)
-        if retries >= self._max_retries or not _fits(delay):
+        if retries >= self.max_retries or not _fits(delay):
             return False
         self._sleep(delay)
         return True

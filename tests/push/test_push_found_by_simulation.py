@@ -1,0 +1,129 @@
+"""The schedules the simulation found breaking the push protocol's promises (/work/coord/BUGS.md), each
+pinned as one short deterministic scenario over the fakes: delivery after delivery through
+`handle_delivery`, as the Functions runtime runs them. They fail until the protocol is fixed."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from shared.delivery import Delivery, RetryLater, handle_delivery
+from shared.lead_writer import deterministic_lead_id
+from shared.messages import LeadRef
+from shared.push import PushResult
+from tests.fakes.faults import COMMIT_THEN_DROP, Fault, unavailable
+from tests.fakes.queues import FakeLeadQueues
+from tests.fakes.wiring import MAX_DEQUEUE_COUNT
+from tests.push.test_push_decisions import C, World
+
+REFUSED = Fault(400, "0x80040265", "Plug-in rejected the record")
+
+
+class Runtime:
+    """The queue trigger's runtime over the fake queues: one delivery of the front message."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.queues = FakeLeadQueues(world.clock)
+
+    def send(self, ref: LeadRef) -> None:
+        self.queues.send([ref.to_wire()])
+
+    def deliver(self) -> PushResult | None:
+        """None when the delivery ended in RetryLater (the message then comes back)."""
+        self.world.clock.advance(600)  # whatever back-off the last failure asked for has passed
+        [message] = self.queues.receive(visibility_timeout=330)
+        delivery = Delivery(message.text.encode(), message.id, message.pop_receipt, message.dequeue_count)
+        try:
+            result = handle_delivery(delivery, pusher=self.world.pusher, queues=self.queues,  # type: ignore[arg-type]
+                                     store=self.world.store, backoff_base_seconds=10,  # type: ignore[arg-type]
+                                     max_dequeue_count=MAX_DEQUEUE_COUNT)
+        except RetryLater:
+            if message.dequeue_count >= MAX_DEQUEUE_COUNT:
+                self.queues.send_to_poison(message.text)
+                self.queues.delete(message.id, message.pop_receipt)
+            else:
+                self.queues.update_visibility(message.id, message.pop_receipt, 10)
+            return None
+        self.queues.delete(message.id, message.pop_receipt)
+        return result
+
+    def poisoned(self) -> list[int]:
+        return [LeadRef.from_wire(text.encode()).company_id for text in self.queues.poison_texts()]
+
+
+def once(kind: str, fault: Fault | None, nth: int = 0,
+         before: Callable[[], None] | None = None) -> Callable[[str], Fault | None]:
+    """A step hook answering `fault` to the `nth` call of `kind` (after running `before`)."""
+    calls = itertools.count()
+
+    def step(called: str) -> Fault | None:
+        if called != kind or next(calls) != nth:
+            return None
+        if before is not None:
+            before()
+        return fault
+
+    return step
+
+
+def test_bug_1_a_final_failure_whose_recording_lost_its_answer_still_reaches_the_poison_queue() -> None:
+    # given: the write is refused for good, and the answer of recording that failure is lost
+    world = World()
+    runtime = Runtime(world)
+    runtime.send(world.accept())
+    world.dv.fail_next(REFUSED, kind="create_lead")
+    world.store.step = once("store.finish_failure", COMMIT_THEN_DROP)
+
+    # when: the runtime delivers the message until it is settled
+    first = runtime.deliver()
+    second = runtime.deliver()
+
+    # then: the lead failed, and its message waits in the poison queue for a replay
+    assert first is None and second is not None
+    assert world.store.rows[C].status == "failed"
+    assert runtime.poisoned() == [C], "failed, but nothing to replay: BUGS.md #1"
+
+
+@pytest.mark.parametrize("cause", ["the retried update meets its own write", "a CRM user saves in between"])
+def test_bug_2_a_412_on_the_update_after_reading_the_etag_again_is_not_final(cause: str) -> None:
+    # given: the lead is synced, then edited in the CRM (so the stored ETag is stale)
+    world = World()
+    lead_id = world.synced(0)
+    world.dv.edit(lead_id, {"jobtitle": "CTO"})
+    world.dv.max_retries = 1
+    if cause == "a CRM user saves in between":
+        world.dv.step = once("dataverse.update_lead", None, nth=1,
+                             before=lambda: world.dv.edit(lead_id, {"jobtitle": "CEO"}))
+    else:
+        world.dv.step = once("dataverse.update_lead", COMMIT_THEN_DROP, nth=1)
+
+    # when: a newer version is pushed (412 at the stored ETag, ETag read again, update again)
+    result = world.push(world.accept(1, provider="Google"))
+
+    # then: not failed for good: written, or left for the next delivery to re-decide
+    assert (result.action.value, world.store.rows[C].status) != ("poison", "failed"), \
+        f"{result.reason}: BUGS.md #2"
+    if world.store.rows[C].status == "synced":
+        assert world.record(lead_id)["hnt_provider"] == "Google"
+
+
+def test_bug_3_a_write_that_landed_unanswered_is_not_left_failed() -> None:
+    # given: Dataverse is unavailable for four deliveries, and on the last one the create lands but
+    # its answer is lost (the client's retries spent)
+    world = World()
+    runtime = Runtime(world)
+    runtime.send(world.accept())
+    for _ in range(MAX_DEQUEUE_COUNT - 1):
+        world.dv.fail_next(unavailable(503), kind="find_leads")
+    world.dv.fail_next(COMMIT_THEN_DROP, kind="create_lead")
+
+    # when: the runtime delivers the message until it goes to the poison queue
+    for _ in range(MAX_DEQUEUE_COUNT):
+        runtime.deliver()
+
+    # then: Dataverse holds the newest version, so the store must not say it failed
+    assert world.record(deterministic_lead_id(C))["hnt_infrasummary"] == "version 0"
+    row = world.store.rows[C]
+    assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: BUGS.md #3"
