@@ -9,8 +9,8 @@ only when the benchmark itself fails. The app's own logs go to .local/logs/bench
   b  time per lead in handle_delivery; mapping time       e  host peak memory during (c)
   c  end-to-end throughput vs Azurite's raw rate          f  throughput with 10% 429s
   g  cost of telemetry: per-lead time and host memory, on and off
-  i  scale-out: 1, 2, 4 hosts through PgBouncer; server connections; 429s with and without shared back-off
   h  backfill: changed leads under scaled service-protection limits, bulk against single writes
+  i  scale-out: 1, 2, 4 hosts through PgBouncer; server connections; 429s with and without shared back-off
 """
 from __future__ import annotations
 
