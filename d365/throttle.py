@@ -3,13 +3,16 @@
 Dataverse's service protection limits count per application user, so a 429 seen by one request
 applies to all: `ThrottleGate.on_rate_limited` records how long, and hands the moment to `publish`
 (the app stores it in PostgreSQL, for the other instances); `merge` takes in a moment learnt
-elsewhere (read from PostgreSQL). Before each send the client calls `before_request`, which waits
-a short remainder inline and refuses a long one with `D365RateLimitError`, without sending.
+elsewhere (read from PostgreSQL, with each claim and through `refresh` at most once a second).
+Before each send the client calls `before_request`, which waits a short remainder inline and
+refuses a long one with `D365RateLimitError`, without sending. Waiters resume spread over the last
+Retry-After, not at one instant: a herd released together would meet the limit again at once.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,21 +23,30 @@ from d365.errors import D365RateLimitError
 logger = logging.getLogger(__name__)
 
 
+REFRESH_EVERY_SECONDS = 1.0
+
+
 class ThrottleGate:
     def __init__(
         self,
         *,
         inline_wait_seconds: float,
         publish: Callable[[float], None] | None = None,
+        refresh: Callable[[], float | None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self._inline_wait = inline_wait_seconds
         self._publish = publish
+        self._refresh = refresh
         self._clock = clock
         self._sleep = sleep
+        self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._until = 0.0
+        self._spread = 0.0
+        self._refreshed_at = float("-inf")
 
     @property
     def throttled_until(self) -> float:
@@ -51,18 +63,25 @@ class ThrottleGate:
         if until_epoch is None:
             return
         with self._lock:
+            if until_epoch > self._until:
+                # Whoever saw the 429 knows its Retry-After; resume spread over what is left of it.
+                self._spread = max(self._spread, until_epoch - self._clock())
             self._until = max(self._until, float(until_epoch))
 
     def before_request(self) -> None:
         """Return when a request may be sent: at once, or after waiting a remainder that is no
         longer than the inline wait and fits the current deadline.
         Raises D365RateLimitError (retry_after = the remainder) instead of waiting longer."""
+        self._refresh_now()
         wait = self.remaining()
         if wait <= 0:
             return
         budget = deadline.remaining()
         if wait <= self._inline_wait and (budget is None or wait < budget):
-            self._sleep(wait)
+            with self._lock:
+                spread = self._spread
+            jitter = self._rng.uniform(0, min(spread, self._inline_wait - wait))
+            self._sleep(wait + (jitter if budget is None or wait + jitter < budget else 0.0))
             return
         raise D365RateLimitError(f"Dataverse throttled for another {wait:.1f}s; not sent", retry_after=wait)
 
@@ -70,6 +89,7 @@ class ThrottleGate:
         """Record a 429 with this Retry-After and publish the resulting "throttled until"."""
         with self._lock:
             self._until = max(self._until, self._clock() + retry_after)
+            self._spread = retry_after
             until = self._until
         if self._publish is None:
             return
@@ -77,3 +97,17 @@ class ThrottleGate:
             self._publish(until)
         except Exception:  # the local gate still holds; the other instances learn of it by their own 429
             logger.warning("d365_throttle_publish_failed until=%s", until, exc_info=True)
+
+    def _refresh_now(self) -> None:
+        """Read the shared "throttled until" if it was not read in the last second."""
+        if self._refresh is None:
+            return
+        now = self._clock()
+        with self._lock:
+            if now - self._refreshed_at < REFRESH_EVERY_SECONDS:
+                return
+            self._refreshed_at = now
+        try:
+            self.merge(self._refresh())
+        except Exception:  # the local gate still holds
+            logger.warning("d365_throttle_refresh_failed", exc_info=True)

@@ -61,11 +61,13 @@ class Container:
     def throttle(self) -> ThrottleGate:
         """This process's view of Dataverse's throttling, shared with every instance through PostgreSQL
         (kept to this process with DATAVERSE_SHARED_BACKOFF=false)."""
-        publish = self._publish_throttle if self.settings.dataverse_shared_backoff else None
+        shared = self.settings.dataverse_shared_backoff
         return self._get(
             "throttle",
             lambda: ThrottleGate(
-                inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds, publish=publish
+                inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds,
+                publish=self._publish_throttle if shared else None,
+                refresh=self._read_throttle if shared else None,
             ),
         )
 
@@ -74,6 +76,10 @@ class Container:
             self.store.publish_throttle(datetime.fromtimestamp(until_epoch, tz=UTC))
         except StoreUnavailable as exc:  # the 429 is still honoured in this process
             logger.warning("d365_throttle_unpublished: %s", exc)
+
+    def _read_throttle(self) -> float | None:
+        until = self.store.throttled_until()
+        return until.timestamp() if until else None
 
     @property
     def dataverse(self) -> DataverseClient:

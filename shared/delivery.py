@@ -82,8 +82,6 @@ def handle_delivery(
                 },
             )
 
-        for other in result.batch_poison:
-            queues.send_to_poison(other)
         if result.action is Action.POISON:
             queues.send_to_poison(wire_text)
         elif result.action is Action.DEFER:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from d365.errors import D365Error, D365RateLimitError, is_unknown_column
+from d365.errors import (
+    D365ConnectionError,
+    D365Error,
+    D365RateLimitError,
+    D365RecordChangedError,
+    is_unknown_column,
+)
 from shared.errors import PermanentError, SyncError, TransientError
 from shared.redact import redact
 
@@ -23,6 +29,7 @@ class Failure:
     reason: str
     retry_after: float | None = None  # a 429: how long Dataverse asked us to wait
     stale_schema: bool = False  # Dataverse refused a column our metadata says exists
+    unknown_outcome: bool = False  # a request was sent and its answer lost: a write may have landed
     http_status: int | None = None
     error_code: str | None = None
     service_request_id: str | None = None
@@ -54,12 +61,17 @@ def _dataverse(exc: D365Error) -> Failure:
         http_status=exc.status,
         error_code=exc.code or None,
         service_request_id=exc.request_id,
+        unknown_outcome=isinstance(exc, D365ConnectionError) or exc.earlier_attempt_unanswered,
     )
     if isinstance(exc, D365RateLimitError):
         return replace(failure, transient=True, retry_after=exc.retry_after)
     if is_unknown_column(exc):
         # Our cached metadata is stale: read it again, and the next attempt leaves the column out.
         return replace(failure, transient=True, stale_schema=True)
+    if isinstance(exc, D365RecordChangedError):
+        # The record changed again under our write (a CRM user, or our own write whose answer was
+        # lost): the next delivery reads its version afresh and decides again.
+        return replace(failure, transient=True)
     return failure
 
 

@@ -25,6 +25,7 @@ from d365.mapping import ChoiceOverrides, MappedLead, map_lead, payload_fingerpr
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
 from shared.bulk_writer import BulkLead, BulkWriter
+from shared.errors import StoreUnavailable
 from shared.failures import Failure, classify
 from shared.lead_writer import LeadWriter
 from shared.messages import LeadMessage, LeadRef
@@ -55,10 +56,9 @@ class PushResult:
     reason: str | None = None
     delay_seconds: float = 0.0
     d365_lead_id: str | None = None
-    # Other leads written or failed in this push's bulk request: their outcomes, and the queue
-    # messages of those that failed for good, for the poison queue.
+    # The outcomes of the other leads written (or failed) in this push's bulk request. One that
+    # failed for good reaches the poison queue with its own message, which finds it failed.
     batch_outcomes: tuple[str, ...] = ()
-    batch_poison: tuple[str, ...] = ()
 
 
 class LeadPusher:
@@ -143,6 +143,10 @@ class LeadPusher:
                 company_id,
                 extra=context,
             )
+            if ref.version >= state.failed_version:
+                # The failed version's own message: it belongs in the poison queue, where replay finds
+                # it, even if the delivery that failed could not put it there (a duplicate is harmless).
+                return PushResult(Action.POISON, "skipped", d365_lead_id=state.d365_lead_id)
             return PushResult(Action.DONE, "skipped", d365_lead_id=state.d365_lead_id)
         if state.synced_version is not None and state.synced_version >= version:
             outcome = "skipped" if ref.version < state.synced_version else "unchanged"
@@ -240,13 +244,12 @@ class LeadPusher:
         assert self._bulk is not None
         items = {ref.company_id: own}
         outcomes: list[str] = []
-        poison: list[str] = []
         for state in others:
             company_id = state.lead.company_id
             try:
                 mapped = self._map(state.lead, {"company_id": company_id})
             except Exception as exc:  # noqa: BLE001 - recorded for that lead alone
-                self._record_other_failure(state, token, classify(exc), outcomes, poison)
+                self._record_other_failure(state, token, classify(exc), outcomes)
                 continue
             fingerprint = payload_fingerprint(mapped.payload)
             if state.d365_lead_id and fingerprint == state.synced_fingerprint:
@@ -276,7 +279,7 @@ class LeadPusher:
             failure = classify(exc)
             for company_id, item in items.items():
                 if company_id != ref.company_id:
-                    self._record_other_failure(item.state, token, failure, outcomes, poison)
+                    self._record_other_failure(item.state, token, failure, outcomes)
             raise
         logger.info(
             "d365_bulk_written company_id=%s leads=%s requests=%s",
@@ -316,7 +319,7 @@ class LeadPusher:
                     )
                     result = self._success(company_id, written_lead.lead_id, outcome, attempt, context)
             elif written_lead.error is not None:
-                self._record_other_failure(item.state, token, classify(written_lead.error), outcomes, poison)
+                self._record_other_failure(item.state, token, classify(written_lead.error), outcomes)
             else:
                 outcome = "created" if written_lead.created else "updated"
                 self._finish_synced(
@@ -330,14 +333,12 @@ class LeadPusher:
                 )
                 outcomes.append(outcome)
         assert result is not None
-        return replace(result, batch_outcomes=tuple(outcomes), batch_poison=tuple(poison))
+        return replace(result, batch_outcomes=tuple(outcomes))
 
     def _other_attempt(self, state: LeadState, outcome: str, **fields: Any) -> Attempt:
         return Attempt(outcome=outcome, duration_ms=0.0, correlation_id=state.lead.correlation_id, **fields)
 
-    def _record_other_failure(
-        self, state: LeadState, token: str, failure: Failure, outcomes: list[str], poison: list[str]
-    ) -> None:
+    def _record_other_failure(self, state: LeadState, token: str, failure: Failure, outcomes: list[str]) -> None:
         """A lead written in another lead's batch failed: recorded as its own delivery would record
         it, except that a transient failure is never final here (its own message decides that)."""
         company_id = state.lead.company_id
@@ -358,6 +359,7 @@ class LeadPusher:
             self._other_attempt(state, outcome, failure_class=failure.failure_class, **details),
             version=state.queued_version,
             final=not failure.transient,
+            unconfirmed_write=failure.unknown_outcome,
         )
         outcomes.append(outcome)
         (logger.warning if failure.transient else logger.error)(
@@ -377,12 +379,6 @@ class LeadPusher:
                 "service_request_id": failure.service_request_id,
             },
         )
-        if not failure.transient:
-            poison.append(
-                LeadRef(
-                    company_id=company_id, version=state.queued_version, correlation_id=state.lead.correlation_id
-                ).to_wire()
-            )
 
     def _finish_synced(
         self,
@@ -464,13 +460,20 @@ class LeadPusher:
 
         final = not failure.transient or dequeue_count >= self._max_dequeue_count
         outcome = "failed" if final else "error"
-        self._store.finish_failure(
-            ref.company_id,
-            token,
-            attempt(outcome, failure_class=failure.failure_class, **details),
-            version=state.queued_version,
-            final=final,
-        )
+        try:
+            self._store.finish_failure(
+                ref.company_id,
+                token,
+                attempt(outcome, failure_class=failure.failure_class, **details),
+                version=state.queued_version,
+                final=final,
+                unconfirmed_write=failure.unknown_outcome,
+            )
+        except StoreUnavailable:
+            if failure.transient:
+                raise
+            # Recorded or not, the message can never succeed: it still goes to the poison queue.
+            logger.warning("d365_push_unrecorded company_id=%s", ref.company_id, extra=context)
         event = "d365_push_failed" if final else "d365_push_error"
         (logger.error if final else logger.warning)(
             "%s company_id=%s status=%s code=%s request_id=%s: %s",

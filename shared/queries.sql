@@ -15,6 +15,7 @@ ON CONFLICT (company_id) DO UPDATE SET
                           THEN EXCLUDED.correlation_id ELSE lead_sync.correlation_id END,
     attempts = CASE WHEN EXCLUDED.queued_version > lead_sync.queued_version
                     THEN 0 ELSE lead_sync.attempts END,
+    write_unconfirmed = lead_sync.write_unconfirmed AND EXCLUDED.queued_version <= lead_sync.queued_version,
     queued_version = GREATEST(lead_sync.queued_version, EXCLUDED.queued_version),
     enqueued_at = now(),
     updated_at = now();
@@ -79,6 +80,7 @@ UPDATE lead_sync SET
     synced_version = GREATEST(synced_version, %(version)s),
     synced_fingerprint = %(fingerprint)s,
     failed_version = NULL,
+    write_unconfirmed = false,
     attempts = attempts + 1,
     last_error = NULL,
     warnings = %(warnings)s,
@@ -105,10 +107,17 @@ RETURNING company_id
 
 -- name: finish_failure
 -- `failed` marks the claimed version as finally failed; if a newer one came in meanwhile the lead
--- is queued for it instead.
+-- is queued for it instead. A transient failure after a write whose outcome we never heard stays
+-- `error` (swept and tried again): the record may well hold this version.
 UPDATE lead_sync SET
-    status = CASE WHEN queued_version > %(version)s THEN 'queued' ELSE %(status)s END,
-    failed_version = CASE WHEN %(status)s = 'failed' THEN %(version)s ELSE failed_version END,
+    write_unconfirmed = write_unconfirmed OR %(unconfirmed)s,
+    status = CASE WHEN queued_version > %(version)s THEN 'queued'
+                  WHEN %(status)s = 'failed' AND %(transient)s AND (write_unconfirmed OR %(unconfirmed)s)
+                      THEN 'error'
+                  ELSE %(status)s END,
+    failed_version = CASE WHEN %(status)s = 'failed'
+                               AND NOT (%(transient)s AND (write_unconfirmed OR %(unconfirmed)s))
+                          THEN %(version)s ELSE failed_version END,
     attempts = attempts + 1,
     last_error = %(error)s,
     lease_token = NULL,
@@ -145,6 +154,9 @@ RETURNING company_id;
 INSERT INTO dataverse_throttle (scope, throttled_until) VALUES ('dataverse', %(until)s)
 ON CONFLICT (scope) DO UPDATE SET
     throttled_until = GREATEST(dataverse_throttle.throttled_until, EXCLUDED.throttled_until);
+
+-- name: throttled_until
+SELECT throttled_until FROM dataverse_throttle WHERE scope = 'dataverse';
 
 -- name: reserve_lead_id
 -- Before adopting a record found by lookup: the unique index on d365_lead_id refuses it if another

@@ -326,10 +326,28 @@ class LeadStore:
         """Let go without a write (skipped, unchanged elsewhere, deferred). False when the lease was lost."""
         return self._audited("release", company_id, token, attempt)
 
-    def finish_failure(self, company_id: int, token: str, attempt: Attempt, *, version: datetime, final: bool) -> bool:
-        """Record a failed attempt at the claimed version and let go. False when the lease was lost."""
+    def finish_failure(
+        self,
+        company_id: int,
+        token: str,
+        attempt: Attempt,
+        *,
+        version: datetime,
+        final: bool,
+        unconfirmed_write: bool = False,
+    ) -> bool:
+        """Record a failed attempt at the claimed version and let go. False when the lease was lost.
+        `unconfirmed_write`: a write may have landed unheard; a final transient failure then leaves
+        the lead in `error` (swept and tried again) rather than `failed`."""
         return self._audited(
-            "finish_failure", company_id, token, attempt, version=version, status="failed" if final else "error"
+            "finish_failure",
+            company_id,
+            token,
+            attempt,
+            version=version,
+            status="failed" if final else "error",
+            transient=attempt.failure_class == "transient",
+            unconfirmed=unconfirmed_write,
         )
 
     def _audited(self, change: str, company_id: int, token: str | None, attempt: Attempt, **params: Any) -> bool:
@@ -351,6 +369,11 @@ class LeadStore:
     def publish_throttle(self, until: datetime) -> None:
         """Every worker of every instance leaves Dataverse alone until `until`."""
         self._execute("publish_throttle", {"until": until})
+
+    def throttled_until(self) -> datetime | None:
+        """Until when every worker is to leave Dataverse alone (maybe in the past); None if never."""
+        row = self._execute("throttled_until", fetch="one")
+        return row["throttled_until"] if row else None
 
     def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
         """Record `lead_id` as this company's Dataverse record before adopting it. False when another

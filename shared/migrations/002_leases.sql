@@ -11,6 +11,9 @@ ALTER TABLE lead_sync
     -- when the lead's newest queue message was sent: the sweeper leaves alone leads whose message
     -- may still be waiting in the queue
     ADD COLUMN enqueued_at      timestamptz,
+    -- a write of the queued version may have landed without our hearing of it (its answer was
+    -- lost): running out of deliveries then leaves the lead in error, for the sweeper, not failed
+    ADD COLUMN write_unconfirmed boolean NOT NULL DEFAULT false,
     -- a lease is a token and an end, or neither
     ADD CONSTRAINT lead_sync_lease CHECK ((lease_token IS NULL) = (lease_until IS NULL));
 

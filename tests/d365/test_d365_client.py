@@ -472,12 +472,40 @@ def test_a_throttle_learnt_elsewhere_is_honoured(emulator, msi, clock: Clock) ->
     client = _gated_client(emulator, clock, published)
     assert client.throttle is not None
 
-    client.throttle.merge(clock.now + 3)  # short: waited inline, then sent
+    client.throttle.merge(clock.now + 3)  # short: waited inline (plus a spread within the inline wait), then sent
     assert client.whoami()["UserId"]
-    assert clock.slept == [3.0] and client.requests_sent == 1
+    assert len(clock.slept) == 1 and 3.0 <= clock.slept[0] <= 5.0 and client.requests_sent == 1
 
     client.throttle.merge(clock.now + 60)  # long: refused without sending
     with pytest.raises(D365RateLimitError) as raised:
         client.whoami()
     assert raised.value.retry_after == 60 and client.requests_sent == 1
     assert published == []
+
+
+def test_waiters_resume_spread_over_the_retry_after_not_at_one_instant(clock: Clock) -> None:
+    waits: list[float] = []  # twenty requests waiting at the same moment: the clock does not move
+    gate = ThrottleGate(inline_wait_seconds=5, clock=clock, sleep=waits.append)
+    gate.on_rate_limited(2)
+
+    for _ in range(20):
+        gate.before_request()
+
+    assert all(2.0 <= wait <= 4.0 for wait in waits)
+    assert len({round(wait, 3) for wait in waits}) > 10
+
+
+def test_the_shared_throttle_is_read_at_most_once_a_second(clock: Clock) -> None:
+    reads: list[float] = []
+
+    def refresh() -> float:
+        reads.append(clock.now)
+        return clock.now - 1  # in the past: not throttled
+
+    gate = ThrottleGate(inline_wait_seconds=5, refresh=refresh, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        gate.before_request()
+    clock.now += 1.5
+    gate.before_request()
+
+    assert len(reads) == 2 and clock.slept == []

@@ -27,12 +27,20 @@ def clock() -> Clock:
     return Clock()
 
 
+class NoJitter:
+    """Resume at the first moment allowed (the spread is tested on its own)."""
+
+    def uniform(self, low: float, high: float) -> float:
+        return low
+
+
 def _gate(clock: Clock, published: list[float] | None = None, inline: float = 5) -> ThrottleGate:
     return ThrottleGate(
         inline_wait_seconds=inline,
         publish=None if published is None else published.append,
         clock=clock,
         sleep=clock.sleep,
+        rng=NoJitter(),  # type: ignore[arg-type]
     )
 
 
