@@ -47,7 +47,7 @@ from d365.errors import (
 from d365.metadata import LeadSchema, parse_lead_schema
 from d365.odata import filter_eq_any, filter_in, key_segment, query_string
 from d365.telemetry import record_dataverse_request
-from d365.throttle import ThrottleGate
+from d365.throttle import CONCURRENCY_LIMIT_CODE, ConcurrencyLimit, ThrottleGate
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ _DROPPED = (requests.ConnectionError, requests.Timeout, requests.exceptions.Chun
 
 
 POOL_SIZE = 32  # >= host.json batchSize + newBatchThreshold: one kept connection per worker
+MAX_CONCURRENT_REQUESTS = 52  # Dataverse's concurrency limit per user; adapts down on its 429s
 
 
 class DataverseClient:
@@ -87,6 +88,7 @@ class DataverseClient:
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
         throttle: ThrottleGate | None = None,
+        max_concurrent: int = MAX_CONCURRENT_REQUESTS,
     ) -> None:
         self._api = f"{base_url.rstrip('/')}/api/data/{api_version}"
         self._tokens = token_provider
@@ -97,6 +99,7 @@ class DataverseClient:
         self._session = session or _pooled_session(self._api)
         self._session.headers.update(_ODATA_HEADERS)
         self._throttle = throttle
+        self._concurrency = ConcurrencyLimit(max_concurrent)
         self._sent = 0
         self._sent_lock = threading.Lock()
         self._dop_hint: int | None = None
@@ -358,6 +361,8 @@ class DataverseClient:
             request_headers["Authorization"] = f"Bearer {self._tokens.get_token()}"
             timeout = self._timeout_now(kind)
             response = None
+            if not self._concurrency.acquire(timeout=deadline.remaining()):
+                raise D365DeadlineExceededError(f"{kind}: the deadline passed waiting for a free request slot")
             try:
                 with self._sent_lock:
                     self._sent += 1
@@ -373,6 +378,7 @@ class DataverseClient:
                 _log_failure(kind, error)
                 raise error from exc
             finally:
+                self._concurrency.release(too_many=response is not None and _too_many_concurrent(response))
                 record_dataverse_request(kind, None if response is None else response.status_code)
             self._note_dop_hint(response)
             if response.status_code < 400:
@@ -393,7 +399,8 @@ class DataverseClient:
                     error.request_id,
                     extra={"retry_after": error.retry_after, "kind": kind, "service_request_id": error.request_id},
                 )
-                if self._throttle is not None:
+                concurrency = error.code == CONCURRENCY_LIMIT_CODE
+                if self._throttle is not None and not concurrency:
                     self._throttle.on_rate_limited(error.retry_after)
                 if (
                     error.retry_after <= self._inline_retry_after
@@ -401,7 +408,9 @@ class DataverseClient:
                     and rate_limit_waits < MAX_RATE_LIMIT_WAITS
                     and self._fits(error.retry_after)
                 ):
-                    self._sleep(error.retry_after)
+                    # Spread over the Retry-After: requests refused together must not come back together.
+                    wait = error.retry_after * random.uniform(1.0, 1.5)
+                    self._sleep(wait if self._fits(wait) else error.retry_after)
                     waited += error.retry_after
                     rate_limit_waits += 1
                     just_waited = True
@@ -450,6 +459,10 @@ class DataverseClient:
         )
         self._sleep(delay)
         return True
+
+
+def _too_many_concurrent(response: requests.Response) -> bool:
+    return response.status_code == 429 and CONCURRENCY_LIMIT_CODE.encode() in response.content
 
 
 def _check_deadline(kind: str) -> None:

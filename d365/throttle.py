@@ -111,3 +111,51 @@ class ThrottleGate:
             self.merge(self._refresh())
         except Exception:  # the local gate still holds
             logger.warning("d365_throttle_refresh_failed", exc_info=True)
+
+
+CONCURRENCY_LIMIT_CODE = "0x80072326"  # Dataverse: too many concurrent requests for this user
+
+
+class ConcurrencyLimit:
+    """How many requests this process sends to Dataverse at once. A 429 for the concurrency limit
+    halves it (at most once a second); each run of answers without one grows it back by one, up to
+    `maximum`. Processes that each do this settle, together, under Dataverse's limit: a shared
+    pause would only release every waiter at once into the same limit."""
+
+    def __init__(self, maximum: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.maximum = maximum
+        self._limit = maximum
+        self._running = 0
+        self._answered = 0
+        self._cut_at = float("-inf")
+        self._clock = clock
+        self._changed = threading.Condition()
+
+    @property
+    def limit(self) -> int:
+        with self._changed:
+            return self._limit
+
+    def acquire(self, timeout: float | None) -> bool:
+        """Wait for a slot; False when none came within `timeout` seconds."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._running < self._limit, timeout=timeout):
+                return False
+            self._running += 1
+            return True
+
+    def release(self, *, too_many: bool) -> None:
+        with self._changed:
+            self._running -= 1
+            if too_many:
+                now = self._clock()
+                if now - self._cut_at >= 1.0:
+                    self._limit = max(1, self._limit // 2)
+                    self._cut_at = now
+                self._answered = 0
+            else:
+                self._answered += 1
+                if self._answered >= self._limit and self._limit < self.maximum:
+                    self._limit += 1
+                    self._answered = 0
+            self._changed.notify_all()

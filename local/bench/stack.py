@@ -23,7 +23,7 @@ from shared.settings import Settings
 WEBHOOK_SECRET = "bench-webhook-secret"
 IDENTITY_HEADER = "bench-identity-header"
 # Settings a caller's own environment could carry into a host; the host gets only ours.
-_APP_SETTING_PREFIXES = ("D365_", "HUNTER_", "IDENTITY_")
+_APP_SETTING_PREFIXES = ("D365_", "DATAVERSE_", "HUNTER_", "IDENTITY_", "DATABASE_", "LEAD_")
 _APP_SETTINGS = ("AzureWebJobsStorage", "DATABASE_URL", "LEAD_QUEUE_NAME", "REQUESTS_CA_BUNDLE", "LOG_LEVEL")
 
 

@@ -22,7 +22,7 @@ from d365.errors import (
     D365RecordChangedError,
 )
 from d365.schema_cache import SchemaCache
-from d365.throttle import ThrottleGate
+from d365.throttle import ConcurrencyLimit, ThrottleGate
 
 
 class Sleeps(list):
@@ -226,7 +226,7 @@ def test_find_leads_without_matches_sends_nothing(client: DataverseClient, emula
 def test_short_429_is_waited_out_inline(client: DataverseClient, emulator, sleeps: Sleeps) -> None:
     emulator.set_faults(script=[{"status": 429, "retry_after": 1}])
     client.create_lead(str(uuid.uuid4()), _lead_payload("a.com", "it@a.com"))
-    assert sleeps == [1.0]
+    assert len(sleeps) == 1 and 1.0 <= sleeps[0] <= 1.5  # spread over the Retry-After
     assert client.requests_sent == 2 and len(_records(emulator)) == 1
 
 
@@ -243,7 +243,7 @@ def test_repeated_429s_stop_at_the_inline_budget(client: DataverseClient, emulat
     emulator.set_faults(script=[{"status": 429, "retry_after": 4}] * 3)
     with pytest.raises(D365RateLimitError):
         client.whoami()
-    assert sleeps == [4.0, 4.0]  # a third wait would pass twice the inline limit
+    assert len(sleeps) == 2 and all(4.0 <= s <= 6.0 for s in sleeps)  # a third would pass twice the inline limit
 
 
 def test_503_is_retried_with_backoff(client: DataverseClient, emulator, sleeps: Sleeps) -> None:
@@ -460,10 +460,11 @@ def test_a_short_429_is_waited_once_and_published(emulator, msi, clock: Clock) -
     published: list[float] = []
     client = _gated_client(emulator, clock, published)
     emulator.set_faults(script=[{"status": 429, "retry_after": 2}])
+    start = clock.now
 
     assert client.whoami()["UserId"]
 
-    assert clock.slept == [2.0] and published == [clock.now]
+    assert len(clock.slept) == 1 and 2.0 <= clock.slept[0] <= 3.0 and published == [start + 2]
     assert client.requests_sent == 2
 
 
@@ -509,3 +510,22 @@ def test_the_shared_throttle_is_read_at_most_once_a_second(clock: Clock) -> None
     gate.before_request()
 
     assert len(reads) == 2 and clock.slept == []
+
+
+def test_a_concurrency_429_halves_the_requests_sent_at_once_and_answers_grow_them_back() -> None:
+    limit = ConcurrencyLimit(8, clock=lambda: 0.0)
+    assert limit.acquire(timeout=0)
+    limit.release(too_many=True)
+    assert limit.limit == 4
+    limit_after_cut = limit.limit
+    assert limit.acquire(timeout=0)
+    limit.release(too_many=True)  # within the same second: one cut only
+    assert limit.limit == limit_after_cut
+
+    for _ in range(4):
+        assert limit.acquire(timeout=0)
+        limit.release(too_many=False)
+    assert limit.limit == 5
+
+    held = [limit.acquire(timeout=0) for _ in range(6)]
+    assert held == [True] * 5 + [False]  # a sixth waits for a free slot
