@@ -382,3 +382,58 @@ def test_a_webhook_delivery_id_is_claimed_once_then_answered(store_side: StoreHa
 
     store_side.store.remember_delivery(f"never-claimed-{delivery_id}", {"x": 1})
     assert store_side.store.claim_delivery(f"never-claimed-{delivery_id}", pending) is None
+
+
+def test_the_shared_throttle_is_read_back(store_side: StoreHarness) -> None:
+    until = store_side.now() + timedelta(seconds=90)
+    store_side.store.publish_throttle(until)
+    assert store_side.store.throttled_until() == until
+
+
+def transient(reason: str = "Dataverse no HTTP response: ConnectionError") -> Attempt:
+    """A final attempt that failed for a transient reason (the deliveries ran out)."""
+    return Attempt(outcome="failed", duration_ms=1.0, error=reason, failure_class="transient")
+
+
+def test_a_last_transient_failure_after_an_unheard_write_stays_error(store_side: StoreHarness) -> None:
+    company = queued(store_side, 0)
+    held = claim(store_side, company)
+    # a write was sent and its answer lost: recorded as an error that may have landed
+    store_side.store.finish_failure(company, held.token, failed("error", "Dataverse no HTTP response"), version=T0,
+                                    final=False, unconfirmed_write=True)
+    held = claim(store_side, company)
+
+    # the last delivery fails transiently too (this time with nothing sent)
+    assert store_side.store.finish_failure(company, held.token, transient("Dataverse HTTP 503: down"), version=T0,
+                                           final=True)
+
+    state = store_side.store.lead_state(company)
+    assert (state["status"], state["last_error"]) == ("error", "Dataverse HTTP 503: down")
+    assert store_side.column(company, "failed_version") is None  # left for the sweeper, not failed
+
+    held = claim(store_side, company)  # a permanent failure is final all the same
+    store_side.store.finish_failure(company, held.token, failed("failed", "Dataverse HTTP 400: bad"), version=T0,
+                                    final=True, unconfirmed_write=True)
+    assert status(store_side, company) == "failed"
+
+
+def test_a_newer_version_forgets_the_unheard_write(store_side: StoreHarness) -> None:
+    company = queued(store_side, 0)
+    held = claim(store_side, company)
+    store_side.store.finish_failure(company, held.token, transient(), version=T0, final=True, unconfirmed_write=True)
+    assert status(store_side, company) == "error"
+
+    store_side.store.record_queued([message(company, 1)])
+    held = claim(store_side, company)
+    store_side.store.finish_failure(company, held.token, transient("Dataverse HTTP 503: down"),
+                                    version=T0 + timedelta(minutes=1), final=True)
+    assert status(store_side, company) == "failed"
+
+
+def test_a_lead_with_nothing_to_write_keeps_its_status_while_held(store_side: StoreHarness) -> None:
+    company = queued(store_side)
+    held = claim(store_side, company)
+    store_side.store.finish_synced(company, held.token, ok(d365_lead_id=f"{ID_A[:-12]}{company % 10**12:012d}"),
+                                   version=T0, etag="e", fingerprint="f", warnings=[])
+    claim(store_side, company)
+    assert status(store_side, company) == "synced"

@@ -120,8 +120,16 @@ class FakeLeadQueues:
         self._call("ping", lambda: None)
 
     def send(self, texts: Sequence[str], *, delay_seconds: int = 0) -> None:
+        """Like the real one (parallel sends), a failure may come after some of the texts were sent:
+        a connection dropped "before" still lets the first half through."""
         delay = min(max(int(delay_seconds), 0), MAX_VISIBILITY_SECONDS)
-        self._call("send", lambda: [self.main.put(text, delay) for text in texts])
+        fault = self.step("queue.send")
+        sent = texts if fault is None or fault.drop != "before" else texts[: len(texts) // 2]
+        with self._lock:
+            for text in sent:
+                self.main.put(text, delay)
+        if fault is not None and fault.drop is not None:
+            raise QueueUnavailable(f"cannot send to queue {self.main.queue_name}: connection reset")
 
     def send_to_poison(self, text: str) -> None:
         self._call("send_to_poison", lambda: self.poison.put(text))

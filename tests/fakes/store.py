@@ -52,6 +52,7 @@ class Row:
     last_success_at: datetime | None = None
     lease_token: str | None = None
     lease_until: datetime | None = None
+    write_unconfirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class FakeLeadStore:
         self.step = step
         self.rows: dict[int, Row] = {}
         self.audit: list[AttemptRow] = []
-        self.throttled_until: datetime | None = None
+        self.throttled_until_at: datetime | None = None
         self.deliveries: dict[str, dict] = {}
         self.on_claim: Callable[[int, str], None] | None = None  # told of every lease handed out
         self._lock = threading.RLock()
@@ -134,6 +135,7 @@ class FakeLeadStore:
             row.status = "queued"
         if newer:
             row.message, row.correlation_id, row.attempts = m.to_json(), m.correlation_id, 0
+            row.write_unconfirmed = False
         row.queued_version = max(row.queued_version, version)
         row.enqueued_at = row.updated_at = now
 
@@ -165,7 +167,8 @@ class FakeLeadStore:
 
     def _claim(self, company_id: int, lease_seconds: float) -> Claim:
         now = self._now()
-        throttled_for = (max(self.throttled_until, now) - now).total_seconds() if self.throttled_until else 0.0
+        throttled_for = ((max(self.throttled_until_at, now) - now).total_seconds()
+                         if self.throttled_until_at else 0.0)
         row = self.rows.get(company_id)
         if row is None:
             return Claim(ClaimStatus.UNKNOWN, throttled_for_seconds=throttled_for)
@@ -177,7 +180,9 @@ class FakeLeadStore:
         return Claim(ClaimStatus.CLAIMED, token=token, state=state, throttled_for_seconds=throttled_for)
 
     def _lease(self, row: Row, token: str, lease_seconds: float, now: datetime) -> LeadState:
-        row.status, row.lease_token = "processing", token
+        nothing_to_write = _ge(row.synced_version, row.queued_version) or _ge(row.failed_version, row.queued_version)
+        row.status = row.status if nothing_to_write else "processing"
+        row.lease_token = token
         row.lease_until = now + timedelta(seconds=lease_seconds)
         row.last_attempt_at = row.updated_at = now
         if self.on_claim is not None:
@@ -218,6 +223,7 @@ class FakeLeadStore:
             row.status, row.d365_lead_id, row.d365_etag = status, lead_id, etag
             row.synced_version = _greatest(row.synced_version, version)
             row.synced_fingerprint, row.failed_version = fingerprint, None
+            row.write_unconfirmed = False
             row.attempts += 1
             row.last_error, row.warnings, row.last_success_at = None, list(warnings), now
 
@@ -239,16 +245,19 @@ class FakeLeadStore:
         return self._call("release", lambda: self._audited(company_id, token, attempt, change))
 
     def finish_failure(self, company_id: int, token: str, attempt: Attempt, *, version: datetime,
-                       final: bool) -> bool:
+                       final: bool, unconfirmed_write: bool = False) -> bool:
         """queries.sql finish_failure."""
         status = "failed" if final else "error"
 
         def change(row: Row, now: datetime) -> None:
-            new_status = "queued" if row.queued_version > version else status
+            unconfirmed = row.write_unconfirmed or unconfirmed_write
+            kept_in_error = final and attempt.failure_class == "transient" and unconfirmed
+            new_status = "queued" if row.queued_version > version else ("error" if kept_in_error else status)
             if new_status in ("error", "failed") and attempt.error is None:
                 raise psycopg2.errors.CheckViolation('violates check constraint "lead_sync_error_has_reason"')
             row.status = new_status
-            if final:
+            row.write_unconfirmed = unconfirmed
+            if final and not kept_in_error:
                 row.failed_version = version
             row.attempts += 1
             row.last_error = attempt.error
@@ -295,9 +304,13 @@ class FakeLeadStore:
         """queries.sql publish_throttle: the later moment holds."""
 
         def apply() -> None:
-            self.throttled_until = _greatest(self.throttled_until, until)
+            self.throttled_until_at = _greatest(self.throttled_until_at, until)
 
         self._call("publish_throttle", apply)
+
+    def throttled_until(self) -> datetime | None:
+        """queries.sql throttled_until."""
+        return self._call("throttled_until", lambda: self.throttled_until_at)
 
     def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
         """queries.sql reserve_lead_id; the unique index on d365_lead_id answers False."""

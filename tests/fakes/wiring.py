@@ -22,10 +22,17 @@ MAX_DEQUEUE_COUNT = 5
 INLINE_WAIT_SECONDS = 5.0
 
 
-def throttle_gate(store: FakeLeadStore, clock: FakeClock) -> ThrottleGate:
-    """A process's gate, publishing to the shared store, on the fake clock."""
+def throttle_gate(store: FakeLeadStore, clock: FakeClock, rng: random.Random | None = None) -> ThrottleGate:
+    """A process's gate, sharing "throttled until" through the store as the container wires it, on
+    the fake clock (and a seeded random for its jitter)."""
+
+    def read() -> float | None:
+        until = store.throttled_until()
+        return until.timestamp() if until else None
+
     return ThrottleGate(inline_wait_seconds=INLINE_WAIT_SECONDS, clock=clock, sleep=clock.sleep,
-                        publish=lambda until: store.publish_throttle(datetime.fromtimestamp(until, UTC)))
+                        publish=lambda until: store.publish_throttle(datetime.fromtimestamp(until, UTC)),
+                        refresh=read, rng=rng or random.Random(0))
 
 
 def build_pusher(*, store: FakeLeadStore, dataverse: FakeDataverse, clock: FakeClock,

@@ -116,6 +116,14 @@ def newest_failed_finally(w: World) -> LeadRef:
     return delivery
 
 
+def older_after_newest_failed(w: World) -> LeadRef:
+    older = w.accept(0)
+    newer = w.accept(1)
+    w.dv.fail_next(Fault(400, "0x80040203", "Invalid argument."))
+    assert w.push(newer).outcome == "failed"
+    return older
+
+
 def throttled_everywhere(w: World) -> LeadRef:
     w.store.publish_throttle(w.clock.now() + timedelta(seconds=60))
     return w.accept()
@@ -298,7 +306,7 @@ def retried_without_the_column(w: World, result: PushResult) -> None:
 
 def throttle_published(w: World, result: PushResult) -> None:
     assert result.delay_seconds == 30
-    assert w.store.throttled_until == w.clock.now() + timedelta(seconds=30)
+    assert w.store.throttled_until() == w.clock.now() + timedelta(seconds=30)
     assert w.store.attempts_of(C)[-1].http_status == 429
 
 
@@ -340,8 +348,10 @@ ROWS: dict[str, Row] = {
         older_after_newer_synced, Action.DONE, "skipped", "synced", ["created", "skipped"]),
     "skip: the synced version delivered again -> unchanged": Row(
         same_version_again, Action.DONE, "unchanged", "synced", ["created", "unchanged"]),
-    "skip: the newest version failed finally -> stays failed with its reason": Row(
-        newest_failed_finally, Action.DONE, "skipped", "failed", ["failed", "skipped"], then=final_failure_kept),
+    "skip: the failed version's own message again -> stays failed, the message to poison": Row(
+        newest_failed_finally, Action.POISON, "skipped", "failed", ["failed", "skipped"], then=final_failure_kept),
+    "skip: an older message after the newest version failed -> stays failed with its reason": Row(
+        older_after_newest_failed, Action.DONE, "skipped", "failed", ["failed", "skipped"], then=final_failure_kept),
     "skip: Dataverse throttles every worker longer than the inline wait -> deferred": Row(
         throttled_everywhere, Action.DEFER, "deferred", "queued", ["deferred"], then=delay_between(59, 60)),
     # unchanged

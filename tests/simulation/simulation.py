@@ -307,7 +307,7 @@ class Simulation:
         self.scheduler.start(job)
 
     def _pusher(self, worker: Worker) -> LeadPusher:
-        throttle: ThrottleGate = throttle_gate(self.store, self.clock)
+        throttle: ThrottleGate = throttle_gate(self.store, self.clock, random.Random(self.rng.random()))
         pusher, _ = build_pusher(store=self.store, dataverse=self.dataverse, clock=self.clock, throttle=throttle,
                                  rng=random.Random(self.rng.random()), bulk_size=self.plan.bulk_size)
         return pusher
