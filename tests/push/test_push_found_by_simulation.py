@@ -12,7 +12,7 @@ from shared.delivery import Delivery, RetryLater, handle_delivery
 from shared.lead_writer import deterministic_lead_id
 from shared.messages import LeadRef
 from shared.push import PushResult
-from tests.fakes.faults import COMMIT_THEN_DROP, Fault, unavailable
+from tests.fakes.faults import COMMIT_THEN_DROP, DROP_BEFORE, Fault, unavailable
 from tests.fakes.queues import FakeLeadQueues
 from tests.fakes.wiring import MAX_DEQUEUE_COUNT
 from tests.push.test_push_decisions import C, World
@@ -131,3 +131,22 @@ def test_bug_3_a_write_that_landed_unanswered_is_not_left_failed() -> None:
     assert world.record(deterministic_lead_id(C))["hnt_infrasummary"] == "version 0"
     row = world.store.rows[C]
     assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: BUGS.md #3"
+
+
+def test_bug_4_a_write_whose_success_could_not_be_recorded_is_not_left_failed() -> None:
+    # given: Dataverse is unavailable for four deliveries; on the last one the create lands and is
+    # answered, but PostgreSQL drops the connection when the push records it
+    world = World()
+    runtime = Runtime(world)
+    runtime.send(world.accept())
+    for _ in range(MAX_DEQUEUE_COUNT - 1):
+        world.dv.fail_next(unavailable(503), kind="find_leads")
+    world.store.step = once("store.finish_synced", DROP_BEFORE)
+
+    # when: the runtime delivers the message until the queue is empty
+    runtime.deliver_all()
+
+    # then: Dataverse holds the newest version, so the store must not say it failed
+    assert world.record(deterministic_lead_id(C))["hnt_infrasummary"] == "version 0"
+    row = world.store.rows[C]
+    assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: BUGS.md #4"
