@@ -99,7 +99,7 @@ class DataverseClient:
         self._session = session or _pooled_session(self._api)
         self._session.headers.update(_ODATA_HEADERS)
         self._throttle = throttle
-        self._concurrency = ConcurrencyLimit(max_concurrent)
+        self._concurrency = throttle.concurrency if throttle is not None else ConcurrencyLimit(max_concurrent)
         self._sent = 0
         self._sent_lock = threading.Lock()
         self._dop_hint: int | None = None
@@ -378,7 +378,9 @@ class DataverseClient:
                 _log_failure(kind, error)
                 raise error from exc
             finally:
-                self._concurrency.release(too_many=response is not None and _too_many_concurrent(response))
+                # With a gate, the gate cuts (and shares the cut) when it hears of the 429.
+                too_many = self._throttle is None and response is not None and _too_many_concurrent(response)
+                self._concurrency.release(too_many=too_many)
                 record_dataverse_request(kind, None if response is None else response.status_code)
             self._note_dop_hint(response)
             if response.status_code < 400:
@@ -399,9 +401,11 @@ class DataverseClient:
                     error.request_id,
                     extra={"retry_after": error.retry_after, "kind": kind, "service_request_id": error.request_id},
                 )
-                concurrency = error.code == CONCURRENCY_LIMIT_CODE
-                if self._throttle is not None and not concurrency:
-                    self._throttle.on_rate_limited(error.retry_after)
+                if self._throttle is not None:
+                    if error.code == CONCURRENCY_LIMIT_CODE:
+                        self._throttle.on_concurrency_limited()
+                    else:
+                        self._throttle.on_rate_limited(error.retry_after)
                 if (
                     error.retry_after <= self._inline_retry_after
                     and waited + error.retry_after <= 2 * self._inline_retry_after

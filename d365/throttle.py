@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 REFRESH_EVERY_SECONDS = 1.0
+DEFAULT_MAX_CONCURRENT = 52  # Dataverse's concurrent requests per user
 
 
 class ThrottleGate:
@@ -32,14 +33,19 @@ class ThrottleGate:
         *,
         inline_wait_seconds: float,
         publish: Callable[[float], None] | None = None,
-        refresh: Callable[[], float | None] | None = None,
+        publish_cut: Callable[[float], None] | None = None,
+        refresh: Callable[[], tuple[float | None, float | None]] | None = None,
+        concurrency: ConcurrencyLimit | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self._inline_wait = inline_wait_seconds
         self._publish = publish
+        self._publish_cut = publish_cut
         self._refresh = refresh
+        self.concurrency = concurrency or ConcurrencyLimit(DEFAULT_MAX_CONCURRENT)
+        self._cut_seen = float("-inf")
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -108,9 +114,31 @@ class ThrottleGate:
                 return
             self._refreshed_at = now
         try:
-            self.merge(self._refresh())
+            until, cut_at = self._refresh()
         except Exception:  # the local gate still holds
             logger.warning("d365_throttle_refresh_failed", exc_info=True)
+            return
+        self.merge(until)
+        with self._lock:
+            new_cut = cut_at is not None and cut_at > self._cut_seen
+            if cut_at is not None and new_cut:
+                self._cut_seen = cut_at
+        if new_cut:
+            self.concurrency.cut()
+
+    def on_concurrency_limited(self) -> None:
+        """Dataverse refused a request for running too many at once: this process sends fewer, and
+        (published) every other process does too, at once, instead of each finding out by a 429."""
+        self.concurrency.cut()
+        now = self._clock()
+        with self._lock:
+            self._cut_seen = max(self._cut_seen, now)
+        if self._publish_cut is None:
+            return
+        try:
+            self._publish_cut(now)
+        except Exception:
+            logger.warning("d365_concurrency_cut_publish_failed", exc_info=True)
 
 
 CONCURRENCY_LIMIT_CODE = "0x80072326"  # Dataverse: too many concurrent requests for this user
@@ -144,16 +172,21 @@ class ConcurrencyLimit:
             self._running += 1
             return True
 
+    def cut(self) -> None:
+        """Halve the limit (once a second at most: the answers of one crowd count once)."""
+        with self._changed:
+            now = self._clock()
+            if now - self._cut_at >= 1.0:
+                self._limit = max(1, self._limit // 2)
+                self._cut_at = now
+            self._answered = 0
+
     def release(self, *, too_many: bool) -> None:
+        if too_many:
+            self.cut()
         with self._changed:
             self._running -= 1
-            if too_many:
-                now = self._clock()
-                if now - self._cut_at >= 1.0:
-                    self._limit = max(1, self._limit // 2)
-                    self._cut_at = now
-                self._answered = 0
-            else:
+            if not too_many:
                 self._answered += 1
                 if self._answered >= self._limit and self._limit < self.maximum:
                     self._limit += 1

@@ -67,19 +67,24 @@ class Container:
             lambda: ThrottleGate(
                 inline_wait_seconds=self.settings.dataverse.inline_retry_after_seconds,
                 publish=self._publish_throttle if shared else None,
+                publish_cut=self._publish_concurrency_cut if shared else None,
                 refresh=self._read_throttle if shared else None,
             ),
         )
 
-    def _publish_throttle(self, until_epoch: float) -> None:
+    def _publish_throttle(self, until_epoch: float, *, scope: str = "dataverse") -> None:
         try:
-            self.store.publish_throttle(datetime.fromtimestamp(until_epoch, tz=UTC))
+            self.store.publish_throttle(datetime.fromtimestamp(until_epoch, tz=UTC), scope=scope)
         except StoreUnavailable as exc:  # the 429 is still honoured in this process
             logger.warning("d365_throttle_unpublished: %s", exc)
 
-    def _read_throttle(self) -> float | None:
-        until = self.store.throttled_until()
-        return until.timestamp() if until else None
+    def _publish_concurrency_cut(self, at_epoch: float) -> None:
+        self._publish_throttle(at_epoch, scope="concurrency")
+
+    def _read_throttle(self) -> tuple[float | None, float | None]:
+        marks = self.store.throttle_marks()
+        until, cut_at = (marks.get(scope) for scope in ("dataverse", "concurrency"))
+        return (until.timestamp() if until else None, cut_at.timestamp() if cut_at else None)
 
     @property
     def dataverse(self) -> DataverseClient:

@@ -151,12 +151,14 @@ FROM changed
 RETURNING company_id;
 
 -- name: publish_throttle
-INSERT INTO dataverse_throttle (scope, throttled_until) VALUES ('dataverse', %(until)s)
+-- scope 'dataverse': until when every worker leaves Dataverse alone (a 429's Retry-After);
+-- scope 'concurrency': when Dataverse last refused a request for the concurrency limit.
+INSERT INTO dataverse_throttle (scope, throttled_until) VALUES (%(scope)s, %(until)s)
 ON CONFLICT (scope) DO UPDATE SET
     throttled_until = GREATEST(dataverse_throttle.throttled_until, EXCLUDED.throttled_until);
 
--- name: throttled_until
-SELECT throttled_until FROM dataverse_throttle WHERE scope = 'dataverse';
+-- name: throttle_marks
+SELECT scope, throttled_until FROM dataverse_throttle;
 
 -- name: reserve_lead_id
 -- Before adopting a record found by lookup: the unique index on d365_lead_id refuses it if another

@@ -366,14 +366,14 @@ class LeadStore:
         self._execute("mark_rejected", {"company_id": company_id, "error": reason})
         self._run(_AUDIT_ONLY, {"company_id": company_id, **_attempt_params(attempt)})
 
-    def publish_throttle(self, until: datetime) -> None:
-        """Every worker of every instance leaves Dataverse alone until `until`."""
-        self._execute("publish_throttle", {"until": until})
+    def publish_throttle(self, until: datetime, *, scope: str = "dataverse") -> None:
+        """`dataverse`: every worker of every instance leaves Dataverse alone until `until`.
+        `concurrency`: Dataverse refused a request for its concurrency limit at `until`."""
+        self._execute("publish_throttle", {"until": until, "scope": scope})
 
-    def throttled_until(self) -> datetime | None:
-        """Until when every worker is to leave Dataverse alone (maybe in the past); None if never."""
-        row = self._execute("throttled_until", fetch="one")
-        return row["throttled_until"] if row else None
+    def throttle_marks(self) -> dict[str, datetime]:
+        """The shared throttle's moments by scope (see `publish_throttle`)."""
+        return {row["scope"]: row["throttled_until"] for row in self._execute("throttle_marks", fetch="all")}
 
     def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
         """Record `lead_id` as this company's Dataverse record before adopting it. False when another

@@ -499,9 +499,9 @@ def test_waiters_resume_spread_over_the_retry_after_not_at_one_instant(clock: Cl
 def test_the_shared_throttle_is_read_at_most_once_a_second(clock: Clock) -> None:
     reads: list[float] = []
 
-    def refresh() -> float:
+    def refresh() -> tuple[float, None]:
         reads.append(clock.now)
-        return clock.now - 1  # in the past: not throttled
+        return clock.now - 1, None  # in the past: not throttled; no concurrency cut
 
     gate = ThrottleGate(inline_wait_seconds=5, refresh=refresh, clock=clock, sleep=clock.sleep)
     for _ in range(5):
@@ -529,3 +529,14 @@ def test_a_concurrency_429_halves_the_requests_sent_at_once_and_answers_grow_the
 
     held = [limit.acquire(timeout=0) for _ in range(6)]
     assert held == [True] * 5 + [False]  # a sixth waits for a free slot
+
+
+def test_a_concurrency_cut_elsewhere_halves_this_process_too(clock: Clock) -> None:
+    cuts: list[float] = []
+    gate = ThrottleGate(inline_wait_seconds=5, refresh=lambda: (None, clock.now), clock=clock, sleep=clock.sleep)
+    other = ThrottleGate(inline_wait_seconds=5, publish_cut=cuts.append, clock=clock, sleep=clock.sleep)
+
+    other.on_concurrency_limited()  # another instance met Dataverse's concurrency limit, and published it
+    gate.before_request()  # this one reads it before its next request
+
+    assert cuts == [clock.now] and other.concurrency.limit == 26 and gate.concurrency.limit == 26
