@@ -384,10 +384,15 @@ def test_a_webhook_delivery_id_is_claimed_once_then_answered(store_side: StoreHa
     assert store_side.store.claim_delivery(f"never-claimed-{delivery_id}", pending) is None
 
 
-def test_the_shared_throttle_is_read_back(store_side: StoreHarness) -> None:
+def test_the_shared_throttle_is_read_back_by_scope(store_side: StoreHarness) -> None:
     until = store_side.now() + timedelta(seconds=90)
+    cut_at = store_side.now()
     store_side.store.publish_throttle(until)
-    assert store_side.store.throttled_until() == until
+    store_side.store.publish_throttle(until - timedelta(seconds=30))
+    store_side.store.publish_throttle(cut_at, scope="concurrency")
+
+    assert store_side.store.throttle_marks() == {"dataverse": until, "concurrency": cut_at}
+    assert store_side.store.claim(queued(store_side), lease_seconds=LEASE).throttled_for_seconds > 60
 
 
 def transient(reason: str = "Dataverse no HTTP response: ConnectionError") -> Attempt:

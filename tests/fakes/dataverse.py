@@ -44,7 +44,7 @@ from d365.errors import (
     error_from_response,
 )
 from d365.metadata import LeadSchema, parse_lead_schema
-from d365.throttle import ThrottleGate
+from d365.throttle import CONCURRENCY_LIMIT_CODE, ThrottleGate
 from local.emulators.dataverse import metadata
 from local.emulators.dataverse.bulk import NOT_SUPPORTED, UNEXPECTED
 from local.emulators.dataverse.errors import (
@@ -374,11 +374,15 @@ class FakeDataverse:
                 continue
             if isinstance(error, D365RateLimitError):
                 if self.throttle is not None:
-                    self.throttle.on_rate_limited(error.retry_after)
+                    if error.code == CONCURRENCY_LIMIT_CODE:
+                        self.throttle.on_concurrency_limited()
+                    else:
+                        self.throttle.on_rate_limited(error.retry_after)
                 if (error.retry_after <= self._inline_retry_after
                         and waited + error.retry_after <= 2 * self._inline_retry_after
                         and rate_limit_waits < MAX_RATE_LIMIT_WAITS and _fits(error.retry_after)):
-                    self._sleep(error.retry_after)
+                    wait = error.retry_after * self._rng.uniform(1.0, 1.5)  # spread, as the client does
+                    self._sleep(wait if _fits(wait) else error.retry_after)
                     waited += error.retry_after
                     rate_limit_waits += 1
                     just_waited = True

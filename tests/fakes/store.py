@@ -81,7 +81,7 @@ class FakeLeadStore:
         self.step = step
         self.rows: dict[int, Row] = {}
         self.audit: list[AttemptRow] = []
-        self.throttled_until_at: datetime | None = None
+        self.throttle: dict[str, datetime] = {}  # dataverse_throttle: scope -> moment
         self.deliveries: dict[str, dict] = {}
         self.on_claim: Callable[[int, str], None] | None = None  # told of every lease handed out
         self._lock = threading.RLock()
@@ -167,8 +167,8 @@ class FakeLeadStore:
 
     def _claim(self, company_id: int, lease_seconds: float) -> Claim:
         now = self._now()
-        throttled_for = ((max(self.throttled_until_at, now) - now).total_seconds()
-                         if self.throttled_until_at else 0.0)
+        until = self.throttle.get("dataverse")
+        throttled_for = (max(until, now) - now).total_seconds() if until else 0.0
         row = self.rows.get(company_id)
         if row is None:
             return Claim(ClaimStatus.UNKNOWN, throttled_for_seconds=throttled_for)
@@ -300,17 +300,19 @@ class FakeLeadStore:
 
         self._call("record_rejected_message", apply)
 
-    def publish_throttle(self, until: datetime) -> None:
-        """queries.sql publish_throttle: the later moment holds."""
+    def publish_throttle(self, until: datetime, *, scope: str = "dataverse") -> None:
+        """queries.sql publish_throttle: per scope, the later moment holds."""
 
         def apply() -> None:
-            self.throttled_until_at = _greatest(self.throttled_until_at, until)
+            later = _greatest(self.throttle.get(scope), until)
+            assert later is not None
+            self.throttle[scope] = later
 
         self._call("publish_throttle", apply)
 
-    def throttled_until(self) -> datetime | None:
-        """queries.sql throttled_until."""
-        return self._call("throttled_until", lambda: self.throttled_until_at)
+    def throttle_marks(self) -> dict[str, datetime]:
+        """queries.sql throttle_marks."""
+        return self._call("throttle_marks", lambda: dict(self.throttle))
 
     def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
         """queries.sql reserve_lead_id; the unique index on d365_lead_id answers False."""

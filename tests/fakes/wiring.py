@@ -26,13 +26,16 @@ def throttle_gate(store: FakeLeadStore, clock: FakeClock, rng: random.Random | N
     """A process's gate, sharing "throttled until" through the store as the container wires it, on
     the fake clock (and a seeded random for its jitter)."""
 
-    def read() -> float | None:
-        until = store.throttled_until()
-        return until.timestamp() if until else None
+    def publish(at: float, scope: str = "dataverse") -> None:
+        store.publish_throttle(datetime.fromtimestamp(at, UTC), scope=scope)
 
-    return ThrottleGate(inline_wait_seconds=INLINE_WAIT_SECONDS, clock=clock, sleep=clock.sleep,
-                        publish=lambda until: store.publish_throttle(datetime.fromtimestamp(until, UTC)),
-                        refresh=read, rng=rng or random.Random(0))
+    def read() -> tuple[float | None, float | None]:
+        marks = store.throttle_marks()
+        until, cut_at = (marks.get(scope) for scope in ("dataverse", "concurrency"))
+        return (until.timestamp() if until else None, cut_at.timestamp() if cut_at else None)
+
+    return ThrottleGate(inline_wait_seconds=INLINE_WAIT_SECONDS, clock=clock, sleep=clock.sleep, publish=publish,
+                        publish_cut=lambda at: publish(at, "concurrency"), refresh=read, rng=rng or random.Random(0))
 
 
 def build_pusher(*, store: FakeLeadStore, dataverse: FakeDataverse, clock: FakeClock,

@@ -306,7 +306,7 @@ def retried_without_the_column(w: World, result: PushResult) -> None:
 
 def throttle_published(w: World, result: PushResult) -> None:
     assert result.delay_seconds == 30
-    assert w.store.throttled_until() == w.clock.now() + timedelta(seconds=30)
+    assert w.store.throttle_marks()["dataverse"] == w.clock.now() + timedelta(seconds=30)
     assert w.store.attempts_of(C)[-1].http_status == 429
 
 
