@@ -56,6 +56,8 @@ STUCK_AFTER_SECONDS = 900
 SHARED_EMAIL = "info@msp.example"
 REJECTED = "Rejected"              # a provider the org's rule refuses: that version can never be written
 _VERSION = re.compile(r"^version (\d+)$")
+# Dataverse's concurrency limit (DATAVERSE.md 6): the client cuts this process's concurrency and shares the cut.
+TOO_MANY_AT_ONCE = Fault(429, "0x80072326", "Number of concurrent requests exceeded the limit of 52.", retry_after=1)
 
 
 class SimulationFailed(AssertionError):
@@ -422,8 +424,8 @@ class Simulation:
     def _dataverse_fault(self, kind: str) -> Fault | None:
         if not self.chaos or self.rng.random() >= self.plan.p_dataverse_fault:
             return None
-        return self.rng.choice([throttled(1), throttled(2), throttled(30), unavailable(503), DROP_BEFORE,
-                                COMMIT_THEN_DROP])
+        return self.rng.choice([throttled(1), throttled(2), throttled(30), TOO_MANY_AT_ONCE, unavailable(503),
+                                DROP_BEFORE, COMMIT_THEN_DROP])
 
     def _retry_fault(self, kind: str) -> Fault | None:
         return self._dataverse_fault(f"dataverse.{kind}")
