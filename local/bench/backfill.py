@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import psycopg2
 import requests
@@ -64,6 +65,7 @@ class Run:
     intake_seconds: float      # until every webhook post was answered
     drained_seconds: float | None  # until the queue was empty too (None: not within DRAIN_SECONDS)
     left_in_queue: int         # messages still queued when measuring stopped
+    attempts: dict[str, int]   # sync_attempt rows of the measured phase, by outcome
     stats: dict                # the emulator's /_emulator/stats over the measured phase, until drained
 
     @property
@@ -121,6 +123,8 @@ def _run_mode(stack: Stack, options: Options, mode: str, bulk_size: int) -> Run:
             _post(host.url, [leads.lead(cid) for cid in ids], options)
             loaded, failed = _wait_synced(database_url, ids, version=None)
         first_load = time.perf_counter() - started
+        # Its leftover no-op messages would slow every receive of the measured run: Azurite looks through all of them on each receive.
+        _delete_queue(stack, first_env["LEAD_QUEUE_NAME"])
         if loaded != len(ids):
             raise RuntimeError(f"{mode}: the first load synced {loaded} of {len(ids)} leads ({failed} failed)")
 
@@ -128,6 +132,7 @@ def _run_mode(stack: Stack, options: Options, mode: str, bulk_size: int) -> Run:
         with stack.host(env) as host:
             emulator.set_protection(**asdict(options.limits))
             emulator.control("POST", "stats/reset")
+            since = _database_now(database_url)
             started = time.perf_counter()
             _post(host.url, [leads.changed(cid) for cid in ids], options)
             intake = time.perf_counter() - started
@@ -136,7 +141,9 @@ def _run_mode(stack: Stack, options: Options, mode: str, bulk_size: int) -> Run:
             drained, left = _wait_drained(stack, env["LEAD_QUEUE_NAME"], started)
             stats = emulator.stats()
         emulator.clear_protection()
-    return Run(mode, bulk_size, first_load, synced, failed, seconds, intake, drained, left, stats)
+        _delete_queue(stack, env["LEAD_QUEUE_NAME"])
+        attempts = _attempts_since(database_url, since)
+    return Run(mode, bulk_size, first_load, synced, failed, seconds, intake, drained, left, attempts, stats)
 
 
 @contextmanager
@@ -191,6 +198,31 @@ def _counts(database_url: str, ids: range, version: str | None) -> tuple[int, in
     return synced, failed
 
 
+def _database_now(database_url: str) -> datetime:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT now()")
+        now = cur.fetchone()[0]
+    conn.close()
+    return now
+
+
+def _attempts_since(database_url: str, since: datetime) -> dict[str, int]:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT outcome, count(*) FROM sync_attempt WHERE attempted_at >= %(since)s GROUP BY outcome",
+                    {"since": since})
+        attempts = dict(cur.fetchall())
+    conn.close()
+    return attempts
+
+
+def _delete_queue(stack: Stack, queue_name: str) -> None:
+    client = QueueClient.from_connection_string(stack.storage, queue_name)
+    try:
+        client.delete_queue()
+    finally:
+        client.close()
+
+
 def _wait_drained(stack: Stack, queue_name: str, started: float) -> tuple[float | None, int]:
     """Seconds from `started` until the lead queue holds no message (visible or not), or None and
     the messages left after DRAIN_SECONDS."""
@@ -232,6 +264,8 @@ def _section(options: Options, single: Run, bulk: Run) -> Section:
             Figure(f"{name}: Dataverse requests (429s included)",
                    f"{run.requests} ({', '.join(f'{k} {n}' for k, n in sorted(run.data_requests().items()))})"),
             Figure(f"{name}: 429 answers", f"{run.throttled} ({_by_limit(run)})"),
+            Figure(f"{name}: push attempts by outcome",
+                   ", ".join(f"{outcome} {n}" for outcome, n in sorted(run.attempts.items(), key=lambda i: -i[1]))),
         ]
     complete = single.synced == bulk.synced == options.count
     figures += [
