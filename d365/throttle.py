@@ -74,6 +74,10 @@ class ThrottleGate:
                 self._spread = max(self._spread, until_epoch - self._clock())
             self._until = max(self._until, float(until_epoch))
 
+    def merge_for(self, seconds: float) -> None:
+        """Take in a throttle learnt elsewhere as seconds from now (by this gate's clock)."""
+        self.merge(self._clock() + seconds)
+
     def before_request(self) -> None:
         """Return when a request may be sent: at once, or after waiting a remainder that is no
         longer than the inline wait and fits the current deadline.
@@ -142,13 +146,16 @@ class ThrottleGate:
 
 
 CONCURRENCY_LIMIT_CODE = "0x80072326"  # Dataverse: too many concurrent requests for this user
+# Answers per slot before one more slot: growing by one slot per round of answers would reach the
+# limit again within a round or two, each time with a crowd of 429s; this probes about 8x slower.
+GROWTH_ANSWERS = 8
 
 
 class ConcurrencyLimit:
     """How many requests this process sends to Dataverse at once. A 429 for the concurrency limit
-    halves it (at most once a second); each run of answers without one grows it back by one, up to
-    `maximum`. Processes that each do this settle, together, under Dataverse's limit: a shared
-    pause would only release every waiter at once into the same limit."""
+    halves it (at most once a second); each run of answers without one (`GROWTH_ANSWERS` per slot)
+    grows it back by one, up to `maximum`. Processes that each do this settle, together, under
+    Dataverse's limit: a shared pause would only release every waiter at once into the same limit."""
 
     def __init__(self, maximum: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.maximum = maximum
@@ -188,7 +195,7 @@ class ConcurrencyLimit:
             self._running -= 1
             if not too_many:
                 self._answered += 1
-                if self._answered >= self._limit and self._limit < self.maximum:
+                if self._answered >= GROWTH_ANSWERS * self._limit and self._limit < self.maximum:
                     self._limit += 1
                     self._answered = 0
             self._changed.notify_all()

@@ -42,6 +42,11 @@ def push_deadline_seconds(lease_seconds: float) -> float:
     return lease_seconds - min(LEASE_MARGIN_SECONDS, lease_seconds / 4)
 
 
+class UnrecordedWrite(StoreUnavailable):
+    """The lead was written, and PostgreSQL could not record it: like a write whose answer was lost,
+    it must never end the lead `failed` (the record holds the version)."""
+
+
 class Action(StrEnum):
     DONE = "done"  # acknowledge the message
     POISON = "poison"  # can never succeed: to the poison queue, then acknowledge
@@ -105,7 +110,7 @@ class LeadPusher:
             self._store.record_queued([ref.accepted])
         claim = self._store.claim(ref.company_id, lease_seconds=self._lease_seconds)
         if self._throttle is not None and claim.throttled_for_seconds > 0:
-            self._throttle.merge(time.time() + claim.throttled_for_seconds)
+            self._throttle.merge_for(claim.throttled_for_seconds)
         if claim.status is ClaimStatus.UNKNOWN:
             reason = f"no lead was accepted for company {ref.company_id}"
             logger.error("d365_push_failed company_id=%s: %s", ref.company_id, reason, extra=context)
@@ -124,7 +129,10 @@ class LeadPusher:
         try:
             return self._push_claimed(ref, claim.token, claim.state, claim.throttled_for_seconds, attempt, context)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded, none escapes
-            return self._failed(ref, claim.token, claim.state, classify(exc), attempt, dequeue_count, context, exc)
+            failure = classify(exc)
+            if isinstance(exc, UnrecordedWrite):
+                failure = replace(failure, unknown_outcome=True)
+            return self._failed(ref, claim.token, claim.state, failure, attempt, dequeue_count, context, exc)
 
     def _push_claimed(
         self,
@@ -165,7 +173,7 @@ class LeadPusher:
             )
             return PushResult(Action.DEFER, "deferred", delay_seconds=throttled_for)
 
-        with deadline(push_deadline_seconds(self._lease_seconds)):
+        with deadline(push_deadline_seconds(self._lease_seconds), clock=self._clock):
             mapped = self._map(state.lead, context)
             fingerprint = payload_fingerprint(mapped.payload)
             warnings = [f"{w.column}: {w.reason}" for w in mapped.warnings]
@@ -390,9 +398,13 @@ class LeadPusher:
         fingerprint: str,
         warnings: list[str],
     ) -> None:
-        if not self._store.finish_synced(
-            company_id, token, attempt, version=version, etag=etag, fingerprint=fingerprint, warnings=warnings
-        ):
+        try:
+            recorded = self._store.finish_synced(
+                company_id, token, attempt, version=version, etag=etag, fingerprint=fingerprint, warnings=warnings
+            )
+        except StoreUnavailable as exc:
+            raise UnrecordedWrite(str(exc)) from exc
+        if not recorded:
             # The write was sent within the lease; the lead's next holder re-decides from the store
             # (and meets a 412 if our write changed the record's version).
             logger.warning(

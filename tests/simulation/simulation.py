@@ -556,7 +556,7 @@ def simulated_time(clock_of: Any) -> Iterator[None]:
     """The push's deadline on the simulation's clock (the pusher does not pass it one), the
     delivery back-off jitter seeded, and logging off while schedules run."""
     original = shared.push.deadline
-    shared.push.deadline = lambda seconds: d365.deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
+    shared.push.deadline = lambda seconds, **_: d365.deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
     previous_level = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
