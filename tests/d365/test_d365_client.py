@@ -22,7 +22,7 @@ from d365.errors import (
     D365RecordChangedError,
 )
 from d365.schema_cache import SchemaCache
-from d365.throttle import ConcurrencyLimit, ThrottleGate
+from d365.throttle import GROWTH_ANSWERS, ConcurrencyLimit, ThrottleGate
 
 
 class Sleeps(list):
@@ -522,7 +522,7 @@ def test_a_concurrency_429_halves_the_requests_sent_at_once_and_answers_grow_the
     limit.release(too_many=True)  # within the same second: one cut only
     assert limit.limit == limit_after_cut
 
-    for _ in range(4):
+    for _ in range(GROWTH_ANSWERS * 4):
         assert limit.acquire(timeout=0)
         limit.release(too_many=False)
     assert limit.limit == 5
