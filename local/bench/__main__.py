@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--telemetry-host-leads", type=int, default=500, help="leads end to end per mode in (g)")
     backfill.add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        backfill_options = backfill.options(args)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     log_path = _log_to_file()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                     show(scaleout.run(stack, count=args.scaleout_leads, protected_count=args.protected_leads,
                                       batch=args.batch, connections=args.connections))
                 if "h" in args.only:
-                    show(backfill.run(stack, backfill.options(args)))
+                    show(backfill.run(stack, backfill_options))
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130

@@ -123,7 +123,7 @@ def _run_mode(stack: Stack, options: Options, mode: str, bulk_size: int) -> Run:
             _post(host.url, [leads.lead(cid) for cid in ids], options)
             loaded, failed = _wait_synced(database_url, ids, version=None)
         first_load = time.perf_counter() - started
-        # Its leftover no-op messages would slow every receive of the measured run: Azurite looks through all of them on each receive.
+        # Its leftover no-op messages would slow the measured run: Azurite looks through all of them on each receive.
         _delete_queue(stack, first_env["LEAD_QUEUE_NAME"])
         if loaded != len(ids):
             raise RuntimeError(f"{mode}: the first load synced {loaded} of {len(ids)} leads ({failed} failed)")
@@ -193,7 +193,9 @@ def _counts(database_url: str, ids: range, version: str | None) -> tuple[int, in
             " FROM lead_sync WHERE company_id BETWEEN %(lo)s AND %(hi)s",
             {"lo": ids.start, "hi": ids.stop - 1, "version": version or "-infinity"},
         )
-        synced, failed = cur.fetchone()
+        row = cur.fetchone()
+        assert row is not None
+        synced, failed = row
     conn.close()
     return synced, failed
 
@@ -201,7 +203,9 @@ def _counts(database_url: str, ids: range, version: str | None) -> tuple[int, in
 def _database_now(database_url: str) -> datetime:
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT now()")
-        now = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None
+        now: datetime = row[0]
     conn.close()
     return now
 
@@ -230,7 +234,7 @@ def _wait_drained(stack: Stack, queue_name: str, started: float) -> tuple[float 
     try:
         give_up = time.perf_counter() + DRAIN_SECONDS
         while True:
-            left = client.get_queue_properties().approximate_message_count
+            left = client.get_queue_properties().approximate_message_count or 0
             if left == 0:
                 return time.perf_counter() - started, 0
             if time.perf_counter() >= give_up:
