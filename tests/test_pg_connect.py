@@ -59,7 +59,7 @@ def _token_url(server: services.PostgresServer, query: str = "") -> str:
 def _whoami(conn) -> tuple[str, bool]:
     with conn.cursor() as cur:
         cur.execute("SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        return cur.fetchone()
+        return tuple(cur.fetchone().values())  # the app's connections answer rows as dicts
 
 
 def test_each_new_connection_signs_in_with_a_current_token(tls_server, issued_identity):
@@ -138,7 +138,7 @@ def test_a_url_with_a_password_keeps_working(tls_server):
     assert settings.database_auth is DatabaseAuth.PASSWORD
     with conn.cursor() as cur:
         cur.execute("SELECT current_user, current_setting('application_name')")
-        assert cur.fetchone() == ("leadpush_pw", "lead-push")
+        assert tuple(cur.fetchone().values()) == ("leadpush_pw", "lead-push")
     conn.close()
 
 

@@ -58,6 +58,7 @@ def run(azurite, database_url, identity) -> Iterator[Run]:
         "AzureWebJobsStorage": azurite.connection_string,
         "FUNCTIONS_WORKER_RUNTIME": "python",
         "DATABASE_URL": database_url,
+        "D365_BULK_SIZE": "1",  # the session database holds other tests' leads
         "LEAD_QUEUE_NAME": f"leads-{secrets.token_hex(4)}",
         "HUNTER_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "D365_URL": dataverse.url,
