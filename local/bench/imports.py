@@ -16,8 +16,12 @@ from typing import Mapping
 from local.bench.report import Figure, Section, median
 from local.services import REPO
 
-DEPENDENCIES = ("azure.functions", "azure.identity", "azure.storage.queue", "msal", "requests", "psycopg2",
-                "opentelemetry.trace", "opentelemetry.metrics")
+# The third-party modules the app imports (its own import lines name them), nothing of the app.
+DEPENDENCIES = (
+    "azure.functions", "azure.identity", "azure.storage.queue", "azure.core.pipeline.transport", "msal",
+    "requests", "psycopg2", "psycopg2.extras", "opentelemetry.trace", "opentelemetry.metrics",
+    "opentelemetry.trace.propagation.tracecontext",
+)
 AIM_RATIO = 1.3
 # Settings only have to pass validation: nothing is reached while importing.
 APP_ENV = {
