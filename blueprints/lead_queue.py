@@ -42,9 +42,7 @@ def blueprint(container: Container) -> func.Blueprint:
                 )
                 outcome, others = result.outcome, result.batch_outcomes
             except RetryLater as exc:
-                outcome = getattr(exc, "outcome", None) or (
-                    "failed" if dequeue_count >= settings.queue_runtime.max_dequeue_count else "error"
-                )
+                outcome = exc.outcome
                 raise
             finally:
                 span.set_attribute("outcome", outcome)
