@@ -34,6 +34,9 @@ from shared.store import Attempt, ClaimStatus, LeadState, LeadStore
 logger = logging.getLogger(__name__)
 
 LEASE_MARGIN_SECONDS = 15.0  # a push stops calling Dataverse this long before its lease ends
+# A leased lead is looked at again after this at most: a bulk write holds many leads for a moment,
+# not for its whole lease.
+LEASED_RECHECK_SECONDS = 10.0
 
 
 def push_deadline_seconds(lease_seconds: float) -> float:
@@ -116,7 +119,7 @@ class LeadPusher:
             logger.error("d365_push_failed company_id=%s: %s", ref.company_id, reason, extra=context)
             return PushResult(Action.POISON, "failed", reason)
         if claim.status is ClaimStatus.LEASED:
-            delay = max(claim.leased_for_seconds, 1.0) * self._rng.uniform(1.0, 1.2)
+            delay = min(max(claim.leased_for_seconds, 1.0), LEASED_RECHECK_SECONDS) * self._rng.uniform(1.0, 1.2)
             logger.info(
                 "d365_push_leased company_id=%s: another worker holds the lead; again in %.0f s",
                 ref.company_id,

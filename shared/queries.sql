@@ -49,14 +49,15 @@ FROM (SELECT 1) one LEFT JOIN claimed ON true;
 
 -- name: claim_due
 -- Other leads waiting to be written that nobody holds, leased with the caller's token for one bulk
--- write. Leads whose newest version is synced or failed finally are not due.
+-- write. Leads whose newest version is synced or failed finally are not due. Newest first: the
+-- oldest ones' own messages are at the front of the queue, about to start batches of their own.
 WITH due AS (
     SELECT company_id FROM lead_sync
     WHERE status IN ('queued', 'error') AND company_id <> %(company_id)s
       AND (lease_until IS NULL OR lease_until <= now())
       AND (synced_version IS NULL OR queued_version > synced_version)
       AND (failed_version IS NULL OR queued_version > failed_version)
-    ORDER BY updated_at
+    ORDER BY updated_at DESC
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )

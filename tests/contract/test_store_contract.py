@@ -359,7 +359,7 @@ def test_due_leads_are_leased_for_a_bulk_write_under_one_token(store_side: Store
     held = claim(store_side, own)
     due = [queued(store_side) for _ in range(2)]
     for company in due:
-        store_side.age(company, 10 * 365 * 24 * 3600)  # first in line, ahead of the session's other rows
+        store_side.age(company, -10 * 365 * 24 * 3600)  # the newest: first in line, ahead of the session's rows
 
     states = store_side.store.claim_due(own, held.token, limit=2, lease_seconds=LEASE)
 

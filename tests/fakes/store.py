@@ -205,7 +205,7 @@ class FakeLeadStore:
                  and (row.lease_until is None or row.lease_until <= now)
                  and (row.synced_version is None or row.queued_version > row.synced_version)
                  and (row.failed_version is None or row.queued_version > row.failed_version)),
-                key=lambda row: row.updated_at)[:limit]
+                key=lambda row: row.updated_at, reverse=True)[:limit]
             return [self._lease(row, token, lease_seconds, now) for row in due]
 
         return self._call("claim_due", apply)

@@ -337,8 +337,8 @@ ROWS: dict[str, Row] = {
     # claim
     "claim: unknown lead -> poison": Row(
         lambda w: ref(C), Action.POISON, "failed", None, [], then=nothing_recorded),
-    "claim: leased by another worker -> deferred for its lease": Row(
-        leased_elsewhere, Action.DEFER, "leased", "processing", [], then=delay_between(LEASE_SECONDS, 1.2 * 120)),
+    "claim: leased by another worker -> looked at again within 10 s (a batch holds its leads briefly)": Row(
+        leased_elsewhere, Action.DEFER, "leased", "processing", [], then=delay_between(10, 12)),
     "claim: a crashed holder's expired lease is taken over": Row(
         crashed_holder, Action.DONE, "created", "synced", ["created"], CREATED_NEW, then=holds(own_id)),
     "claim: a v1 message records its lead, then writes it": Row(
