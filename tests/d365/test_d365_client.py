@@ -23,6 +23,7 @@ from d365.errors import (
 )
 from d365.schema_cache import SchemaCache
 from d365.throttle import GROWTH_ANSWERS, ConcurrencyLimit, ThrottleGate
+from tests.d365.sleeping_clock import Clock
 
 
 class Sleeps(list):
@@ -408,21 +409,6 @@ def test_the_read_timeout_is_cut_to_the_deadline(emulator, msi) -> None:
 
 
 # --- shared throttle -----------------------------------------------------------------------------
-
-
-class Clock:
-    """Epoch seconds that move only when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -7,19 +7,7 @@ import pytest
 from d365.deadline import deadline
 from d365.errors import D365RateLimitError
 from d365.throttle import ThrottleGate
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.d365.sleeping_clock import Clock
 
 
 @pytest.fixture
