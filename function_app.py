@@ -11,10 +11,10 @@ import os
 import azure.functions as func
 
 from blueprints import admin, health, lead_queue, lead_status, metrics, webhook
-from shared.container import Container
-from shared.logging_setup import configure_logging
-from shared.settings import Settings
-from shared.telemetry import install_log_dimensions
+from shared.observability.logging_setup import configure_logging
+from shared.observability.telemetry import install_log_dimensions
+from shared.runtime.container import Container
+from shared.runtime.settings import Settings
 
 configure_logging()
 install_log_dimensions()  # after the worker (or local host) put the Azure Monitor handler on the root logger

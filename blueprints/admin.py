@@ -8,10 +8,10 @@ import logging
 import azure.functions as func
 
 from blueprints.responses import json_response, unavailable
-from shared.container import Container
-from shared.errors import TransientError
-from shared.replay import replay_poisoned
-from shared.sweep import requeue_stuck_leads
+from shared.model.errors import TransientError
+from shared.runtime.container import Container
+from shared.usecases.replay import replay_poisoned
+from shared.usecases.sweep import requeue_stuck_leads
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import azure.functions as func
 
 from blueprints.responses import json_response
-from shared.container import Container
-from shared.errors import TransientError
+from shared.model.errors import TransientError
+from shared.runtime.container import Container
 
 logger = logging.getLogger(__name__)
 

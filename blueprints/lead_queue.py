@@ -6,11 +6,11 @@ import time
 
 import azure.functions as func
 
-from shared.container import Container
-from shared.delivery import Delivery, RetryLater, handle_delivery
-from shared.messages import LeadRef, MalformedMessage
-from shared.settings import STORAGE_SETTING
-from shared.telemetry import push_span, record_push
+from shared.model.messages import LeadRef, MalformedMessage
+from shared.observability.telemetry import push_span, record_push
+from shared.runtime.container import Container
+from shared.runtime.settings import STORAGE_SETTING
+from shared.usecases.delivery import Delivery, RetryLater, handle_delivery
 
 
 def blueprint(container: Container) -> func.Blueprint:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from blueprints.responses import json_response, unavailable
-from shared.container import Container
-from shared.errors import TransientError
+from shared.model.errors import TransientError
+from shared.runtime.container import Container
 
 
 def blueprint(container: Container) -> func.Blueprint:

@@ -10,9 +10,9 @@ import logging
 
 import azure.functions as func
 
-from shared.container import Container
-from shared.errors import TransientError
-from shared.telemetry import report_leads_by_status, report_queue_depths
+from shared.model.errors import TransientError
+from shared.observability.telemetry import report_leads_by_status, report_queue_depths
+from shared.runtime.container import Container
 
 logger = logging.getLogger(__name__)
 

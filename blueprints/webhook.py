@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from blueprints.responses import json_response, unavailable
-from shared.accept import accept_leads
-from shared.container import Container
-from shared.errors import TransientError
 from shared.intake import IntakeError, body_digest, delivery_id, parse_leads, verify_signature
-from shared.telemetry import current_traceparent, record_leads_accepted
+from shared.model.errors import TransientError
+from shared.observability.telemetry import current_traceparent, record_leads_accepted
+from shared.runtime.container import Container
+from shared.usecases.accept import accept_leads
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Dataverse settings, read from the environment and validated once.
 
 Kept in `d365/` so the Dataverse side (client, smoke test) can be configured without the rest of
-the app; `shared.settings.Settings` composes it.
+the app; `shared.runtime.settings.Settings` composes it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Dataverse request counter, through the OpenTelemetry API only (no SDK, no exporter).
 
 Without a configured meter provider (tests of d365 alone, a deployment without telemetry) the
-counter is a no-op. `d365` keeps to itself: the app's other instruments live in `shared.telemetry`.
+counter is a no-op. `d365` keeps to itself: the app's other instruments live in `shared.observability.telemetry`.
 """
 
 from __future__ import annotations

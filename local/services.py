@@ -274,8 +274,8 @@ def start_funchost(
 
 
 def migrate_database(env: Mapping[str, str]) -> None:
-    """`python -m shared.migrate` with `env`, as deployment runs it. Raises ServiceError."""
-    result = subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=REPO, env=dict(env),
+    """`python -m shared.postgres.migrate` with `env`, as deployment runs it. Raises ServiceError."""
+    result = subprocess.run([sys.executable, "-m", "shared.postgres.migrate"], cwd=REPO, env=dict(env),
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise ServiceError(f"migrations failed: {result.stderr.strip() or result.stdout.strip()}")

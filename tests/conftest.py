@@ -17,7 +17,7 @@ import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from local import services
-from shared.migrate import migrate
+from shared.postgres.migrate import migrate
 from local.emulators.control_client import EmulatorControl as Emulator
 from local.services import ManagedProcess, PostgresServer
 
@@ -86,7 +86,7 @@ def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh database for this session, migrated as deployment does (`shared.migrate`)."""
+    """A fresh database for this session, migrated as deployment does (`shared.postgres.migrate`)."""
     name = f"leadpush_test_{secrets.token_hex(4)}"
     url = services.create_database(postgres_server.url, name)
     migrate(url)

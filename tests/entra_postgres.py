@@ -17,7 +17,7 @@ from psycopg2 import sql
 
 from local import services
 from local.emulators.authority import write_certificates
-from shared.pg_connect import POSTGRES_SCOPE
+from shared.postgres.connect import POSTGRES_SCOPE
 
 ROLE = "leadpush_mi"
 POSTGRES_RESOURCE = POSTGRES_SCOPE.removesuffix("/.default")

@@ -15,8 +15,8 @@ from azure.core.credentials import AccessToken
 
 from local import services
 from local.emulators import identity
-from shared.pg_connect import POSTGRES_SCOPE, DatabaseTokenUnavailable, EntraPassword, PostgresConnector
-from shared.settings import DatabaseAuth, Settings, SettingsError
+from shared.postgres.connect import POSTGRES_SCOPE, DatabaseTokenUnavailable, EntraPassword, PostgresConnector
+from shared.runtime.settings import DatabaseAuth, Settings, SettingsError
 from tests.entra_postgres import ROLE, TokenPasswords, admin, start_tls_postgres
 
 IDENTITY_HEADER = "pg-test-identity-header"

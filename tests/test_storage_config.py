@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from local.funchost import app_settings
-from shared.settings import Settings, SettingsError
-from shared.storage_config import ConnectionStringStorage, ManagedIdentityStorage, storage_from_env
+from shared.runtime.settings import Settings, SettingsError
+from shared.storage.config import ConnectionStringStorage, ManagedIdentityStorage, storage_from_env
 
 AZURITE = "UseDevelopmentStorage=true"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"

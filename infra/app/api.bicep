@@ -1,5 +1,5 @@
 // The Flex Consumption Function App (Python 3.11, Linux) running as the user-assigned identity, and every app
-// setting shared/settings.py reads. No connection string with a key, no password: storage, PostgreSQL, Application
+// setting shared/runtime/settings.py reads. No connection string with a key, no password: storage, PostgreSQL, Application
 // Insights and Dataverse are reached with the identity's tokens, the webhook secret is a Key Vault reference.
 param name string
 param planName string

@@ -6,7 +6,7 @@ environment (azd passes them). In order:
 1. make the signed-in user (or service principal) a Microsoft Entra administrator of the PostgreSQL server,
    next to the app's identity (the server has no password login at all);
 2. open the server's firewall to this machine's public address, for the duration of the hook only;
-3. `python -m shared.migrate` with an Entra token of the signed-in user as libpq's PGPASSWORD
+3. `python -m shared.postgres.migrate` with an Entra token of the signed-in user as libpq's PGPASSWORD
    (`az account get-access-token --resource-type oss-rdbms`), straight to port 5432 (not PgBouncer);
 4. grant the app's role its rows (grant_app_role.sql);
 5. print how to register the managed identity as an application user in Dataverse (docs/deploy.md).
@@ -126,10 +126,10 @@ def public_address() -> str:
 def migrate(url: str) -> None:
     token = _az("account", "get-access-token", "--resource-type", "oss-rdbms", "--query", "accessToken", "-o", "tsv")
     env = {**os.environ, "DATABASE_URL": url, "DATABASE_AUTH": "password", "PGPASSWORD": token}
-    done = subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, text=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "shared.postgres.migrate"], cwd=ROOT, env=env, text=True, capture_output=True)
     print(done.stdout, end="")
     if done.returncode != 0:
-        raise HookError(f"python -m shared.migrate failed: {done.stderr.strip()}")
+        raise HookError(f"python -m shared.postgres.migrate failed: {done.stderr.strip()}")
 
 
 def grant_statements(app_role: str):

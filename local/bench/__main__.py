@@ -25,7 +25,7 @@ from local.bench import backfill, dataverse_requests, delivery, faults, imports,
 from local.bench.report import Section, render, render_summary
 from local.bench.stack import running_stack
 from local.services import LOG_DIR
-from shared.logging_setup import configure_logging
+from shared.observability.logging_setup import configure_logging
 
 SECTIONS = "abcdefghi"
 

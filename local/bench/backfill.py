@@ -31,7 +31,7 @@ from local.bench.report import Figure, Section
 from local.bench.stack import WEBHOOK_SECRET, Stack
 from local.emulators.dataverse.protection import Limits
 from shared.intake import sign
-from shared.migrate import migrate
+from shared.postgres.migrate import migrate
 
 AIM_FEWER_REQUESTS = 10.0  # bulk sends at least 10x fewer requests than single writes
 AIM_SHARE_OF_WALL = 0.2    # and needs at most a fifth of their wall time

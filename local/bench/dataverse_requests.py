@@ -9,8 +9,8 @@ from local.bench import leads
 from local.bench.report import Figure, Section
 from local.bench.stack import Stack
 from local.emulators.control_client import EmulatorControl
-from shared.container import Container
-from shared.messages import LeadMessage
+from shared.runtime.container import Container
+from shared.model.messages import LeadMessage
 
 ALTERNATE_KEY = "hnt_companyid"
 OVERHEAD_KINDS = ("metadata", "whoami")

@@ -8,8 +8,8 @@ from d365.metadata import LeadSchema
 from local.bench import leads
 from local.bench.report import Figure, Section, median, percentile
 from local.bench.stack import Stack
-from shared.container import Container
-from shared.delivery import Delivery, handle_delivery
+from shared.runtime.container import Container
+from shared.usecases.delivery import Delivery, handle_delivery
 
 AIM_P50_MS = 10.0
 AIM_P99_MS = 50.0

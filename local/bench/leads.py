@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import requests
 
 from shared.intake import sign
-from shared.messages import LeadMessage
+from shared.model.messages import LeadMessage
 
 SAMPLE = json.loads((Path(__file__).resolve().parent.parent / "sample_lead.json").read_text())
 

@@ -14,11 +14,11 @@ from typing import Iterator
 import psycopg2
 
 from local import services
-from shared.migrate import migrate
+from shared.postgres.migrate import migrate
 from local.services import ManagedProcess
 from local.emulators.control_client import EmulatorControl
-from shared.container import Container
-from shared.settings import Settings
+from shared.runtime.container import Container
+from shared.runtime.settings import Settings
 
 WEBHOOK_SECRET = "bench-webhook-secret"
 IDENTITY_HEADER = "bench-identity-header"

@@ -188,9 +188,9 @@ def _child(first_company_id: int, count: int) -> list[float]:
     from local.funchost.app_loader import load_functions
     from local.funchost.log_format import configure_logging
     from local.funchost.telemetry import configure_worker_telemetry, traced
-    from shared.accept import accept_leads
-    from shared.container import Container
-    from shared.settings import Settings
+    from shared.usecases.accept import accept_leads
+    from shared.runtime.container import Container
+    from shared.runtime.settings import Settings
 
     configure_logging()
     configure_worker_telemetry(os.environ)

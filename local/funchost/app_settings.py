@@ -5,7 +5,7 @@ import re
 from typing import Mapping
 
 from d365.config import SettingsError
-from shared.storage_config import StorageConfig, storage_from_env
+from shared.storage.config import StorageConfig, storage_from_env
 
 DEFAULT_STORAGE_SETTING = "AzureWebJobsStorage"
 

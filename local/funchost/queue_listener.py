@@ -32,8 +32,8 @@ import azure.functions.queue as func_queue
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.queue import LinearRetry, QueueClient, QueueMessage, StorageErrorCode
 
-from shared.queue import queue_client, storage_credential
-from shared.storage_config import StorageConfig
+from shared.storage.queue import queue_client, storage_credential
+from shared.storage.config import StorageConfig
 
 from local.funchost.app_loader import FunctionSpec
 from local.funchost.host_config import QueuesConfig

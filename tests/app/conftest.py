@@ -7,11 +7,11 @@ from typing import Callable
 import pytest
 from azure.storage.queue import QueueClient
 
-from shared.container import Container
-from shared.delivery import Delivery, RetryLater, handle_delivery
-from shared.messages import LeadMessage
-from shared.push import PushResult
-from shared.settings import Settings
+from shared.runtime.container import Container
+from shared.usecases.delivery import Delivery, RetryLater, handle_delivery
+from shared.model.messages import LeadMessage
+from shared.usecases.push import PushResult
+from shared.runtime.settings import Settings
 
 
 class Pipeline:

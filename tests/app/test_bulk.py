@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from local.emulators.control_client import EmulatorControl
-from shared.lead_writer import deterministic_lead_id
+from shared.writes.lead_writer import deterministic_lead_id
 from tests.app.helpers import attempts, lead, post_leads, queue_length, sync_rows, wait_for
 from tests.conftest import WEBHOOK_SECRET
 

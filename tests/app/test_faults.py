@@ -5,7 +5,7 @@ import secrets
 import threading
 
 from local import services
-from shared.migrate import migrate
+from shared.postgres.migrate import migrate
 from tests.app.helpers import lead, post_leads, queue_length, sync_rows, wait_for
 from tests.conftest import WEBHOOK_SECRET
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from shared.delivery import RetryLater
-from shared.lead_writer import deterministic_lead_id
-from shared.push import Action
+from shared.usecases.delivery import RetryLater
+from shared.writes.lead_writer import deterministic_lead_id
+from shared.usecases.push import Action
 from tests.app.helpers import attempts, lead, sync_rows
 
 
@@ -178,7 +178,7 @@ def test_permanent_rejection_fails_once_poisons_and_replays(pipeline, dataverse,
 
     # when the cause is removed and the lead replayed
     emulator.control("DELETE", "rules")
-    from shared.replay import replay_poisoned
+    from shared.usecases.replay import replay_poisoned
     moved = replay_poisoned(queues=p.container.queues, store=p.container.store, company_id=1010)
     assert moved == 1 and p.poison_texts() == [] and p.main_texts() == [wire]
     assert sync_rows(database_url, [1010])[1010]["status"] == "queued"

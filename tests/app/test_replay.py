@@ -11,8 +11,8 @@ import requests
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from shared.messages import LeadMessage
-from shared.store import LeadStore
+from shared.model.messages import LeadMessage
+from shared.postgres.store import LeadStore
 from tests.app.helpers import lead, queue_length, sync_rows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def test_cli_replays_everything(app_env, dataverse, azurite):
     _poison(env, 6003)
     _poison(env, 6004)
 
-    result = subprocess.run([sys.executable, "-m", "shared.replay"], cwd=REPO, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "shared.usecases.replay"], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, **env}, timeout=60)
 
     assert result.returncode == 0, result.stderr

@@ -110,8 +110,8 @@ def test_choice_overrides_map_hunter_words_to_the_orgs_labels(pipeline, datavers
 
 def test_a_bad_overrides_file_stops_start_up(app_env, dataverse, tmp_path):
     from d365.mapping import ChoiceOverridesError
-    from shared.container import Container
-    from shared.settings import Settings
+    from shared.runtime.container import Container
+    from shared.runtime.settings import Settings
 
     overrides = tmp_path / "choices.json"
     overrides.write_text('{"hnt_nosuchcolumn": {"a": 1}}')

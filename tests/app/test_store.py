@@ -9,10 +9,10 @@ import psycopg2
 import pytest
 
 from local import services
-from shared.messages import LeadMessage, LeadRef
-from shared.settings import Settings, SettingsError
-from shared.store import LeadStore
-from shared.sweep import requeue_stuck_leads
+from shared.model.messages import LeadMessage, LeadRef
+from shared.runtime.settings import Settings, SettingsError
+from shared.postgres.store import LeadStore
+from shared.usecases.sweep import requeue_stuck_leads
 from tests.app.helpers import lead
 
 
@@ -61,7 +61,7 @@ def test_missing_settings_are_named_together():
 
 
 def test_sweeper_requeues_leads_stuck_in_queued(empty_database, azurite):
-    from shared.queue import LeadQueues
+    from shared.storage.queue import LeadQueues
 
     store = LeadStore(empty_database, pool_max=2)
     store.migrate()
@@ -78,7 +78,7 @@ def test_sweeper_requeues_leads_stuck_in_queued(empty_database, azurite):
 
 
 def test_sweeper_leaves_alone_a_lead_whose_message_may_still_wait_in_the_queue(empty_database, azurite):
-    from shared.queue import LeadQueues
+    from shared.storage.queue import LeadQueues
 
     store = LeadStore(empty_database, pool_max=2)
     store.migrate()

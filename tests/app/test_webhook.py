@@ -10,7 +10,7 @@ import pytest
 import requests
 from azure.storage.queue import QueueClient
 
-from shared.accept import accept_leads
+from shared.usecases.accept import accept_leads
 from shared.intake import DeliveryConflict, body_digest, parse_leads, sign
 from tests.app.helpers import COMPANY_86, lead, post_leads, queue_length, sync_rows
 from tests.conftest import WEBHOOK_SECRET

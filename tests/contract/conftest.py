@@ -23,8 +23,8 @@ import pytest
 
 from d365.auth import ManagedIdentityTokenProvider
 from d365.client import DataverseClient
-from shared.queue import LeadQueues
-from shared.store import LeadStore
+from shared.storage.queue import LeadQueues
+from shared.postgres.store import LeadStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.dataverse import FakeDataverse
 from tests.fakes.faults import Fault

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg2.errors
 import pytest
 
-from shared.messages import LeadMessage
-from shared.store import Attempt, ClaimStatus
+from shared.model.messages import LeadMessage
+from shared.postgres.store import Attempt, ClaimStatus
 from tests.contract.conftest import StoreHarness, new_company_id
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

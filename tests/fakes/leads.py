@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.messages import LeadMessage, LeadRef
+from shared.model.messages import LeadMessage, LeadRef
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 

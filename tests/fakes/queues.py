@@ -1,4 +1,4 @@
-"""An in-memory `shared.queue.LeadQueues`: the lead queue and its poison queue as Azure Storage
+"""An in-memory `shared.storage.queue.LeadQueues`: the lead queue and its poison queue as Azure Storage
 queues behave (visibility timeouts, pop receipts, dequeue counts), on a clock the test moves.
 
 Beyond the app's verbs it offers what the Functions runtime does with the lead queue (`receive`,
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.queue import QueueUnavailable, ReceivedMessage
+from shared.storage.queue import QueueUnavailable, ReceivedMessage
 from tests.fakes.clock import FakeClock
 from tests.fakes.faults import Step, no_step
 

@@ -1,7 +1,7 @@
-"""An in-memory `shared.store.LeadStore`: the same verbs, the same guarded state changes, on a
+"""An in-memory `shared.postgres.store.LeadStore`: the same verbs, the same guarded state changes, on a
 clock the test moves.
 
-Each verb mirrors its statement in shared/queries.sql (named in its docstring) and the constraints
+Each verb mirrors its statement in shared/postgres/queries.sql (named in its docstring) and the constraints
 of the migrations that the push can run into: one company per Dataverse id (the unique index, which
 `reserve_lead_id` answers with False and the other writes raise as `UniqueViolation`), a synced lead
 has an id, an error or failure has a reason, an attempt's outcome and class go together. The
@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg2.errors
 
-from shared.errors import StoreUnavailable
-from shared.messages import LeadMessage, LeadRef
-from shared.store import Attempt, Claim, ClaimStatus, LeadState
+from shared.model.errors import StoreUnavailable
+from shared.model.messages import LeadMessage, LeadRef
+from shared.postgres.store import Attempt, Claim, ClaimStatus, LeadState
 from tests.fakes.clock import FakeClock
 from tests.fakes.faults import Fault, Step, no_step
 

@@ -10,9 +10,9 @@ from d365.config import DEFAULT_MATCH_COLUMNS
 from d365.metadata import LeadSchema
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
-from shared.bulk_writer import BulkPolicy, BulkWriter
-from shared.lead_writer import LeadWriter
-from shared.push import LeadPusher
+from shared.writes.bulk_writer import BulkPolicy, BulkWriter
+from shared.writes.lead_writer import LeadWriter
+from shared.usecases.push import LeadPusher
 from tests.fakes.clock import FakeClock
 from tests.fakes.dataverse import FakeDataverse
 from tests.fakes.store import FakeLeadStore

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.settings import DatabaseAuth, Settings, SettingsError
-from shared.storage_config import ManagedIdentityStorage
+from shared.runtime.settings import DatabaseAuth, Settings, SettingsError
+from shared.storage.config import ManagedIdentityStorage
 from tests.infra.bicep_model import ROOT, expression, load
 
 # What main.bicep passes in, as Azure would fill it.

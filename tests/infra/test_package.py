@@ -91,8 +91,8 @@ def test_the_host_files_and_every_app_module_are_packaged(names):
                 expected.add(path.relative_to(ROOT).as_posix())
 
     assert expected - names == set()
-    assert "shared/queries.sql" in names
-    assert {f"shared/migrations/{p.name}" for p in (ROOT / "shared" / "migrations").glob("*.sql")} <= names
+    assert "shared/postgres/queries.sql" in names
+    assert {f"shared/postgres/migrations/{p.name}" for p in (ROOT / "shared" / "migrations").glob("*.sql")} <= names
 
 
 def test_the_package_is_reproducible(package, tmp_path):

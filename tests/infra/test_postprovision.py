@@ -1,4 +1,4 @@
-"""The postprovision hook's database half against a real PostgreSQL: the migrations run as `shared.migrate`
+"""The postprovision hook's database half against a real PostgreSQL: the migrations run as `shared.postgres.migrate`
 does for the hook, and grant_app_role.sql gives the app's role the rows of every table (and of tables a later
 migration adds) but not the schema. The Azure half (az, Entra administrators, firewall) needs Azure."""
 
@@ -35,7 +35,7 @@ def migrated_database(postgres_server):
     name = f"leadpush_hook_{secrets.token_hex(4)}"
     url = services.create_database(postgres_server.url, name)
     env = {**os.environ, "DATABASE_URL": url, "DATABASE_AUTH": "password"}
-    done = subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "shared.postgres.migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     yield url
     services.drop_database(postgres_server.url, name)

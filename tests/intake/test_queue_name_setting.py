@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from shared.settings import Settings, SettingsError
+from shared.runtime.settings import Settings, SettingsError
 
 # Azure Storage: 3-63 characters, lower-case letters, digits and single inner hyphens.
 STORAGE_QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from shared.redact import RedactingFilter, mask_email, redact
+from shared.observability.redact import RedactingFilter, mask_email, redact
 
 HEX = "0123456789abcdef" * 4
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhcHAifQ.c2lnbmF0dXJl-_x"

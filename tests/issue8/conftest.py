@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from local import services
-from shared.migrate import migrate
+from shared.postgres.migrate import migrate
 
 
 @pytest.fixture

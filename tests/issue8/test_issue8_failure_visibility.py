@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.container import Container
-from shared.messages import LeadMessage, LeadRef
-from shared.settings import Settings
-from shared.sweep import requeue_stuck_leads
+from shared.runtime.container import Container
+from shared.model.messages import LeadMessage, LeadRef
+from shared.runtime.settings import Settings
+from shared.usecases.sweep import requeue_stuck_leads
 from tests.app.helpers import attempts, lead, queue_length, sync_rows, wait_for
 from tests.issue8.support import fresh, lead_status, plain_queue, post, wait_statuses
 

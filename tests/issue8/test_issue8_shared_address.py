@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from shared.lead_writer import deterministic_lead_id
+from shared.writes.lead_writer import deterministic_lead_id
 from tests.app.helpers import lead
 from tests.issue8.support import fresh, post, wait_statuses
 

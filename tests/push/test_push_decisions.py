@@ -15,9 +15,9 @@ import pytest
 
 from d365.errors import D365AuthenticationError
 from d365.metadata import LeadSchema
-from shared.lead_writer import deterministic_lead_id
-from shared.messages import LeadMessage, LeadRef
-from shared.push import Action, PushResult
+from shared.writes.lead_writer import deterministic_lead_id
+from shared.model.messages import LeadMessage, LeadRef
+from shared.usecases.push import Action, PushResult
 from tests.fakes.clock import FakeClock
 from tests.fakes.dataverse import FakeDataverse, Write
 from tests.fakes.faults import Fault, throttled, unavailable

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.delivery import Delivery, RetryLater, handle_delivery
-from shared.lead_writer import deterministic_lead_id
-from shared.messages import LeadRef
-from shared.push import PushResult
+from shared.usecases.delivery import Delivery, RetryLater, handle_delivery
+from shared.writes.lead_writer import deterministic_lead_id
+from shared.model.messages import LeadRef
+from shared.usecases.push import PushResult
 from tests.fakes.faults import COMMIT_THEN_DROP, DROP_BEFORE, Fault, unavailable
 from tests.fakes.queues import FakeLeadQueues
 from tests.fakes.wiring import MAX_DEQUEUE_COUNT

@@ -22,7 +22,7 @@ class BouncedDatabase:
 
 @pytest.fixture
 def bounced_database(postgres_server: PostgresServer, pgbouncer: PgBouncer) -> Iterator[BouncedDatabase]:
-    """A new database, migrated through PgBouncer by three `python -m shared.migrate` at once."""
+    """A new database, migrated through PgBouncer by three `python -m shared.postgres.migrate` at once."""
     name = f"leadpush_scaleout_{secrets.token_hex(4)}"
     direct = services.create_database(postgres_server.url, name)
     try:

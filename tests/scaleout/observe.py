@@ -184,10 +184,10 @@ def newest_versions_hold(records: list[dict[str, Any]], expected: dict[int, int]
 
 
 def run_migrations(database_url: str, *, processes: int) -> list[subprocess.CompletedProcess[str]]:
-    """`python -m shared.migrate` in `processes` processes started together, as instances starting at once."""
+    """`python -m shared.postgres.migrate` in `processes` processes started together, as instances starting at once."""
     env = {**os.environ, "DATABASE_URL": database_url, "DATABASE_AUTH": "password"}
     started = [
-        subprocess.Popen([sys.executable, "-m", "shared.migrate"], cwd=REPO, env=env, text=True,
+        subprocess.Popen([sys.executable, "-m", "shared.postgres.migrate"], cwd=REPO, env=env, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(processes)
     ]

@@ -1,10 +1,10 @@
-"""`python -m shared.migrate` through PgBouncer in transaction mode, by several processes at once."""
+"""`python -m shared.postgres.migrate` through PgBouncer in transaction mode, by several processes at once."""
 from __future__ import annotations
 
 import secrets
 
 from local import services
-from shared.store import MIGRATIONS_DIR
+from shared.postgres.store import MIGRATIONS_DIR
 from tests.scaleout.observe import observer_connection, run_migrations
 
 

@@ -33,14 +33,14 @@ from datetime import timedelta
 from typing import Any
 
 import d365.deadline
-import shared.push
+import shared.usecases.push
 from d365.throttle import ThrottleGate
-from shared.accept import accept_leads
-from shared.delivery import Delivery, RetryLater, backoff_seconds, handle_delivery
-from shared.errors import TransientError
-from shared.messages import LeadRef, MalformedMessage
-from shared.push import LeadPusher
-from shared.sweep import requeue_stuck_leads
+from shared.usecases.accept import accept_leads
+from shared.usecases.delivery import Delivery, RetryLater, backoff_seconds, handle_delivery
+from shared.model.errors import TransientError
+from shared.model.messages import LeadRef, MalformedMessage
+from shared.usecases.push import LeadPusher
+from shared.usecases.sweep import requeue_stuck_leads
 from tests.fakes.clock import FakeClock
 from tests.fakes.dataverse import FakeDataverse, Write
 from tests.fakes.faults import COMMIT_THEN_DROP, DROP_BEFORE, Fault, throttled, unavailable
@@ -555,14 +555,14 @@ def _fault_text(fault: Fault) -> str:
 def simulated_time(clock_of: Any) -> Iterator[None]:
     """The push's deadline on the simulation's clock (the pusher does not pass it one), the
     delivery back-off jitter seeded, and logging off while schedules run."""
-    original = shared.push.deadline
-    shared.push.deadline = lambda seconds, **_: d365.deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
+    original = shared.usecases.push.deadline
+    shared.usecases.push.deadline = lambda seconds, **_: d365.deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
     previous_level = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        shared.push.deadline = original  # type: ignore[assignment]
+        shared.usecases.push.deadline = original  # type: ignore[assignment]
         logging.disable(previous_level)
 
 

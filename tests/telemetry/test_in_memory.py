@@ -13,8 +13,8 @@ from opentelemetry.trace import SpanKind
 
 from blueprints import metrics as metrics_blueprint
 from shared import telemetry as names
-from shared.container import Container
-from shared.settings import Settings
+from shared.runtime.container import Container
+from shared.runtime.settings import Settings
 from tests.app.helpers import attempts, lead, post_leads, sync_rows, wait_for
 from tests.conftest import WEBHOOK_SECRET
 

@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from shared.telemetry import LogDimensions
+from shared.observability.telemetry import LogDimensions
 
 
 def _record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
-    record = logging.LogRecord("shared.push", logging.INFO, __file__, 1, msg, args or None, None)
+    record = logging.LogRecord("shared.usecases.push", logging.INFO, __file__, 1, msg, args or None, None)
     for name, value in extra.items():
         setattr(record, name, value)
     return record

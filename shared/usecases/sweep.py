@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from shared.queue import LeadQueues
-from shared.store import LeadStore
+from shared.postgres.store import LeadStore
+from shared.storage.queue import LeadQueues
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import logging
 import random
 from dataclasses import dataclass
 
-from shared.failures import classify
-from shared.messages import LeadRef, MalformedMessage
-from shared.push import Action, LeadPusher, PushResult
-from shared.queue import LeadQueues
-from shared.store import LeadStore
+from shared.model.messages import LeadRef, MalformedMessage
+from shared.postgres.store import LeadStore
+from shared.storage.queue import LeadQueues
+from shared.usecases.failures import classify
+from shared.usecases.push import Action, LeadPusher, PushResult
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from shared.errors import StoreUnavailable
-from shared.messages import LeadMessage, LeadRef
-from shared.pg_connect import PostgresConnector
+from shared.model.errors import StoreUnavailable
+from shared.model.messages import LeadMessage, LeadRef
+from shared.postgres.connect import PostgresConnector
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from d365.deadline import deadline
 from d365.mapping import ChoiceOverrides, MappedLead, map_lead, payload_fingerprint
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
-from shared.bulk_writer import BulkLead, BulkWriter
-from shared.errors import StoreUnavailable
-from shared.failures import Failure, classify
-from shared.lead_writer import LeadWriter
-from shared.messages import LeadMessage, LeadRef
-from shared.store import Attempt, ClaimStatus, LeadState, LeadStore
+from shared.model.errors import StoreUnavailable
+from shared.model.messages import LeadMessage, LeadRef
+from shared.postgres.store import Attempt, ClaimStatus, LeadState, LeadStore
+from shared.usecases.failures import Failure, classify
+from shared.writes.bulk_writer import BulkLead, BulkWriter
+from shared.writes.lead_writer import LeadWriter
 
 logger = logging.getLogger(__name__)
 

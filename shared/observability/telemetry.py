@@ -26,7 +26,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from d365.telemetry import DATAVERSE_REQUESTS, METER_NAME, record_dataverse_request
-from shared.redact import redact
+from shared.observability.redact import redact
 
 __all__ = [
     "METER_NAME",

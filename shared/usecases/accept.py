@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from shared.intake import DeliveryConflict
-from shared.messages import LeadMessage
-from shared.queue import LeadQueues
-from shared.store import LeadStore
+from shared.model.messages import LeadMessage
+from shared.postgres.store import LeadStore
+from shared.storage.queue import LeadQueues
 
 logger = logging.getLogger(__name__)
 

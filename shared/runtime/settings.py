@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg2.extensions
 
 from d365.config import DataverseConfig, EnvReader, SettingsError
-from shared.storage_config import STORAGE_SETTING, StorageConfig, read_storage
+from shared.storage.config import STORAGE_SETTING, StorageConfig, read_storage
 
 __all__ = ["Settings", "SettingsError", "QueueRuntime", "DatabaseAuth"]
 
@@ -26,7 +26,7 @@ DEFAULT_STUCK_AFTER_SECONDS = 900
 DEFAULT_DATABASE_POOL_MAX = 4
 DEFAULT_LEAD_LEASE_SECONDS = 120
 MIN_LEAD_LEASE_SECONDS = 4
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 
 # 3-56 characters: Storage allows 63, and the poison queue adds "-poison" (7).
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]\Z")

@@ -1,6 +1,6 @@
 """Moving messages from the poison queue back to the lead queue.
 
-`python -m shared.replay [--company-id N]` does it from a shell, with the app's settings.
+`python -m shared.usecases.replay [--company-id N]` does it from a shell, with the app's settings.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import logging
 import os
 import sys
 
-from shared.messages import LeadRef, MalformedMessage
-from shared.queue import LeadQueues
-from shared.store import LeadStore
+from shared.model.messages import LeadRef, MalformedMessage
+from shared.postgres.store import LeadStore
+from shared.storage.queue import LeadQueues
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, not at the top: this module is part of the function app, which never needs them.
     import argparse
 
-    from shared.pg_connect import PostgresConnector
-    from shared.settings import Settings, SettingsError
+    from shared.postgres.connect import PostgresConnector
+    from shared.runtime.settings import Settings, SettingsError
 
-    parser = argparse.ArgumentParser(prog="python -m shared.replay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m shared.usecases.replay", description=__doc__.splitlines()[0])
     parser.add_argument("--company-id", type=int, help="only this company's messages (default: all)")
     args = parser.parse_args(argv)
     try:

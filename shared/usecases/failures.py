@@ -17,8 +17,8 @@ from d365.errors import (
     D365RecordChangedError,
     is_unknown_column,
 )
-from shared.errors import PermanentError, SyncError, TransientError
-from shared.redact import redact
+from shared.model.errors import PermanentError, SyncError, TransientError
+from shared.observability.redact import redact
 
 _MAX_REASON = 2000
 

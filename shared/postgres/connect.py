@@ -27,8 +27,8 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 from azure.identity import ManagedIdentityCredential
 
-from shared.errors import StoreUnavailable
-from shared.settings import DatabaseAuth, Settings
+from shared.model.errors import StoreUnavailable
+from shared.runtime.settings import DatabaseAuth, Settings
 
 __all__ = ["PostgresConnector", "EntraPassword", "DatabaseTokenUnavailable", "POSTGRES_SCOPE"]
 

@@ -1,9 +1,9 @@
 """The lead queue and its poison queue, on Azure Storage (Azurite locally).
 
-Clients sign in as `shared.storage_config` says: with a connection string, or with a managed
+Clients sign in as `shared.storage.config` says: with a connection string, or with a managed
 identity's token (`azure-identity`) against the queue service URL.
 
-The adapter moves wire text as it is: messages are encoded by `shared.messages` (base64 JSON), and a
+The adapter moves wire text as it is: messages are encoded by `shared.model.messages` (base64 JSON), and a
 message moved to the poison queue or replayed from it keeps its exact bytes, even one that is not ours.
 """
 
@@ -26,8 +26,8 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ManagedIdentityCredential
 from azure.storage.queue import QueueClient
 
-from shared.errors import TransientError
-from shared.storage_config import ConnectionStringStorage, StorageConfig
+from shared.model.errors import TransientError
+from shared.storage.config import ConnectionStringStorage, StorageConfig
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from shared.redact import RedactingFilter
+from shared.observability.redact import RedactingFilter
 
 _NOISY = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "msal", "urllib3")
 

@@ -20,7 +20,7 @@ from typing import Any
 from d365.bulk import BulkTarget
 from d365.client import DataverseClient
 from d365.errors import D365Error, D365RateLimitError, D365RecordChangedError
-from shared.lead_writer import COMPANY_COLUMN, adoptable, deterministic_lead_id, rank_matches
+from shared.writes.lead_writer import COMPANY_COLUMN, adoptable, deterministic_lead_id, rank_matches
 
 EXECUTION_TIME_LIMIT_CODE = "0x80072321"
 

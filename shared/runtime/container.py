@@ -13,21 +13,21 @@ from d365.client import DataverseClient
 from d365.mapping import load_choice_overrides
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
-from shared.bulk_writer import BulkPolicy, BulkWriter
-from shared.errors import StoreUnavailable
-from shared.lead_writer import LeadWriter
-from shared.pg_connect import PostgresConnector
-from shared.push import LeadPusher
-from shared.queue import LeadQueues
-from shared.settings import Settings
-from shared.store import LeadStore
+from shared.model.errors import StoreUnavailable
+from shared.postgres.connect import PostgresConnector
+from shared.postgres.store import LeadStore
+from shared.runtime.settings import Settings
+from shared.storage.queue import LeadQueues
+from shared.usecases.push import LeadPusher
+from shared.writes.bulk_writer import BulkPolicy, BulkWriter
+from shared.writes.lead_writer import LeadWriter
 
 logger = logging.getLogger(__name__)
 
 
 class Container:
     """Each dependency is built on first use, once, even when worker threads ask at the same time.
-    Nothing here touches the network when built: the schema is migrated by `python -m shared.migrate`,
+    Nothing here touches the network when built: the schema is migrated by `python -m shared.postgres.migrate`,
     run before the app starts, never by the first request a worker serves."""
 
     def __init__(self, settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""`python -m shared.migrate`: bring the database's schema up to date.
+"""`python -m shared.postgres.migrate`: bring the database's schema up to date.
 
 An explicit step (run by `make run`, the tests and deployment), never a side effect of the first
 request a worker serves: many instances starting at once would otherwise all try it. It needs only
@@ -13,9 +13,9 @@ import sys
 
 from azure.identity import ManagedIdentityCredential
 
-from shared.errors import StoreUnavailable
-from shared.pg_connect import EntraPassword, PostgresConnector
-from shared.store import LeadStore
+from shared.model.errors import StoreUnavailable
+from shared.postgres.connect import EntraPassword, PostgresConnector
+from shared.postgres.store import LeadStore
 
 
 def migrate(url: str, *, password: EntraPassword | None = None) -> list[str]:

@@ -1,4 +1,4 @@
--- Every statement the app runs, by name. Loaded by shared/store.py; parameters are %(name)s.
+-- Every statement the app runs, by name. Loaded by shared/postgres/store.py; parameters are %(name)s.
 
 -- name: record_queued
 -- A newer version replaces the stored lead and is queued; an older or equal one changes nothing.
