@@ -32,7 +32,7 @@ bench: setup
 	$(PY) -m local.bench $(ARGS)
 
 smoketest: setup
-	$(PY) -m d365.smoketest
+	$(PY) -m shared.runtime.smoketest
 
 # The zip `azd deploy` uploads: the app's files that .funcignore keeps, no dependencies (Flex Consumption
 # installs requirements.txt remotely). Writes .local/package/leadpush.zip.

@@ -14,7 +14,7 @@ value is converted by the column's type as the organisation defines it (text lon
 column's maximum length is cut), and a choice is sent as the option value whose label matches the
 Hunter value, ignoring case. `D365_CHOICE_OVERRIDES_FILE` can name a JSON file that maps a Hunter
 label to another label or an option value, per column. Empty Hunter values are not sent.
-Required columns must exist for the push to work; `python -m d365.smoketest` checks them.
+Required columns must exist for the push to work; `python -m shared.runtime.smoketest` checks them.
 """
 
 

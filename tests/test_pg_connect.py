@@ -16,6 +16,7 @@ from azure.core.credentials import AccessToken
 from local import services
 from local.emulators import identity
 from shared.postgres.connect import POSTGRES_SCOPE, DatabaseTokenUnavailable, EntraPassword, PostgresConnector
+from shared.runtime.container import postgres_connector
 from shared.runtime.settings import DatabaseAuth, Settings, SettingsError
 from tests.entra_postgres import ROLE, TokenPasswords, admin, start_tls_postgres
 
@@ -65,7 +66,7 @@ def _whoami(conn) -> tuple[str, bool]:
 def test_each_new_connection_signs_in_with_a_current_token(tls_server, issued_identity):
     # given
     _, issued = issued_identity
-    connector = PostgresConnector.from_settings(_settings(_token_url(tls_server), DATABASE_AUTH="managed_identity"))
+    connector = postgres_connector(_settings(_token_url(tls_server), DATABASE_AUTH="managed_identity"))
 
     # when
     first = connector.connect()
@@ -98,7 +99,7 @@ def test_a_token_is_reused_until_shortly_before_it_expires(tls_server, monkeypat
     monkeypatch.setenv("IDENTITY_ENDPOINT", server.token_url)
     monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
     try:
-        connector = PostgresConnector.from_settings(
+        connector = postgres_connector(
             _settings(_token_url(tls_server), DATABASE_AUTH="managed_identity")
         )
 
@@ -116,7 +117,7 @@ def test_a_token_is_reused_until_shortly_before_it_expires(tls_server, monkeypat
 
 def test_sslmode_in_the_url_wins(tls_server, issued_identity):
     # given: the URL asks for no TLS, and the server only lets the role in over TLS
-    connector = PostgresConnector.from_settings(
+    connector = postgres_connector(
         _settings(_token_url(tls_server, "?sslmode=disable"), DATABASE_AUTH="managed_identity")
     )
 
@@ -132,7 +133,7 @@ def test_a_url_with_a_password_keeps_working(tls_server):
     settings = _settings(f"postgresql://leadpush_pw:pw-for-test@127.0.0.1:{tls_server.cluster.port}/postgres")
 
     # when
-    conn = PostgresConnector.from_settings(settings).connect()
+    conn = postgres_connector(settings).connect()
 
     # then
     assert settings.database_auth is DatabaseAuth.PASSWORD
@@ -146,7 +147,7 @@ def test_no_identity_endpoint_is_a_transient_store_error(tls_server, monkeypatch
     # given: nothing listens where the identity endpoint should be
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{services.free_port()}/msi/token")
     monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
-    connector = PostgresConnector.from_settings(_settings(_token_url(tls_server), DATABASE_AUTH="managed_identity"))
+    connector = postgres_connector(_settings(_token_url(tls_server), DATABASE_AUTH="managed_identity"))
 
     # when / then
     with pytest.raises(DatabaseTokenUnavailable):

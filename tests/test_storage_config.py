@@ -5,7 +5,8 @@ import pytest
 
 from local.funchost import app_settings
 from shared.runtime.settings import Settings, SettingsError
-from shared.storage.config import ConnectionStringStorage, ManagedIdentityStorage, storage_from_env
+from shared.runtime.storage_settings import storage_from_env
+from shared.storage.config import ConnectionStringStorage, ManagedIdentityStorage
 
 AZURITE = "UseDevelopmentStorage=true"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"

@@ -4,8 +4,9 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from d365.config import SettingsError
-from shared.storage.config import StorageConfig, storage_from_env
+from shared.runtime.env import SettingsError
+from shared.runtime.storage_settings import storage_from_env
+from shared.storage.config import StorageConfig
 
 DEFAULT_STORAGE_SETTING = "AzureWebJobsStorage"
 

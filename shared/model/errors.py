@@ -3,7 +3,8 @@
 ```
 SyncError
 ├── TransientError          retrying later can succeed (Dataverse 408/429/5xx, network, database down)
-│   └── StoreUnavailable    PostgreSQL could not be reached or the connection broke
+│   ├── StoreUnavailable    PostgreSQL could not be reached or the connection broke
+│   └── QueueUnavailable    the storage queue could not be reached
 └── PermanentError          retrying cannot help (validation, 400/403, mapping, malformed message)
 ```
 Dataverse's own errors (`d365.errors`) are classified into these at the use-case boundary.
@@ -22,6 +23,10 @@ class TransientError(SyncError):
 
 class StoreUnavailable(TransientError):
     """PostgreSQL could not be reached, or the connection broke mid-statement."""
+
+
+class QueueUnavailable(TransientError):
+    """The storage queue could not be reached."""
 
 
 class PermanentError(SyncError):

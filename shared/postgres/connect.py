@@ -25,12 +25,17 @@ import psycopg2.extensions
 import psycopg2.extras
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
-from azure.identity import ManagedIdentityCredential
 
 from shared.model.errors import StoreUnavailable
-from shared.runtime.settings import DatabaseAuth, Settings
 
-__all__ = ["PostgresConnector", "EntraPassword", "DatabaseTokenUnavailable", "POSTGRES_SCOPE"]
+__all__ = [
+    "PostgresConnector",
+    "EntraPassword",
+    "DatabaseTokenUnavailable",
+    "POSTGRES_SCOPE",
+    "DEFAULT_POOL_MAX",
+    "database_url_problems",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 REFRESH_BEFORE_EXPIRY_SECONDS = 300.0
 CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "lead-push"
+DEFAULT_POOL_MAX = 4
 
 
 class DatabaseTokenUnavailable(StoreUnavailable):
@@ -89,13 +95,6 @@ class PostgresConnector:
         if password is not None and "sslmode" not in psycopg2.extensions.parse_dsn(url):
             self._sslmode = {"sslmode": "require"}
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PostgresConnector:
-        if settings.database_auth is DatabaseAuth.MANAGED_IDENTITY:
-            credential = ManagedIdentityCredential(client_id=settings.dataverse.managed_identity_client_id)
-            return cls(settings.database_url, password=EntraPassword(credential))
-        return cls(settings.database_url)
-
     def connect(self) -> Any:
         """A new psycopg2 connection. Raises DatabaseTokenUnavailable, psycopg2.Error."""
         options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": APPLICATION_NAME}
@@ -104,3 +103,23 @@ class PostgresConnector:
         # The cursor factory is the connection's, not each cursor's: the psycopg2 instrumentation
         # of OpenTelemetry traces only cursors made with the connection's own factory.
         return psycopg2.connect(self._url, cursor_factory=psycopg2.extras.RealDictCursor, **options)
+
+
+def database_url_problems(url: str, *, managed_identity: bool) -> list[str]:
+    """What is wrong with DATABASE_URL, in words naming the setting; empty when nothing is."""
+    try:
+        params = psycopg2.extensions.parse_dsn(url)
+    except psycopg2.ProgrammingError as exc:
+        return [f"DATABASE_URL is not a PostgreSQL URL: {str(exc).strip()}"]
+    problems = []
+    if managed_identity and not params.get("user"):
+        problems.append(
+            "DATABASE_URL must name the user (the managed identity's database principal) "
+            "when DATABASE_AUTH=managed_identity"
+        )
+    if managed_identity and params.get("password"):
+        problems.append(
+            "DATABASE_URL must not hold a password when DATABASE_AUTH=managed_identity "
+            "(the password is the identity's token)"
+        )
+    return problems

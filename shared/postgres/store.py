@@ -11,45 +11,19 @@ unreachable become `StoreUnavailable`, a transient error.
 from __future__ import annotations
 
 import json
-import logging
-import re
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-import psycopg2
 import psycopg2.errors
-import psycopg2.extensions
-import psycopg2.extras
 
-from shared.model.errors import StoreUnavailable
 from shared.model.messages import LeadMessage, LeadRef
-from shared.postgres.connect import PostgresConnector
-
-logger = logging.getLogger(__name__)
-
-_HERE = Path(__file__).resolve().parent
-MIGRATIONS_DIR = _HERE / "migrations"
-_MIGRATION_LOCK = -727_001  # advisory lock key of the migrations
-DEFAULT_POOL_MAX = 4
-_DROPPED = (psycopg2.OperationalError, psycopg2.InterfaceError)
-
-
-def _load_queries(path: Path) -> dict[str, str]:
-    queries: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", path.read_text(), flags=re.M)[1:]:
-        name, _, body = block.partition("\n")
-        queries[name.strip()] = body.strip().rstrip(";")
-    return queries
-
-
-Q = _load_queries(_HERE / "queries.sql")
+from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
+from shared.postgres.connect import DEFAULT_POOL_MAX, PostgresConnector
+from shared.postgres.migrations_runner import apply_migrations
+from shared.postgres.pool import Database
+from shared.postgres.queries import Q
 
 
 def _with_attempt(change: str) -> str:
@@ -60,100 +34,6 @@ def _with_attempt(change: str) -> str:
 
 _AUDITED = {name: _with_attempt(name) for name in ("finish_synced", "release", "finish_failure")}
 _AUDIT_ONLY = f"WITH changed AS (SELECT %(company_id)s::bigint AS company_id) {Q['insert_attempt']}"
-
-
-class ClaimStatus(StrEnum):
-    CLAIMED = "claimed"  # this worker holds the lead until its lease ends
-    LEASED = "leased"  # another worker holds it
-    UNKNOWN = "unknown"  # no such lead: nothing was ever accepted for this company
-
-
-@dataclass(frozen=True)
-class LeadState:
-    """What the store knows of a lead when a worker claims it."""
-
-    lead: LeadMessage  # the newest version accepted
-    queued_version: datetime
-    d365_lead_id: str | None
-    d365_etag: str | None
-    synced_version: datetime | None
-    synced_fingerprint: str | None
-    failed_version: datetime | None
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Claim:
-    status: ClaimStatus
-    token: str | None = None
-    state: LeadState | None = None
-    leased_for_seconds: float = 0.0  # LEASED: how long the other worker's lease still runs
-    throttled_for_seconds: float = 0.0  # how long every worker is to leave Dataverse alone
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One row of the audit table."""
-
-    outcome: str
-    duration_ms: float
-    failure_class: str | None = None
-    http_status: int | None = None
-    error_code: str | None = None
-    error: str | None = None
-    d365_lead_id: str | None = None
-    dataverse_requests: int = 0
-    correlation_id: str | None = None
-    dequeue_count: int | None = None
-    service_request_id: str | None = None
-
-
-@dataclass(frozen=True)
-class StuckLead:
-    company_id: int
-    version: datetime
-    correlation_id: str
-
-
-class _ConnectionPool:
-    """At most `size` connections, each lent for one statement; idle ones are kept for reuse."""
-
-    def __init__(self, connect: Callable[[], Any], size: int) -> None:
-        self._connect = connect
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        self.opened = 0  # connections made so far, for tests and the benchmark
-
-    @contextmanager
-    def connection(self) -> Iterator[tuple[Any, bool]]:
-        """(connection, reused); a connection that broke is closed, not returned to the pool."""
-        with self._slots:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            reused = conn is not None
-            if conn is None:
-                conn = self._connect()
-                conn.autocommit = True
-                with self._lock:
-                    self.opened += 1
-            try:
-                yield conn, reused
-            except _DROPPED:
-                conn.close()
-                raise
-            finally:
-                if not conn.closed:
-                    if conn.status != psycopg2.extensions.STATUS_READY:
-                        conn.rollback()
-                    with self._lock:
-                        self._idle.append(conn)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
 
 
 class LeadStore:
@@ -170,44 +50,15 @@ class LeadStore:
             if database_url is None:
                 raise ValueError("LeadStore needs a database URL or a connection factory")
             connect = PostgresConnector(database_url).connect
-        self._pool = _ConnectionPool(connect, pool_max)
+        self._db = Database(connect, pool_max)
+        self._run = self._db.run
 
     @property
     def connections_opened(self) -> int:
-        return self._pool.opened
+        return self._db.connections_opened
 
     def close(self) -> None:
-        self._pool.close()
-
-    def _run(
-        self,
-        statement: str,
-        params: dict[str, Any] | None = None,
-        *,
-        fetch: str | None = None,
-        rows: Sequence[dict[str, Any]] | None = None,
-    ) -> Any:
-        """One statement, autocommit. A pooled connection that PostgreSQL or PgBouncer closed while
-        idle fails on first use: the statement is then sent once more on a new connection (every
-        statement here is idempotent or guarded, so a second run is harmless)."""
-        for last_try in (False, True):
-            reused = False
-            try:
-                with self._pool.connection() as (conn, reused), conn.cursor() as cur:
-                    if rows is not None:
-                        psycopg2.extras.execute_batch(cur, statement, rows, page_size=100)
-                        return None
-                    cur.execute(statement, params or {})
-                    if fetch == "one":
-                        return cur.fetchone()
-                    if fetch == "all":
-                        return cur.fetchall()
-                    return None
-            except _DROPPED as exc:
-                if last_try or not reused:
-                    raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
-                logger.info("db_reconnect: %s", _first_line(exc))
-        raise AssertionError("unreachable")
+        self._db.close()
 
     def _execute(self, name: str, params: dict[str, Any] | None = None, *, fetch: str | None = None) -> Any:
         return self._run(Q[name], params, fetch=fetch)
@@ -215,32 +66,8 @@ class LeadStore:
     # --- schema -----------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        """Apply the numbered migrations not yet applied, in one transaction under a
-        transaction-scoped lock: safe when several processes run it at once, through PgBouncer too.
-        Raises StoreUnavailable."""
-        try:
-            with self._pool.connection() as (conn, _):
-                conn.autocommit = False
-                try:
-                    with conn, conn.cursor() as cur:
-                        cur.execute(Q["lock_migrations"], {"key": _MIGRATION_LOCK})
-                        cur.execute(Q["create_migration_table"])
-                        cur.execute(Q["applied_migrations"])
-                        done = {row["version"] for row in cur.fetchall()}
-                        applied = []
-                        for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")):
-                            if path.stem not in done:
-                                cur.execute(path.read_text())
-                                cur.execute(Q["record_migration"], {"version": path.stem})
-                                applied.append(path.stem)
-                finally:
-                    if not conn.closed:
-                        conn.autocommit = True
-        except _DROPPED as exc:
-            raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
-        for version in applied:
-            logger.info("db_migration_applied %s", version, extra={"migration": version})
-        return applied
+        """Apply the migrations not yet applied. Raises StoreUnavailable."""
+        return apply_migrations(self._db)
 
     def ping(self) -> None:
         """Raises StoreUnavailable when PostgreSQL does not answer."""
@@ -443,7 +270,3 @@ def _attempt_params(attempt: Attempt) -> dict[str, Any]:
         "dequeue_count": attempt.dequeue_count,
         "service_request_id": attempt.service_request_id,
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

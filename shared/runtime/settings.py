@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-import psycopg2.extensions
-
-from d365.config import DataverseConfig, EnvReader, SettingsError
-from shared.storage.config import STORAGE_SETTING, StorageConfig, read_storage
+from d365.config import DataverseConfig
+from shared.postgres.connect import DEFAULT_POOL_MAX, database_url_problems
+from shared.runtime.dataverse_settings import read_dataverse
+from shared.runtime.env import EnvReader, SettingsError
+from shared.runtime.storage_settings import STORAGE_SETTING, read_storage
+from shared.storage.config import StorageConfig
 
 __all__ = ["Settings", "SettingsError", "QueueRuntime", "DatabaseAuth"]
 
 DEFAULT_QUEUE_NAME = "lead-push"
 DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
 DEFAULT_STUCK_AFTER_SECONDS = 900
-DEFAULT_DATABASE_POOL_MAX = 4
 DEFAULT_LEAD_LEASE_SECONDS = 120
 MIN_LEAD_LEASE_SECONDS = 4
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
@@ -57,7 +58,7 @@ class Settings:
     hunter_allow_unsigned: bool = False
     hunter_signature_tolerance_seconds: int = DEFAULT_SIGNATURE_TOLERANCE_SECONDS
     stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
-    database_pool_max: int = DEFAULT_DATABASE_POOL_MAX
+    database_pool_max: int = DEFAULT_POOL_MAX
     lead_lease_seconds: int = DEFAULT_LEAD_LEASE_SECONDS
     dataverse_shared_backoff: bool = True
     queue_runtime: QueueRuntime = QueueRuntime()
@@ -73,7 +74,7 @@ class Settings:
         settings = cls(
             storage=read_storage(reader, STORAGE_SETTING),
             database_url=reader.required("DATABASE_URL", "PostgreSQL URL, e.g. postgresql://user@host:5432/leadpush"),
-            dataverse=DataverseConfig.read(reader),
+            dataverse=read_dataverse(reader),
             database_auth=reader.choice("DATABASE_AUTH", DatabaseAuth, DatabaseAuth.PASSWORD),
             lead_queue_name=_queue_name(reader, "LEAD_QUEUE_NAME"),
             hunter_webhook_secret=reader.optional("HUNTER_WEBHOOK_SECRET"),
@@ -82,7 +83,7 @@ class Settings:
                 "HUNTER_SIGNATURE_TOLERANCE_SECONDS", DEFAULT_SIGNATURE_TOLERANCE_SECONDS, int
             ),
             stuck_after_seconds=reader.number("STUCK_LEAD_AFTER_SECONDS", DEFAULT_STUCK_AFTER_SECONDS, int),
-            database_pool_max=reader.number("DATABASE_POOL_MAX", DEFAULT_DATABASE_POOL_MAX, int),
+            database_pool_max=reader.number("DATABASE_POOL_MAX", DEFAULT_POOL_MAX, int),
             lead_lease_seconds=reader.number("LEAD_LEASE_SECONDS", DEFAULT_LEAD_LEASE_SECONDS, int),
             dataverse_shared_backoff=_flag(reader, "DATAVERSE_SHARED_BACKOFF", default=True),
             queue_runtime=_read_queue_runtime(host_json, reader.problems),
@@ -101,28 +102,10 @@ class Settings:
                 "(HUNTER_ALLOW_UNSIGNED=true accepts unsigned calls, for local work only)"
             )
         if settings.database_url:
-            _check_database_url(settings.database_url, settings.database_auth, reader.problems)
+            managed_identity = settings.database_auth is DatabaseAuth.MANAGED_IDENTITY
+            reader.problems.extend(database_url_problems(settings.database_url, managed_identity=managed_identity))
         reader.raise_if_problems()
         return settings
-
-
-def _check_database_url(url: str, auth: DatabaseAuth, problems: list[str]) -> None:
-    try:
-        params = psycopg2.extensions.parse_dsn(url)
-    except psycopg2.ProgrammingError as exc:
-        problems.append(f"DATABASE_URL is not a PostgreSQL URL: {str(exc).strip()}")
-        return
-    if auth is DatabaseAuth.MANAGED_IDENTITY:
-        if not params.get("user"):
-            problems.append(
-                "DATABASE_URL must name the user (the managed identity's database principal) "
-                "when DATABASE_AUTH=managed_identity"
-            )
-        if params.get("password"):
-            problems.append(
-                "DATABASE_URL must not hold a password when DATABASE_AUTH=managed_identity "
-                "(the password is the identity's token)"
-            )
 
 
 def _flag(reader: EnvReader, name: str, *, default: bool) -> bool:

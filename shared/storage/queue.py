@@ -14,7 +14,6 @@ import contextvars
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,24 +25,14 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ManagedIdentityCredential
 from azure.storage.queue import QueueClient
 
-from shared.model.errors import TransientError
+from shared.model.errors import QueueUnavailable
+from shared.model.ports import ReceivedMessage
 from shared.storage.config import ConnectionStringStorage, StorageConfig
 
 logger = logging.getLogger(__name__)
 
 _SEND_THREADS = 8
 _MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
-
-
-class QueueUnavailable(TransientError):
-    """The storage queue could not be reached."""
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    id: str
-    pop_receipt: str
-    text: str
 
 
 class LeadQueues:

@@ -10,8 +10,7 @@ from typing import Any
 
 from shared.intake import DeliveryConflict
 from shared.model.messages import LeadMessage
-from shared.postgres.store import LeadStore
-from shared.storage.queue import LeadQueues
+from shared.model.ports import LeadQueuePort, SyncStore
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +22,8 @@ _PENDING = "pending"
 def accept_leads(
     leads: Sequence[Mapping[str, Any]],
     *,
-    store: LeadStore,
-    queues: LeadQueues,
+    store: SyncStore,
+    queues: LeadQueuePort,
     received_at: datetime,
     delivery_id: str | None = None,
     body_sha256: str | None = None,

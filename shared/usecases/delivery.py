@@ -14,8 +14,7 @@ import random
 from dataclasses import dataclass
 
 from shared.model.messages import LeadRef, MalformedMessage
-from shared.postgres.store import LeadStore
-from shared.storage.queue import LeadQueues
+from shared.model.ports import LeadQueuePort, SyncStore
 from shared.usecases.failures import classify
 from shared.usecases.push import Action, LeadPusher, PushResult
 
@@ -54,8 +53,8 @@ def handle_delivery(
     delivery: Delivery,
     *,
     pusher: LeadPusher,
-    queues: LeadQueues,
-    store: LeadStore,
+    queues: LeadQueuePort,
+    store: SyncStore,
     backoff_base_seconds: float,
     max_dequeue_count: int,
 ) -> PushResult:
@@ -102,7 +101,7 @@ def handle_delivery(
 
 
 def _reject(
-    delivery: Delivery, wire_text: str, exc: MalformedMessage, *, queues: LeadQueues, store: LeadStore
+    delivery: Delivery, wire_text: str, exc: MalformedMessage, *, queues: LeadQueuePort, store: SyncStore
 ) -> PushResult:
     logger.error(
         "d365_push_failed message_id=%s company_id=%s: malformed message: %s",

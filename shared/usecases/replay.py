@@ -1,22 +1,17 @@
-"""Moving messages from the poison queue back to the lead queue.
-
-`python -m shared.usecases.replay [--company-id N]` does it from a shell, with the app's settings.
-"""
+"""Moving messages from the poison queue back to the lead queue (`python -m shared.runtime.replay`
+does it from a shell)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 
 from shared.model.messages import LeadRef, MalformedMessage
-from shared.postgres.store import LeadStore
-from shared.storage.queue import LeadQueues
+from shared.model.ports import LeadQueuePort, SyncStore
 
 logger = logging.getLogger(__name__)
 
 
-def replay_poisoned(*, queues: LeadQueues, store: LeadStore, company_id: int | None = None) -> int:
+def replay_poisoned(*, queues: LeadQueuePort, store: SyncStore, company_id: int | None = None) -> int:
     """Move all poison messages (or one company's) back to the lead queue, each lead reset to
     `queued`. Returns how many were moved. Raises QueueUnavailable or StoreUnavailable."""
     moved = 0
@@ -41,35 +36,3 @@ def replay_poisoned(*, queues: LeadQueues, store: LeadStore, company_id: int | N
             extra={"company_id": lead_company, "message_id": message.id},
         )
     return moved
-
-
-def main(argv: list[str] | None = None) -> int:
-    # Imported here, not at the top: this module is part of the function app, which never needs them.
-    import argparse
-
-    from shared.postgres.connect import PostgresConnector
-    from shared.runtime.settings import Settings, SettingsError
-
-    parser = argparse.ArgumentParser(prog="python -m shared.usecases.replay", description=__doc__.splitlines()[0])
-    parser.add_argument("--company-id", type=int, help="only this company's messages (default: all)")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env(os.environ)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    store = LeadStore(connect=PostgresConnector.from_settings(settings).connect, pool_max=2)
-    try:
-        moved = replay_poisoned(
-            queues=LeadQueues(settings.storage, settings.lead_queue_name),
-            store=store,
-            company_id=args.company_id,
-        )
-    finally:
-        store.close()
-    print(f"replayed {moved} message(s) from {settings.poison_queue_name} to {settings.lead_queue_name}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 
-from shared.postgres.store import LeadStore
-from shared.storage.queue import LeadQueues
+from shared.model.ports import LeadQueuePort, SyncStore
 
 logger = logging.getLogger(__name__)
 
 
-def requeue_stuck_leads(*, store: LeadStore, queues: LeadQueues, age_seconds: int) -> int:
+def requeue_stuck_leads(*, store: SyncStore, queues: LeadQueuePort, age_seconds: int) -> int:
     """Returns how many leads were sent again. A lead whose message was only slow is then
     delivered twice, which the push absorbs (the second finds nothing to do)."""
     stuck = store.claim_stuck(age_seconds=age_seconds, oldest_waiting=queues.oldest_waiting())

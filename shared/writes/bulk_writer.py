@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from d365.bulk import BulkTarget
-from d365.client import DataverseClient
 from d365.errors import D365Error, D365RateLimitError, D365RecordChangedError
+from shared.model.ports import LeadTable
 from shared.writes.lead_writer import COMPANY_COLUMN, adoptable, deterministic_lead_id, rank_matches
 
 EXECUTION_TIME_LIMIT_CODE = "0x80072321"
@@ -84,7 +84,7 @@ class BulkPolicy:
 
 class BulkWriter:
     def __init__(
-        self, client: DataverseClient, *, alternate_key: str | None, match_columns: Sequence[str], policy: BulkPolicy
+        self, client: LeadTable, *, alternate_key: str | None, match_columns: Sequence[str], policy: BulkPolicy
     ) -> None:
         self._client = client
         self._alternate_key = alternate_key

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from d365.client import DataverseClient
 from d365.errors import D365DuplicateError, D365NotFoundError, D365RecordChangedError
+from shared.model.ports import LeadTable
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class WriteResult:
 
 
 class LeadWriter:
-    def __init__(self, client: DataverseClient, *, alternate_key: str | None, match_columns: Sequence[str]) -> None:
+    def __init__(self, client: LeadTable, *, alternate_key: str | None, match_columns: Sequence[str]) -> None:
         self._client = client
         self._alternate_key = alternate_key
         self._match_columns = tuple(match_columns)

@@ -52,7 +52,7 @@ def test_cli_replays_everything(app_env, dataverse, azurite):
     _poison(env, 6003)
     _poison(env, 6004)
 
-    result = subprocess.run([sys.executable, "-m", "shared.usecases.replay"], cwd=REPO, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "shared.runtime.replay"], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, **env}, timeout=60)
 
     assert result.returncode == 0, result.stderr

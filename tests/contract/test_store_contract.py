@@ -7,7 +7,7 @@ import psycopg2.errors
 import pytest
 
 from shared.model.messages import LeadMessage
-from shared.postgres.store import Attempt, ClaimStatus
+from shared.model.sync import Attempt, ClaimStatus
 from tests.contract.conftest import StoreHarness, new_company_id
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

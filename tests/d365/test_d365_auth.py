@@ -9,7 +9,9 @@ import requests
 
 from d365.auth import ClientSecretTokenProvider, ManagedIdentityTokenProvider, build_token_provider
 from d365.client import DataverseClient
-from d365.config import DataverseConfig, SettingsError
+from d365.config import DataverseConfig
+from shared.runtime.dataverse_settings import dataverse_from_env
+from shared.runtime.env import SettingsError
 from d365.errors import D365AuthenticationError
 from local.services import free_port
 
@@ -119,7 +121,7 @@ def test_unreachable_authority_is_transient(entra) -> None:
     ],
 )
 def test_build_token_provider_follows_auth_mode(env: dict, kind: type) -> None:
-    assert type(build_token_provider(DataverseConfig.from_env(env))) is kind
+    assert type(build_token_provider(dataverse_from_env(env))) is kind
 
 
 # --- transient or permanent: the endpoints' failures, injected into the real emulators -----------
@@ -242,7 +244,7 @@ def test_entra_transient_then_the_token(dataverse, entra, entra_faults) -> None:
 
 def test_metadata_failure_ttl_setting() -> None:
     base = {"D365_URL": "https://org.crm.dynamics.com"}
-    assert DataverseConfig.from_env(base).metadata_failure_ttl_seconds == 30
-    assert DataverseConfig.from_env({**base, "D365_METADATA_FAILURE_TTL_SECONDS": "5"}).metadata_failure_ttl_seconds == 5
+    assert dataverse_from_env(base).metadata_failure_ttl_seconds == 30
+    assert dataverse_from_env({**base, "D365_METADATA_FAILURE_TTL_SECONDS": "5"}).metadata_failure_ttl_seconds == 5
     with pytest.raises(SettingsError, match="D365_METADATA_FAILURE_TTL_SECONDS"):
-        DataverseConfig.from_env({**base, "D365_METADATA_FAILURE_TTL_SECONDS": "soon"})
+        dataverse_from_env({**base, "D365_METADATA_FAILURE_TTL_SECONDS": "soon"})

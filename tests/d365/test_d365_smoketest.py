@@ -1,5 +1,5 @@
 """The smoke test against the emulators: exit codes and what it prints. Most cases call `main()`
-in-process (quick); a few run `python -m d365.smoketest` as an operator would."""
+in-process (quick); a few run `python -m shared.runtime.smoketest` as an operator would."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from d365.smoketest import main
+from shared.runtime.smoketest import main
 from local.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _run_module(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("D365_", "IDENTITY_", "REQUESTS_CA_BUNDLE"))}
     return subprocess.run(
-        [sys.executable, "-m", "d365.smoketest"], cwd=REPO, env={**base, **env}, capture_output=True, text=True,
+        [sys.executable, "-m", "shared.runtime.smoketest"], cwd=REPO, env={**base, **env}, capture_output=True, text=True,
         timeout=60,
     )
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.storage.queue import QueueUnavailable, ReceivedMessage
+from shared.model.errors import QueueUnavailable
+from shared.model.ports import ReceivedMessage
 from tests.fakes.clock import FakeClock
 from tests.fakes.faults import Step, no_step
 

@@ -21,7 +21,7 @@ import psycopg2.errors
 
 from shared.model.errors import StoreUnavailable
 from shared.model.messages import LeadMessage, LeadRef
-from shared.postgres.store import Attempt, Claim, ClaimStatus, LeadState
+from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
 from tests.fakes.clock import FakeClock
 from tests.fakes.faults import Fault, Step, no_step
 

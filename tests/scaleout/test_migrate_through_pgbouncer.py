@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 
 from local import services
-from shared.postgres.store import MIGRATIONS_DIR
+from shared.postgres.queries import MIGRATIONS_DIR
 from tests.scaleout.observe import observer_connection, run_migrations
 
 

@@ -33,7 +33,7 @@ from datetime import timedelta
 from typing import Any
 
 import d365.deadline
-import shared.usecases.push
+import shared.usecases.push.pusher
 from d365.throttle import ThrottleGate
 from shared.usecases.accept import accept_leads
 from shared.usecases.delivery import Delivery, RetryLater, backoff_seconds, handle_delivery
@@ -555,14 +555,14 @@ def _fault_text(fault: Fault) -> str:
 def simulated_time(clock_of: Any) -> Iterator[None]:
     """The push's deadline on the simulation's clock (the pusher does not pass it one), the
     delivery back-off jitter seeded, and logging off while schedules run."""
-    original = shared.usecases.push.deadline
-    shared.usecases.push.deadline = lambda seconds, **_: d365.deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
+    original = shared.usecases.push.pusher.deadline
+    shared.usecases.push.pusher.deadline = lambda seconds, **_: d365.deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
     previous_level = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        shared.usecases.push.deadline = original  # type: ignore[assignment]
+        shared.usecases.push.pusher.deadline = original  # type: ignore[assignment]
         logging.disable(previous_level)
 
 

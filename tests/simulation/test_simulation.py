@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import shared.usecases.push
+import shared.usecases.push.pusher
 import tests.simulation.simulation as simulation
 from d365 import deadline
 from tests.simulation.simulation import SimulationFailed, run_seed
@@ -62,7 +62,7 @@ def _deadline_as_long_as(seconds: float) -> Iterator[None]:
     @contextlib.contextmanager
     def mutated(clock_of):  # type: ignore[no-untyped-def]
         with original(clock_of):
-            shared.usecases.push.deadline = lambda _, **__: deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
+            shared.usecases.push.pusher.deadline = lambda _, **__: deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
             yield
 
     simulation.simulated_time = mutated  # type: ignore[assignment]

@@ -16,7 +16,7 @@ import pytest
 from local import services
 from local.emulators.control_client import EmulatorControl
 from local.services import REPO
-from shared import telemetry as names
+from shared.observability import telemetry as names
 from tests.app.helpers import lead, post_leads, sync_rows, wait_for
 from tests.conftest import APP_SETTINGS, IDENTITY_HEADER, WEBHOOK_SECRET
 from tests.telemetry.emitted import Emitted, emitted

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from blueprints import metrics as metrics_blueprint
-from shared import telemetry as names
+from shared.observability import telemetry as names
 from shared.runtime.container import Container
 from shared.runtime.settings import Settings
 from tests.app.helpers import attempts, lead, post_leads, sync_rows, wait_for

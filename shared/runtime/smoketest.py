@@ -1,4 +1,4 @@
-"""`python -m d365.smoketest`: can the push reach this Dataverse org and write its leads?
+"""`python -m shared.runtime.smoketest` (`make smoketest`): can the push reach this Dataverse org and write its leads?
 
 Checks the D365_* settings, gets a token, calls WhoAmI, reads the lead metadata and prints every
 mapped column: present or missing in the org, its type, and for choices the Hunter labels that
@@ -15,10 +15,12 @@ from typing import TextIO
 
 from d365.auth import build_token_provider
 from d365.client import DataverseClient
-from d365.config import DataverseConfig, SettingsError
+from d365.config import DataverseConfig
 from d365.errors import D365Error
 from d365.mapping import FIELD_RULES, ChoiceOverrides, ChoiceOverridesError, load_choice_overrides, resolve_choice
 from d365.metadata import LeadSchema
+from shared.runtime.dataverse_settings import dataverse_from_env
+from shared.runtime.env import SettingsError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -32,7 +34,7 @@ def main(env: Mapping[str, str] = os.environ, out: TextIO = sys.stdout) -> int:
         print(line, file=out)
 
     try:
-        config = DataverseConfig.from_env(env)
+        config = dataverse_from_env(env)
     except SettingsError as exc:
         for problem in exc.problems:
             say(f"FAIL settings: {problem}")
