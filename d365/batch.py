@@ -1,4 +1,4 @@
-"""The multipart bodies of the Web API's `$batch` (DATAVERSE.md 7.1): a batch of independent
+"""The multipart bodies of the Web API's `$batch` (docs/dataverse.md 7.1): a batch of independent
 requests written out, and the batch's answer read back into one response per request.
 
 Pure: no I/O, no Dataverse semantics. Lines end in CRLF, as Dataverse requires (a bare LF fails
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-MAX_REQUESTS = 1000  # per batch, DATAVERSE.md 7.1
+MAX_REQUESTS = 1000  # per batch, docs/dataverse.md 7.1
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _CRLF = b"\r\n"
 

@@ -3,7 +3,7 @@
 
 Pure: the client sends what this builds. Every target names its record by id or by alternate
 key; key columns never travel in the body (Dataverse fails the create path when they do,
-DATAVERSE.md 7.2).
+docs/dataverse.md 7.2).
 """
 
 from __future__ import annotations

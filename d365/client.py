@@ -59,7 +59,7 @@ MAX_RATE_LIMIT_WAITS = 3
 LEAD_METADATA = "EntityDefinitions(LogicalName='lead')/Attributes"
 # A stable order for lookups (issue 8): the oldest record first, the id breaking ties.
 FIND_ORDER = "createdon asc,leadid asc"
-BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple")  # both supported = UpsertMultiple too (DATAVERSE.md 7.2)
+BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple")  # both supported = UpsertMultiple too (docs/dataverse.md 7.2)
 FIND_PAGE_SIZE = 500
 MAX_FIND_PAGES = 20
 

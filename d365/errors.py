@@ -31,7 +31,7 @@ DEFAULT_RETRY_AFTER_SECONDS = 5.0
 _REQUEST_ID_HEADERS = ("x-ms-service-request-id", "req_id")
 _MAX_RAW_MESSAGE = 200
 
-# DATAVERSE.md section 5: an unknown column is answered with code 0x0 (documented form) or
+# docs/dataverse.md section 5: an unknown column is answered with code 0x0 (documented form) or
 # 0x80048d19 (newer live form) in a body, and with 0x0 in $select/$filter.
 VERSION_MISMATCH_CODE = "0x80060882"  # ConcurrencyVersionMismatch
 KEY_VIOLATION_CODE = "0x80060892"  # DuplicateRecordEntityKey: another record holds the key values

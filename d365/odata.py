@@ -43,7 +43,7 @@ def filter_eq_any(pairs: Sequence[tuple[str, str]]) -> str:
 def filter_in(column: str, values: Sequence[str]) -> str:
     """`("emailaddress1", ["a", "b"])` ->
     `Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=["a","b"])`.
-    The values are JSON strings (DATAVERSE.md 4: array-valued functions take double quotes).
+    The values are JSON strings (docs/dataverse.md 4: array-valued functions take double quotes).
     Raises ValueError for no values or a malformed column name."""
     if not values:
         raise ValueError("In needs at least one value")

@@ -44,7 +44,7 @@ NEW_VERSION = "2026-11-27T10:00:00Z"  # leads.changed(); the first load is the s
 NOT_DATA = ("metadata", "whoami")
 # Longer than leads.post's 60 s: Azurite (one Node thread) has paused for up to ~95 s under this load.
 POST_TIMEOUT_SECONDS = 300
-# The real limits' rates (DATAVERSE.md 6: 6,000 requests and 1,200,000 ms per 300 s) in a tenth of the window.
+# The real limits' rates (docs/dataverse.md 6: 6,000 requests and 1,200,000 ms per 300 s) in a tenth of the window.
 DEFAULT_LIMITS = Limits(requests_per_window=600, window_seconds=30, execution_ms_per_window=120_000,
                         max_concurrent=16, execution_ms_per_record=10)
 

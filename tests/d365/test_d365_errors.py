@@ -122,7 +122,7 @@ _LIVE_FORM = (
 @pytest.mark.parametrize(
     ("status", "code", "message", "column"),
     [
-        (400, "0x0", _DOC_FORM, "hnt_foo"),  # DATAVERSE.md 5, the documented form
+        (400, "0x0", _DOC_FORM, "hnt_foo"),  # docs/dataverse.md 5, the documented form
         (400, "0x80048d19", _LIVE_FORM, "hnt_foo"),  # the newer live form
         (400, "", _DOC_FORM, "hnt_foo"),  # older services send no code at all
         (400, "0x0", "Could not find a property named 'hnt_gone' on type 'Microsoft.Dynamics.CRM.lead'.", "hnt_gone"),

@@ -1,4 +1,4 @@
-"""CreateMultiple, UpdateMultiple, UpsertMultiple on leads, and sdkmessagefilters (DATAVERSE.md 7.2)."""
+"""CreateMultiple, UpdateMultiple, UpsertMultiple on leads, and sdkmessagefilters (docs/dataverse.md 7.2)."""
 from __future__ import annotations
 
 import json

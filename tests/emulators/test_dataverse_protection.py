@@ -1,4 +1,4 @@
-"""Service protection limits per user (DATAVERSE.md 6): requests and execution time per window, concurrency."""
+"""Service protection limits per user (docs/dataverse.md 6): requests and execution time per window, concurrency."""
 from __future__ import annotations
 
 import uuid

@@ -41,7 +41,7 @@ def no_step(kind: str) -> Fault | None:
 
 
 def throttled(retry_after: float = 1.0) -> Fault:
-    """Dataverse's service protection answer (DATAVERSE.md 6), as the emulator gives it."""
+    """Dataverse's service protection answer (docs/dataverse.md 6), as the emulator gives it."""
     return Fault(429, "0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
                  retry_after=retry_after)
 

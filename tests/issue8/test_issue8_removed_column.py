@@ -1,5 +1,5 @@
 """Issue 8: a column the org removed between metadata refreshes is noticed in both forms Dataverse
-answers an unknown body property with (DATAVERSE.md section 5): the documented code 0x0 and the
+answers an unknown body property with (docs/dataverse.md section 5): the documented code 0x0 and the
 newer live 0x80048d19. The metadata is read again and the lead syncs without the column."""
 
 from __future__ import annotations

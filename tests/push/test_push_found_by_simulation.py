@@ -1,4 +1,4 @@
-"""The schedules the simulation found breaking the push protocol's promises (/work/coord/BUGS.md), each
+"""The schedules the simulation found breaking the push protocol's promises (docs/found-by-simulation.md), each
 pinned as one short deterministic scenario over the fakes: delivery after delivery through
 `handle_delivery`, as the Functions runtime runs them (fixed in 2ff8e79; kept as regression tests)."""
 from __future__ import annotations
@@ -88,7 +88,7 @@ def test_bug_1_a_final_failure_whose_recording_lost_its_answer_still_reaches_the
 
     # then: the lead failed, and its message waits in the poison queue for a replay
     assert world.store.rows[C].status == "failed"
-    assert runtime.poisoned() == [C], "failed, but nothing to replay: BUGS.md #1"
+    assert runtime.poisoned() == [C], "failed, but nothing to replay: docs/found-by-simulation.md #1"
 
 
 @pytest.mark.parametrize("cause", ["the retried update meets its own write", "a CRM user saves in between"])
@@ -109,7 +109,7 @@ def test_bug_2_a_412_on_the_update_after_reading_the_etag_again_is_not_final(cau
 
     # then: not failed for good: written, or left for the next delivery to re-decide
     assert (result.action.value, world.store.rows[C].status) != ("poison", "failed"), \
-        f"{result.reason}: BUGS.md #2"
+        f"{result.reason}: docs/found-by-simulation.md #2"
     if world.store.rows[C].status == "synced":
         assert world.record(lead_id)["hnt_provider"] == "Google"
 
@@ -130,7 +130,7 @@ def test_bug_3_a_write_that_landed_unanswered_is_not_left_failed() -> None:
     # then: Dataverse holds the newest version, so the store must not say it failed
     assert world.record(deterministic_lead_id(C))["hnt_infrasummary"] == "version 0"
     row = world.store.rows[C]
-    assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: BUGS.md #3"
+    assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: docs/found-by-simulation.md #3"
 
 
 def test_bug_4_a_write_whose_success_could_not_be_recorded_is_not_left_failed() -> None:
@@ -149,4 +149,4 @@ def test_bug_4_a_write_whose_success_could_not_be_recorded_is_not_left_failed() 
     # then: Dataverse holds the newest version, so the store must not say it failed
     assert world.record(deterministic_lead_id(C))["hnt_infrasummary"] == "version 0"
     row = world.store.rows[C]
-    assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: BUGS.md #4"
+    assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: docs/found-by-simulation.md #4"

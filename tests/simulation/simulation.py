@@ -56,7 +56,7 @@ STUCK_AFTER_SECONDS = 900
 SHARED_EMAIL = "info@msp.example"
 REJECTED = "Rejected"              # a provider the org's rule refuses: that version can never be written
 _VERSION = re.compile(r"^version (\d+)$")
-# Dataverse's concurrency limit (DATAVERSE.md 6): the client cuts this process's concurrency and shares the cut.
+# Dataverse's concurrency limit (docs/dataverse.md 6): the client cuts this process's concurrency and shares the cut.
 TOO_MANY_AT_ONCE = Fault(429, "0x80072326", "Number of concurrent requests exceeded the limit of 52.", retry_after=1)
 
 

@@ -1,4 +1,4 @@
-"""A local emulator of the Dataverse Web API subset lead push uses (see ../../../shared DATAVERSE.md).
+"""A local emulator of the Dataverse Web API subset lead push uses (see docs/dataverse.md).
 
 `serve(host, port, profile=, alternate_key=, resource=)` starts it in-process; `python -m
 local.emulators.dataverse` runs it as a process.

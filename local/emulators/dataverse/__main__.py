@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tenant-id", default=DEFAULT_TENANT_ID, help="the tenant named in 401 challenges")
     parser.add_argument("--no-bulk", action="store_true",
                         help="answer as an org without CreateMultiple/UpdateMultiple/UpsertMultiple for lead")
-    limits = parser.add_argument_group("service protection limits per user (0 = off; DATAVERSE.md 6)")
+    limits = parser.add_argument_group("service protection limits per user (0 = off; docs/dataverse.md 6)")
     limits.add_argument("--requests-per-window", type=int, default=0, metavar="N")
     limits.add_argument("--execution-ms-per-window", type=int, default=0, metavar="MS")
     limits.add_argument("--max-concurrent", type=int, default=0, metavar="N")

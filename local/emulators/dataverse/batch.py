@@ -1,4 +1,4 @@
-"""`POST $batch` (DATAVERSE.md 7.1): multipart/mixed with CRLF lines, change sets, Content-ID references.
+"""`POST $batch` (docs/dataverse.md 7.1): multipart/mixed with CRLF lines, change sets, Content-ID references.
 
 Every inner request is answered by the same handler as a top-level request (validation, keys, etags, reject
 rules). A change set runs inside one store transaction: the first failing request rolls the set back, and

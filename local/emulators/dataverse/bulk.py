@@ -1,4 +1,4 @@
-"""CreateMultiple, UpdateMultiple and UpsertMultiple bound to `leads` (DATAVERSE.md 7.2).
+"""CreateMultiple, UpdateMultiple and UpsertMultiple bound to `leads` (docs/dataverse.md 7.2).
 
 On a standard table one failing target fails the whole request and nothing is written: the targets are
 written one by one through the store's ordinary writes (same validation, keys and reject rules as single
@@ -148,7 +148,7 @@ def _update(targets: list[dict], store: LeadStore) -> int:
             values = _values(store.schema, target, creating=False)
             lead_id = values.get(PRIMARY_KEY)
             if lead_id is None:
-                # Alternate keys are not supported with UpdateMultiple over the Web API (DATAVERSE.md 7.2).
+                # Alternate keys are not supported with UpdateMultiple over the Web API (docs/dataverse.md 7.2).
                 raise ODataError(400, INVALID_ARGUMENT, f"Targets[{index}]: the {PRIMARY_KEY} column is required "
                                                         "by UpdateMultiple.")
             if lead_id in seen:  # only the first of repeated records is applied
@@ -187,7 +187,7 @@ def _upsert(targets: list[dict], store: LeadStore) -> int:
                 continue
             _, created = store.upsert(segment, values, if_match=None, if_none_match=None)
             if created and segment.values and any(column in target for column, _ in segment.values):
-                # The key named in @odata.id repeated in the body fails the create path (DATAVERSE.md 7.2).
+                # The key named in @odata.id repeated in the body fails the create path (docs/dataverse.md 7.2).
                 raise ODataError(400, UNEXPECTED, "An unexpected error occurred.")
         except ODataError as error:
             raise TargetError(index, name, error) from None

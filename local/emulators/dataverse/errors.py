@@ -51,7 +51,7 @@ def resource_not_found(segment: str) -> ODataError:
     return ODataError(404, RESOURCE_NOT_FOUND, f"Resource not found for the segment '{segment}'.")
 
 
-# Dataverse answers an unknown property in a POST/PATCH body in two forms (DATAVERSE.md section 5):
+# Dataverse answers an unknown property in a POST/PATCH body in two forms (docs/dataverse.md section 5):
 # 0x80048d19 (newer live, the default here) or 0x0 (documented). The control API switches it.
 _INVALID_PROPERTY = "Microsoft.Crm.CrmException: Invalid property "
 _unknown_property_form = [PAYLOAD_ERROR]
@@ -69,7 +69,7 @@ def unknown_property_form() -> str:
 
 
 def payload_error(inner: str) -> ODataError:
-    """The newer live wording of a rejected request body (DATAVERSE.md section 5); for an unknown
+    """The newer live wording of a rejected request body (docs/dataverse.md section 5); for an unknown
     property, the documented 0x0 wording when that form is switched on."""
     if inner.startswith(_INVALID_PROPERTY) and _unknown_property_form[0] == QUERY_ERROR:
         return ODataError(400, QUERY_ERROR, f"An error occurred while validating input parameters: {inner}")

@@ -9,7 +9,7 @@ from typing import Any
 
 from local.emulators.dataverse.errors import ODataError
 
-# Section 6 of DATAVERSE.md: the three service protection limits and their messages.
+# Section 6 of docs/dataverse.md: the three service protection limits and their messages.
 THROTTLE_ERRORS = (
     ("0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 seconds."),
     (

@@ -1,4 +1,4 @@
-"""`GET sdkmessagefilters`: which SDK messages the org supports for which table (DATAVERSE.md 7.2).
+"""`GET sdkmessagefilters`: which SDK messages the org supports for which table (docs/dataverse.md 7.2).
 
 Clients detect bulk support with
 `sdkmessagefilters?$select=sdkmessagefilterid&$filter=sdkmessageid/name eq @message and primaryobjecttypecode

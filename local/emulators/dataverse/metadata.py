@@ -1,4 +1,4 @@
-"""Answers to the metadata reads of DATAVERSE.md section 8: the entity, its attributes, option sets, keys."""
+"""Answers to the metadata reads of docs/dataverse.md section 8: the entity, its attributes, option sets, keys."""
 from __future__ import annotations
 
 import re

@@ -1,6 +1,6 @@
 """Validation of create/update bodies against the schema, with Dataverse's error codes.
 
-The wording for a wrong JSON type is [UNCONFIRMED] in DATAVERSE.md; it follows OData's
+The wording for a wrong JSON type is UNCONFIRMED in docs/dataverse.md 5; it follows OData's
 "Cannot convert the literal" message and is easy to change here.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def parse_values(schema: Schema, body: Any, *, creating: bool) -> dict[str, Any]
             continue
         column = schema.columns[name]
         writable = column.valid_for_create if creating else column.valid_for_update
-        # Dataverse silently ignores columns not valid for the operation (DATAVERSE.md 3.1).
+        # Dataverse silently ignores columns not valid for the operation (docs/dataverse.md 3.1).
         if writable or name == PRIMARY_KEY:
             values[name] = check_value(column, value)
     return values

@@ -1,4 +1,4 @@
-"""Service protection limits (DATAVERSE.md 6), per user, scaled down for tests and benchmarks.
+"""Service protection limits (docs/dataverse.md 6), per user, scaled down for tests and benchmarks.
 
 Three limits, each off when 0: requests in a sliding window, combined execution time in the same window,
 and concurrent requests. The two window limits trip only once they are exceeded (the request that crosses

@@ -1,7 +1,7 @@
 """The query options and preferences of a read: which are allowed, `$orderby`, `$top`, `$count`,
 `Prefer` (`odata.maxpagesize`, `odata.include-annotations`) and the `$skiptoken` paging cookie.
 
-Dataverse refuses `$skip` and query options it does not know with 400 (DATAVERSE.md 4); `$apply`
+Dataverse refuses `$skip` and query options it does not know with 400 (docs/dataverse.md 4); `$apply`
 is real Dataverse but not emulated, so it answers 501 rather than pretending to be refused.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 
 from local.emulators.dataverse.errors import QUERY_ERROR, ODataError, unknown_property, unsupported_query_option
 
-MAX_PAGE_SIZE = 5000  # the largest page and the count cap (DATAVERSE.md 4; QUERY "Page results", "Count rows")
+MAX_PAGE_SIZE = 5000  # the largest page and the count cap (docs/dataverse.md 4; QUERY "Page results", "Count rows")
 SYSTEM_OPTIONS = frozenset({
     "$select", "$filter", "$orderby", "$top", "$skip", "$count", "$expand", "$apply", "$skiptoken", "$search",
     "$format", "$compute", "$levels", "$index", "$schemaversion", "$deltatoken", "$id",

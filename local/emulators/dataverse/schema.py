@@ -26,7 +26,7 @@ class AttributeType(str, Enum):
     BIGINT = "BigInt"
 
 
-# The types a caller may add through the control API, and those a key may use (DATAVERSE.md 3.2).
+# The types a caller may add through the control API, and those a key may use (docs/dataverse.md 3.2).
 CREATABLE_TYPES = (AttributeType.STRING, AttributeType.MEMO, AttributeType.INTEGER, AttributeType.BOOLEAN,
                    AttributeType.PICKLIST)
 KEY_TYPES = (AttributeType.STRING, AttributeType.INTEGER, AttributeType.PICKLIST)

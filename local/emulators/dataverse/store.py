@@ -150,7 +150,7 @@ class LeadStore:
     def upsert(
         self, segment: KeySegment, values: dict[str, Any], *, if_match: str | None, if_none_match: str | None
     ) -> tuple[dict, bool]:
-        """PATCH semantics of DATAVERSE.md 3.1/3.2; returns `(record, created)`.
+        """PATCH semantics of docs/dataverse.md 3.1/3.2; returns `(record, created)`.
 
         Raises ODataError: 404 under If-Match when missing, 412 under If-None-Match: * when present
         or on an etag mismatch or key clash, 400 for an undefined key, or a reject rule's error.

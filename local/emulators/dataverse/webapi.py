@@ -235,7 +235,7 @@ class WebApi:
         select = self._select(request)
         record = self.store.get(segment)
         preferences = request.preferences
-        # Never 304 when annotations are asked for (DATAVERSE.md 4, conditional GET).
+        # Never 304 when annotations are asked for (docs/dataverse.md 4, conditional GET).
         if preferences.annotations is None and request.header("If-None-Match") == etag(record):
             return Reply(304, None, _ODATA_HEADERS + (("ETag", etag(record)),))
         body = {"@odata.context": self._context(select, "/$entity"), **self._render(record, select, preferences)}
@@ -243,7 +243,7 @@ class WebApi:
 
     def _query(self, request: Request) -> Reply:
         """A collection read: $filter, $orderby, $top, $count and paging by `Prefer: odata.maxpagesize`
-        with `@odata.nextLink`; with both, $top is ignored (DATAVERSE.md 4)."""
+        with `@odata.nextLink`; with both, $top is ignored (docs/dataverse.md 4)."""
         query, schema = request.query, self.store.schema
         check_options(query, COLLECTION_OPTIONS)
         select = self._select(request)
