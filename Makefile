@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.requirements-installed
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: setup run test bench smoketest docs package clean
+.PHONY: setup run test check bench smoketest docs package clean
 
 setup: $(VENV_STAMP) $(NODE_STAMP)
 
@@ -27,6 +27,13 @@ run: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+# The inner loop (about half a minute): lint, types, the layer rules, and every test that runs on the
+# fakes or the in-process emulators (the contract tests' fake side, the decision table, a short
+# simulation). `make test` is the whole suite on real components, and what CI runs.
+CHECK_TESTS := tests/test_code_quality.py tests/structure tests/push tests/simulation tests/intake tests/d365 tests/contract
+check: setup
+	SIM_SEEDS=$${SIM_SEEDS:-300} $(PY) -m pytest -q $(CHECK_TESTS) -k "not real" $(ARGS)
 
 bench: setup
 	$(PY) -m local.bench $(ARGS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -24,10 +23,10 @@ from azure.identity import ManagedIdentityCredential
 
 from d365.config import AuthMode, DataverseConfig
 from d365.errors import D365AuthenticationError
+from d365.token_cache import TokenCache
 
 logger = logging.getLogger(__name__)
 
-REFRESH_BEFORE_EXPIRY_SECONDS = 300.0
 # azure-core retries the managed-identity endpoint itself (5xx, 408, 429, connection errors); its
 # defaults (10 retries, back-off up to 2 minutes) would outlast a push's deadline.
 MI_RETRIES = 2
@@ -60,25 +59,13 @@ class _CachingTokenProvider:
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._refresh_at = 0.0
+        self._cache = TokenCache(self._acquire, event="d365_token_acquired", log=logger, clock=clock)
 
     def get_token(self) -> str:
-        with self._lock:
-            if self._token is not None and self._clock() < self._refresh_at:
-                return self._token
-            token, expires_in = self._acquire()
-            # A token shorter-lived than twice the margin is still reused for half its life.
-            self._refresh_at = self._clock() + expires_in - min(REFRESH_BEFORE_EXPIRY_SECONDS, expires_in / 2)
-            self._token = token
-            logger.info("d365_token_acquired expires_in=%s", int(expires_in), extra={"expires_in": int(expires_in)})
-            return token
+        return self._cache.get()
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._token = None
-            self._forget()
+        self._cache.clear(then=self._forget)
 
     def _acquire(self) -> tuple[str, float]:
         """(token, seconds until it expires). Raises D365AuthenticationError."""

@@ -15,7 +15,6 @@ psycopg2's own errors from the connection attempt.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ import psycopg2.extras
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 
+from d365.token_cache import TokenCache
 from shared.model.errors import StoreUnavailable
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
-REFRESH_BEFORE_EXPIRY_SECONDS = 300.0
 CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "lead-push"
 DEFAULT_POOL_MAX = 4
@@ -63,25 +62,18 @@ class EntraPassword:
         self._credential = credential
         self._scope = scope
         self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._refresh_at = 0.0
+        self._cache = TokenCache(self._acquire, event="pg_token_acquired", log=logger, clock=clock)
 
     def get(self) -> str:
         """A token valid for a while yet. Raises DatabaseTokenUnavailable."""
-        with self._lock:
-            if self._token is not None and self._clock() < self._refresh_at:
-                return self._token
-            try:
-                access = self._credential.get_token(self._scope)
-            except AzureError as exc:
-                raise DatabaseTokenUnavailable(f"no Entra token for PostgreSQL: {type(exc).__name__}") from exc
-            expires_in = max(0.0, access.expires_on - self._clock())
-            # A token shorter-lived than twice the margin is still reused for half its life.
-            self._refresh_at = self._clock() + expires_in - min(REFRESH_BEFORE_EXPIRY_SECONDS, expires_in / 2)
-            self._token = access.token
-            logger.info("pg_token_acquired expires_in=%s", int(expires_in), extra={"expires_in": int(expires_in)})
-            return self._token
+        return self._cache.get()
+
+    def _acquire(self) -> tuple[str, float]:
+        try:
+            access = self._credential.get_token(self._scope)
+        except AzureError as exc:
+            raise DatabaseTokenUnavailable(f"no Entra token for PostgreSQL: {type(exc).__name__}") from exc
+        return access.token, max(0.0, access.expires_on - self._clock())
 
 
 class PostgresConnector:

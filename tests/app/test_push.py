@@ -32,7 +32,7 @@ def test_new_lead_is_created_with_its_deterministic_id_in_two_requests(pipeline,
     emulator = dataverse("mvp")
     p = pipeline(emulator)
     p.container.pusher  # metadata read outside the count
-    p.container.pusher._schema.get()
+    p.container.schema.get()
     emulator.control("POST", "stats/reset")
 
     result = p.push(lead(1001))
@@ -112,7 +112,7 @@ def test_existing_lead_found_by_email_is_updated_not_duplicated(pipeline, datave
 def test_alternate_key_upsert_costs_one_request(pipeline, dataverse):
     emulator = dataverse("mvp", alternate_key="hnt_companyid")
     p = pipeline(emulator, D365_ALTERNATE_KEY="hnt_companyid")
-    p.container.pusher._schema.get()
+    p.container.schema.get()
     emulator.control("POST", "stats/reset")
 
     result = p.push(lead(1007))
@@ -124,7 +124,7 @@ def test_alternate_key_upsert_costs_one_request(pipeline, dataverse):
 def test_create_whose_answer_was_lost_is_found_not_repeated(pipeline, dataverse, database_url):
     emulator = dataverse("mvp")
     p = pipeline(emulator, D365_MATCH_COLUMNS="none")
-    p.container.pusher._schema.get()
+    p.container.schema.get()
     # the create commits, then the connection drops; the client's own retry meets 412 and updates
     emulator.set_faults(script=[{"drop": "after_commit"}])
 
@@ -138,7 +138,7 @@ def test_create_whose_answer_was_lost_is_found_not_repeated(pipeline, dataverse,
 def test_concurrent_deliveries_of_one_lead_create_one_record(pipeline, dataverse):
     emulator = dataverse("mvp")
     p = pipeline(emulator, D365_MATCH_COLUMNS="none")
-    p.container.pusher._schema.get()
+    p.container.schema.get()
     emulator.set_faults(latency_ms=50)
     results = []
 
@@ -190,7 +190,7 @@ def test_permanent_rejection_fails_once_poisons_and_replays(pipeline, dataverse,
 def test_long_throttle_defers_without_counting_an_attempt(pipeline, dataverse, database_url):
     emulator = dataverse("mvp")
     p = pipeline(emulator, D365_INLINE_RETRY_AFTER_SECONDS="1")
-    p.container.pusher._schema.get()
+    p.container.schema.get()
     emulator.set_faults(script=[{"status": 429, "retry_after": 30}])
     wire = p.accept(lead(1011))
 
@@ -207,7 +207,7 @@ def test_long_throttle_defers_without_counting_an_attempt(pipeline, dataverse, d
 def test_transient_failure_records_error_then_failed_on_last_delivery(pipeline, dataverse, database_url):
     emulator = dataverse("mvp")
     p = pipeline(emulator)
-    p.container.pusher._schema.get()
+    p.container.schema.get()
     emulator.set_faults(server_error=1.0)
     wire = p.accept(lead(1012))
 
@@ -247,7 +247,7 @@ def test_malformed_message_goes_to_poison_at_once(pipeline, dataverse, database_
 def test_a_delivery_of_an_older_version_writes_the_newest_one_stored(pipeline, dataverse, database_url):
     emulator = dataverse("mvp")
     p = pipeline(emulator, D365_MATCH_COLUMNS="none")
-    p.container.pusher._schema.get()
+    p.container.schema.get()
     newer = lead(1014, readiness_score=90, updated_at="2026-11-27T09:00:00Z")
     older = lead(1014, readiness_score=10, updated_at="2026-11-27T08:00:00Z")
 

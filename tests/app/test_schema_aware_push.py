@@ -70,21 +70,21 @@ def test_choice_added_in_the_org_is_used_after_the_metadata_refresh(pipeline, da
     p = pipeline(emulator, D365_METADATA_TTL_SECONDS="1")
     p.push(lead(4003, segment="Enterprise"))
     assert "hnt_segment" not in only_record(emulator)
-    loads = p.container.pusher._schema.loads
+    loads = p.container.schema.loads
 
     emulator.control("POST", "schema/columns/hnt_segment/options", json={"value": 100000099, "label": "Enterprise"})
     time.sleep(1.2)
     p.push(lead(4003, segment="Enterprise", updated_at="2026-11-27T11:00:00Z"))
 
     assert only_record(emulator)["hnt_segment"] == 100000099
-    assert p.container.pusher._schema.loads == loads + 1
+    assert p.container.schema.loads == loads + 1
     assert sync_rows(database_url, [4003])[4003]["warnings"] == []
 
 
 def test_column_dropped_by_the_org_between_refreshes_is_left_out_on_the_retry(pipeline, dataverse, database_url):
     emulator = dataverse("mvp")
     p = pipeline(emulator)
-    p.container.pusher._schema.get()  # cached while the org still has the column
+    p.container.schema.get()  # cached while the org still has the column
     emulator.control("DELETE", "schema/columns/hnt_provider")
 
     first = p.push(lead(4004))

@@ -38,18 +38,8 @@ class FailureRecorder:
         """Record the failure at `version` and let the lead go; returns its outcome: DEFERRED when
         Dataverse asked to wait, else FAILED (`final`) or ERROR. Raises StoreUnavailable when a
         transient failure could not be recorded (the delivery must then be retried)."""
-        details = {
-            "http_status": failure.http_status,
-            "error_code": failure.error_code,
-            "error": failure.reason,
-            "service_request_id": failure.service_request_id,
-        }
-        log_extra = {
-            **context,
-            "http_status": failure.http_status,
-            "error_code": failure.error_code,
-            "service_request_id": failure.service_request_id,
-        }
+        details = {"error": failure.reason, **_codes(failure)}
+        log_extra = {**context, **_codes(failure)}
         if failure.retry_after is not None:
             self._store.release(company_id, token, attempt(Outcome.DEFERRED, **details))
             logger.warning(
@@ -86,3 +76,11 @@ class FailureRecorder:
             exc_info=exc if exc is not None and failure.reason.startswith("unexpected") else None,
         )
         return outcome
+
+
+def _codes(failure: Failure) -> dict[str, Any]:
+    return {
+        "http_status": failure.http_status,
+        "error_code": failure.error_code,
+        "service_request_id": failure.service_request_id,
+    }

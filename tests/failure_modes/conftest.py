@@ -15,7 +15,7 @@ from shared.postgres.migrate import migrate
 def own_database(postgres_server) -> Iterator[str]:
     """A migrated database for this test alone: the sweeper claims every stuck lead it can see,
     and the session database holds other tests' leftovers."""
-    name = f"leadpush_issue8_{secrets.token_hex(4)}"
+    name = f"leadpush_failures_{secrets.token_hex(4)}"
     url = services.create_database(postgres_server.url, name)
     migrate(url)
     yield url

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.app.helpers import attempts, lead, queue_length, sync_rows, wait_for
-from tests.issue8.support import fresh, lead_status, metadata_requests, post, wait_statuses
+from tests.failure_modes.support import fresh, lead_status, metadata_requests, post, wait_statuses
 
 FAILURE_TTL = 4  # D365_METADATA_FAILURE_TTL_SECONDS
 LEADS = 30

@@ -17,7 +17,7 @@ from shared.model.messages import LeadMessage, LeadRef
 from shared.runtime.settings import Settings
 from shared.usecases.sweep import requeue_stuck_leads
 from tests.app.helpers import attempts, lead, queue_length, sync_rows, wait_for
-from tests.issue8.support import fresh, lead_status, plain_queue, post, wait_statuses
+from tests.failure_modes.support import fresh, lead_status, plain_queue, post, wait_statuses
 
 T1, T2, T3 = "2026-11-27T08:00:00Z", "2026-11-27T09:00:00Z", "2026-11-27T10:00:00Z"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.app.helpers import lead, queue_length
-from tests.issue8.support import fresh, lead_status, post, wait_statuses
+from tests.failure_modes.support import fresh, lead_status, post, wait_statuses
 
 SUMMARY = ("基盤の要約、サーバー室はİstanbulにあり、回線は二系統✓ " * 1000)[:30_000]
 

@@ -12,7 +12,7 @@ import pytest
 
 from shared.writes.lead_writer import deterministic_lead_id
 from tests.app.helpers import lead
-from tests.issue8.support import fresh, post, wait_statuses
+from tests.failure_modes.support import fresh, post, wait_statuses
 
 SHARED = "info@msp-shared.example"  # a managed-service provider's address on several customers
 

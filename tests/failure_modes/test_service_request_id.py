@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.app.helpers import attempts, lead, wait_for
-from tests.issue8.support import fresh, post, wait_statuses
+from tests.failure_modes.support import fresh, post, wait_statuses
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.app.helpers import attempts, lead, queue_length
-from tests.issue8.support import fresh, metadata_requests, post, wait_statuses
+from tests.failure_modes.support import fresh, metadata_requests, post, wait_statuses
 
 
 @pytest.mark.parametrize("code", ["0x0", "0x80048d19"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from tests.app.helpers import attempts, lead, queue_length
-from tests.issue8.support import fresh, identity_control, post, wait_statuses
+from tests.failure_modes.support import fresh, identity_control, post, wait_statuses
 
 
 def test_identity_endpoint_failing_twice_then_working_syncs_the_lead(
