@@ -17,6 +17,7 @@ DEFAULT_METADATA_TTL_SECONDS = 3600
 DEFAULT_METADATA_FAILURE_TTL_SECONDS = 30
 DEFAULT_INLINE_RETRY_AFTER_SECONDS = 5
 DEFAULT_BULK_SIZE = 100
+DEFAULT_PAUSE_PROBE_SECONDS = 30
 MAX_BULK_SIZE = 1000  # Dataverse's limit of requests in one $batch
 
 
@@ -43,6 +44,7 @@ class DataverseConfig:
     choice_overrides_file: str | None = None
     inline_retry_after_seconds: int = DEFAULT_INLINE_RETRY_AFTER_SECONDS
     bulk_size: int = DEFAULT_BULK_SIZE
+    pause_probe_seconds: int = DEFAULT_PAUSE_PROBE_SECONDS
 
     @property
     def scope(self) -> str:

@@ -77,6 +77,18 @@ class SchemaCache:
         with self._lock:
             self._expires_at = 0.0
 
+    @property
+    def remembered_failure(self) -> Exception | None:
+        """The failed load `get()` is raising again without asking Dataverse, if any."""
+        with self._lock:
+            return self._failure if self._failure is not None and self._clock() < self._failure_until else None
+
+    def forget_failure(self) -> None:
+        """Ask Dataverse on the next get(), even within the failure window: what failed was fixed."""
+        with self._lock:
+            self._failure = None
+            self._failure_until = 0.0
+
     def _remember(self, error: Exception, now: float) -> None:
         window = error.retry_after if isinstance(error, D365RateLimitError) else self._failure_ttl
         self._failure = error

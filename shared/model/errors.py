@@ -4,6 +4,7 @@
 SyncError
 ├── TransientError          retrying later can succeed (Dataverse 408/429/5xx, network, database down)
 │   ├── StoreUnavailable    PostgreSQL could not be reached or the connection broke
+│   ├── StoreRefused        PostgreSQL refused a change: a constraint it enforces (a bug, or a race)
 │   └── QueueUnavailable    the storage queue could not be reached
 └── PermanentError          retrying cannot help (validation, 400/403, mapping, malformed message)
 ```
@@ -23,6 +24,14 @@ class TransientError(SyncError):
 
 class StoreUnavailable(TransientError):
     """PostgreSQL could not be reached, or the connection broke mid-statement."""
+
+
+class StoreRefused(TransientError):
+    """A statement broke a constraint of the schema; `constraint` names it when PostgreSQL did."""
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
 
 
 class QueueUnavailable(TransientError):

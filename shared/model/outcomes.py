@@ -13,6 +13,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # an older version's message, or the newest version failed for good
     DEFERRED = "deferred"  # Dataverse is throttling: the message comes back later
     LEASED = "leased"  # another worker holds the lead: the message comes back later
+    PAUSED = "paused"  # the pipeline is paused (an org-level failure): the message comes back later
     ERROR = "error"  # a transient failure: another delivery will try again
     FAILED = "failed"  # can never succeed as it is: recorded, and the message goes to poison
 

@@ -14,6 +14,7 @@ class ClaimStatus(StrEnum):
     CLAIMED = "claimed"  # this worker holds the lead until its lease ends
     LEASED = "leased"  # another worker holds it
     UNKNOWN = "unknown"  # no such lead: nothing was ever accepted for this company
+    PAUSED = "paused"  # the pipeline is paused and another claim is probing
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Claim:
     state: LeadState | None = None
     leased_for_seconds: float = 0.0  # LEASED: how long the other worker's lease still runs
     throttled_for_seconds: float = 0.0  # how long every worker is to leave Dataverse alone
+    paused_reason: str | None = None  # the pipeline is paused (see shared.model.pause)
+    probing: bool = False  # CLAIMED while paused: this push is the probe
+    probe_in_seconds: float = 0.0  # PAUSED: when the next probe may start
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from shared.model.errors import StoreUnavailable
+from shared.model.errors import StoreRefused, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ class Database:
                 if last_try or not reused:
                     raise unavailable(exc) from exc
                 logger.info("db_reconnect: %s", first_line(exc))
+            except (psycopg2.IntegrityError, psycopg2.DataError) as exc:
+                raise StoreRefused(first_line(exc), constraint=exc.diag.constraint_name) from exc
         raise AssertionError("unreachable")
 
 

@@ -21,10 +21,19 @@ ON CONFLICT (company_id) DO UPDATE SET
     updated_at = now();
 
 -- name: claim
--- Takes the lead for one push unless another worker's lease is still running. `current` is the
--- row before this statement: it tells a lead that does not exist from one that is leased.
+-- Takes the lead for one push unless another worker's lease is still running, or the pipeline is
+-- paused. While paused, the one claim that finds the probe due takes it (moving the next probe on)
+-- and the lead with it: that push is the probe. `current` is the row before this statement: it
+-- tells a lead that does not exist from one that is leased.
 WITH current AS (
     SELECT lease_until FROM lead_sync WHERE company_id = %(company_id)s
+), pause AS (
+    SELECT reason, probe_at FROM pipeline_pause WHERE scope = 'dataverse'
+), probe AS (
+    UPDATE pipeline_pause SET probe_at = now() + make_interval(secs => %(probe_seconds)s)
+    WHERE scope = 'dataverse' AND probe_at <= now()
+      AND EXISTS (SELECT 1 FROM current WHERE lease_until IS NULL OR lease_until <= now())
+    RETURNING probe_at
 ), claimed AS (
     UPDATE lead_sync SET
         -- a lead with nothing left to write keeps showing synced (or failed) while it is checked
@@ -35,6 +44,7 @@ WITH current AS (
         last_attempt_at = now(),
         updated_at = now()
     WHERE company_id = %(company_id)s AND (lease_until IS NULL OR lease_until <= now())
+      AND (NOT EXISTS (SELECT 1 FROM pause) OR EXISTS (SELECT 1 FROM probe))
     RETURNING message, queued_version, d365_lead_id, d365_etag, synced_version, synced_fingerprint,
               failed_version, attempts
 )
@@ -43,6 +53,9 @@ SELECT EXISTS (SELECT 1 FROM current) AS known,
        GREATEST((SELECT lease_until FROM current), now()) - now() AS leased_for,
        GREATEST((SELECT throttled_until FROM dataverse_throttle WHERE scope = 'dataverse'), now())
            - now() AS throttled_for,
+       (SELECT reason FROM pause) AS paused_reason,
+       EXISTS (SELECT 1 FROM probe) AS probing,
+       GREATEST(COALESCE((SELECT probe_at FROM probe), (SELECT probe_at FROM pause)), now()) - now() AS probe_in,
        claimed.message, claimed.queued_version, claimed.d365_lead_id::text AS d365_lead_id, claimed.d365_etag,
        claimed.synced_version, claimed.synced_fingerprint, claimed.failed_version, claimed.attempts
 FROM (SELECT 1) one LEFT JOIN claimed ON true;
@@ -160,6 +173,23 @@ ON CONFLICT (scope) DO UPDATE SET
 
 -- name: throttle_marks
 SELECT scope, throttled_until FROM dataverse_throttle;
+
+-- name: open_pause
+-- Opens the pause, or keeps it open with the newest reason; the next probe after `probe_seconds`.
+INSERT INTO pipeline_pause (scope, reason, detail, probe_at)
+VALUES ('dataverse', %(reason)s, %(detail)s, now() + make_interval(secs => %(probe_seconds)s))
+ON CONFLICT (scope) DO UPDATE SET reason = EXCLUDED.reason, detail = EXCLUDED.detail, probe_at = EXCLUDED.probe_at
+RETURNING (xmax = 0) AS opened;
+
+-- name: close_pause
+DELETE FROM pipeline_pause WHERE scope = 'dataverse' RETURNING reason;
+
+-- name: probe_again
+-- The probe proved nothing (its lead needed no request): the next claim may probe at once.
+UPDATE pipeline_pause SET probe_at = now() WHERE scope = 'dataverse';
+
+-- name: pause
+SELECT reason, detail, opened_at FROM pipeline_pause WHERE scope = 'dataverse';
 
 -- name: reserve_lead_id
 -- Before adopting a record found by lookup: the unique index on d365_lead_id refuses it if another

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg2.errors
-
+from shared.model.errors import StoreRefused
 from shared.model.messages import LeadMessage, LeadRef
+from shared.model.pause import Pause
 from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
 from shared.postgres.connect import DEFAULT_POOL_MAX, PostgresConnector
 from shared.postgres.migrations_runner import apply_migrations
@@ -101,19 +101,26 @@ class LeadStore:
 
     # --- push -------------------------------------------------------------------------------
 
-    def claim(self, company_id: int, *, lease_seconds: float) -> Claim:
-        """Lease the lead for one push, unless another worker holds it. Raises StoreUnavailable."""
+    def claim(self, company_id: int, *, lease_seconds: float, probe_seconds: float = 30.0) -> Claim:
+        """Lease the lead for one push, unless another worker holds it or the pipeline is paused
+        (while paused, the claim that finds the probe due leases the lead: it probes). Raises
+        StoreUnavailable."""
         token = str(uuid.uuid4())
-        row = self._execute(
-            "claim", {"company_id": company_id, "token": token, "lease_seconds": lease_seconds}, fetch="one"
-        )
-        throttled_for = row["throttled_for"].total_seconds() if row["throttled_for"] is not None else 0.0
+        params = {"company_id": company_id, "token": token, "lease_seconds": lease_seconds}
+        row = self._execute("claim", {**params, "probe_seconds": probe_seconds}, fetch="one")
+        common = {
+            "throttled_for_seconds": _seconds(row["throttled_for"]),
+            "paused_reason": row["paused_reason"],
+            "probe_in_seconds": _seconds(row["probe_in"]),
+        }
         if not row["known"]:
-            return Claim(ClaimStatus.UNKNOWN, throttled_for_seconds=throttled_for)
-        if not row["claimed"]:
-            leased_for = row["leased_for"].total_seconds() if row["leased_for"] is not None else 0.0
-            return Claim(ClaimStatus.LEASED, leased_for_seconds=leased_for, throttled_for_seconds=throttled_for)
-        return Claim(ClaimStatus.CLAIMED, token=token, state=_lead_state(row), throttled_for_seconds=throttled_for)
+            return Claim(ClaimStatus.UNKNOWN, **common)
+        if row["claimed"]:
+            return Claim(ClaimStatus.CLAIMED, token=token, state=_lead_state(row), probing=row["probing"], **common)
+        leased_for = _seconds(row["leased_for"])
+        if row["paused_reason"] is not None and leased_for == 0:
+            return Claim(ClaimStatus.PAUSED, **common)
+        return Claim(ClaimStatus.LEASED, leased_for_seconds=leased_for, **common)
 
     def claim_due(self, company_id: int, token: str, *, limit: int, lease_seconds: float) -> list[LeadState]:
         """Lease up to `limit` other leads waiting to be written, under `token`, for one bulk write."""
@@ -202,6 +209,27 @@ class LeadStore:
         """The shared throttle's moments by scope (see `publish_throttle`)."""
         return {row["scope"]: row["throttled_until"] for row in self._execute("throttle_marks", fetch="all")}
 
+    def open_pause(self, reason: str, detail: str, *, probe_seconds: float) -> bool:
+        """Pause the pipeline (or keep it paused, with this reason); the next probe in `probe_seconds`.
+        True when this call opened it."""
+        row = self._execute(
+            "open_pause", {"reason": reason, "detail": detail, "probe_seconds": probe_seconds}, fetch="one"
+        )
+        return bool(row["opened"])
+
+    def close_pause(self) -> str | None:
+        """Lift the pause; the reason it had, or None when there was none."""
+        row = self._execute("close_pause", fetch="one")
+        return row["reason"] if row else None
+
+    def probe_again(self) -> None:
+        """The probe proved nothing: let the next claim probe at once."""
+        self._execute("probe_again")
+
+    def pause(self) -> Pause | None:
+        row = self._execute("pause", fetch="one")
+        return Pause(row["reason"], row["detail"], row["opened_at"]) if row else None
+
     def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
         """Record `lead_id` as this company's Dataverse record before adopting it. False when another
         company holds it, or the lease was lost."""
@@ -209,7 +237,7 @@ class LeadStore:
             row = self._execute(
                 "reserve_lead_id", {"company_id": company_id, "token": token, "d365_lead_id": lead_id}, fetch="one"
             )
-        except psycopg2.errors.UniqueViolation:
+        except StoreRefused:  # lead_sync_d365_lead_id: another company holds this record
             return False
         return row is not None
 
@@ -254,6 +282,10 @@ def _lead_state(row: dict[str, Any]) -> LeadState:
         failed_version=row["failed_version"],
         attempts=row["attempts"],
     )
+
+
+def _seconds(interval: Any) -> float:
+    return interval.total_seconds() if interval is not None else 0.0
 
 
 def _attempt_params(attempt: Attempt) -> dict[str, Any]:

@@ -194,5 +194,6 @@ class Container:
                 bulk=self._bulk_writer(),
                 clock=clock.elapsed,
                 rng=clock.rng,
+                probe_seconds=config.pause_probe_seconds,
             ),
         )

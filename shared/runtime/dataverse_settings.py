@@ -12,6 +12,7 @@ from d365.config import (
     DEFAULT_MATCH_COLUMNS,
     DEFAULT_METADATA_FAILURE_TTL_SECONDS,
     DEFAULT_METADATA_TTL_SECONDS,
+    DEFAULT_PAUSE_PROBE_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     MAX_BULK_SIZE,
     AuthMode,
@@ -51,9 +52,12 @@ def read_dataverse(reader: EnvReader) -> DataverseConfig:
             "D365_INLINE_RETRY_AFTER_SECONDS", DEFAULT_INLINE_RETRY_AFTER_SECONDS, int
         ),
         bulk_size=reader.number("D365_BULK_SIZE", DEFAULT_BULK_SIZE, int),
+        pause_probe_seconds=reader.number("D365_PAUSE_PROBE_SECONDS", DEFAULT_PAUSE_PROBE_SECONDS, int),
     )
     if not 1 <= config.bulk_size <= MAX_BULK_SIZE:
         reader.problems.append(f"D365_BULK_SIZE must be 1 (no bulk writes) to {MAX_BULK_SIZE}, got {config.bulk_size}")
+    if config.pause_probe_seconds < 1:
+        reader.problems.append(f"D365_PAUSE_PROBE_SECONDS must be at least 1, got {config.pause_probe_seconds}")
     if config.auth_mode is AuthMode.CLIENT_SECRET:
         for name in ("D365_TENANT_ID", "D365_CLIENT_ID", "D365_CLIENT_SECRET"):
             if reader.optional(name) is None:

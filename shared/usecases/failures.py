@@ -18,7 +18,9 @@ from d365.errors import (
     is_unknown_column,
 )
 from shared.model.errors import PermanentError, SyncError, TransientError
+from shared.model.pause import PauseReason
 from shared.observability.redact import redact
+from shared.usecases.failure_scope import pause_reason
 
 _MAX_REASON = 2000
 
@@ -33,6 +35,7 @@ class Failure:
     http_status: int | None = None
     error_code: str | None = None
     service_request_id: str | None = None
+    pause: PauseReason | None = None  # an org-level failure: pause the pipeline, the lead waits
 
     @property
     def failure_class(self) -> str:
@@ -41,7 +44,9 @@ class Failure:
 
 def classify(exc: BaseException) -> Failure:
     if isinstance(exc, D365Error):
-        return _dataverse(exc)
+        failure = _dataverse(exc)
+        reason = pause_reason(exc)
+        return replace(failure, transient=True, pause=reason) if reason is not None else failure
     if isinstance(exc, TransientError):
         return Failure(True, _reason(str(exc)))
     if isinstance(exc, (PermanentError, SyncError)):

@@ -134,10 +134,12 @@ def _real_store(database_url: str) -> Iterator[StoreHarness]:
         return sql("SELECT now() AS now", {}, fetch=True)[0]["now"]
 
     sql("DELETE FROM dataverse_throttle", {})  # an earlier test's throttling is not ours
+    sql("DELETE FROM pipeline_pause", {})
     try:
         yield StoreHarness(store, "real", expire, age, attempts, column, now)
     finally:
         sql("DELETE FROM dataverse_throttle", {})  # the session's other tests must not see our throttling
+        sql("DELETE FROM pipeline_pause", {})  # nor our pause
         conn.close()
         store.close()
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import psycopg2.errors
 import pytest
 
 from shared.model.messages import LeadMessage
+from shared.model.errors import StoreRefused
 from shared.model.sync import Attempt, ClaimStatus
 from tests.contract.conftest import StoreHarness, new_company_id
 
@@ -218,11 +218,11 @@ def test_a_transient_failure_is_error_with_its_reason_and_a_newer_version_wins(s
 def test_a_failure_without_a_reason_or_an_attempt_without_its_class_is_refused(store_side: StoreHarness) -> None:
     company = queued(store_side)
     held = claim(store_side, company)
-    with pytest.raises(psycopg2.errors.CheckViolation):
+    with pytest.raises(StoreRefused):
         store_side.store.finish_failure(company, held.token, Attempt(outcome="error", duration_ms=1.0,
                                                                      failure_class="transient"),
                                         version=T0, final=False)
-    with pytest.raises(psycopg2.errors.CheckViolation):
+    with pytest.raises(StoreRefused):
         store_side.store.release(company, held.token, Attempt(outcome="error", duration_ms=1.0, error="x"))
     assert status(store_side, company) == "processing"
     assert store_side.attempts(company) == []
@@ -238,7 +238,7 @@ def test_a_dataverse_id_belongs_to_one_company(store_side: StoreHarness) -> None
     assert store_side.store.lead_state(first)["d365_lead_id"] == lead_id
     assert not store_side.store.reserve_lead_id(second, held_second.token, lead_id)
     assert not store_side.store.reserve_lead_id(second, "00000000-0000-4000-8000-000000000000", lead_id)
-    with pytest.raises(psycopg2.errors.UniqueViolation):
+    with pytest.raises(StoreRefused):
         store_side.store.finish_synced(second, held_second.token, ok(d365_lead_id=lead_id), version=T0, etag="e",
                                        fingerprint="f", warnings=[])
     assert status(store_side, second) == "processing"
@@ -442,3 +442,55 @@ def test_a_lead_with_nothing_to_write_keeps_its_status_while_held(store_side: St
                                    version=T0, etag="e", fingerprint="f", warnings=[])
     claim(store_side, company)
     assert status(store_side, company) == "synced"
+
+
+# --- the pipeline's pause ------------------------------------------------------------------------
+
+
+def test_while_paused_no_lead_is_claimed_but_one_claim_probes(store_side: StoreHarness) -> None:
+    first, second = queued(store_side), queued(store_side)
+    assert store_side.store.pause() is None
+
+    assert store_side.store.open_pause("privilege", "missing prvCreateLead", probe_seconds=0)
+    assert not store_side.store.open_pause("privilege", "missing prvCreateLead", probe_seconds=0)  # already open
+
+    probe = store_side.store.claim(first, lease_seconds=LEASE, probe_seconds=30)
+    assert (probe.status, probe.probing, probe.paused_reason) == (ClaimStatus.CLAIMED, True, "privilege")
+    assert 29 <= probe.probe_in_seconds <= 30
+    waiting = store_side.store.claim(second, lease_seconds=LEASE, probe_seconds=30)
+    assert (waiting.status, waiting.probing, waiting.paused_reason) == (ClaimStatus.PAUSED, False, "privilege")
+    assert waiting.token is None and 29 <= waiting.probe_in_seconds <= 30
+    assert status(store_side, second) == "queued"
+    assert store_side.store.pause().detail == "missing prvCreateLead"
+
+
+def test_a_probe_that_proved_nothing_lets_the_next_claim_probe(store_side: StoreHarness) -> None:
+    first, second = queued(store_side), queued(store_side)
+    store_side.store.open_pause("credentials", "invalid_client", probe_seconds=300)
+    assert store_side.store.claim(first, lease_seconds=LEASE).status is ClaimStatus.PAUSED
+
+    store_side.store.probe_again()
+
+    assert store_side.store.claim(second, lease_seconds=LEASE).probing
+
+
+def test_closing_the_pause_frees_every_lead(store_side: StoreHarness) -> None:
+    company = queued(store_side)
+    store_side.store.open_pause("org_unavailable", "admin mode", probe_seconds=300)
+
+    assert store_side.store.close_pause() == "org_unavailable"
+    assert store_side.store.close_pause() is None
+
+    claimed = claim(store_side, company)
+    assert (claimed.paused_reason, claimed.probing) == (None, False)
+
+
+def test_a_paused_push_is_audited_as_paused_without_counting_an_attempt(store_side: StoreHarness) -> None:
+    company = queued(store_side)
+    held = claim(store_side, company)
+
+    assert store_side.store.release(company, held.token, ok("paused", error="Dataverse HTTP 403: missing prv"))
+
+    state = store_side.store.lead_state(company)
+    assert (state["status"], state["attempts"]) == ("queued", 0)
+    assert [a["outcome"] for a in store_side.attempts(company)] == ["paused"]

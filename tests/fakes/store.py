@@ -3,7 +3,7 @@ clock the test moves.
 
 Each verb mirrors its statement in shared/postgres/queries.sql (named in its docstring) and the constraints
 of the migrations that the push can run into: one company per Dataverse id (the unique index, which
-`reserve_lead_id` answers with False and the other writes raise as `UniqueViolation`), a synced lead
+`reserve_lead_id` answers with False and the other writes raise as `StoreRefused`), a synced lead
 has an id, an error or failure has a reason, an attempt's outcome and class go together. The
 contract tests in tests/contract run the same functions against this and the real store.
 """
@@ -17,15 +17,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg2.errors
-
-from shared.model.errors import StoreUnavailable
+from shared.model.errors import StoreRefused, StoreUnavailable
 from shared.model.messages import LeadMessage, LeadRef
+from shared.model.pause import Pause
 from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
 from tests.fakes.clock import FakeClock
 from tests.fakes.faults import Fault, Step, no_step
 
-_OUTCOMES = ("created", "updated", "unchanged", "skipped", "deferred", "error", "failed")
+_OUTCOMES = ("created", "updated", "unchanged", "skipped", "deferred", "paused", "error", "failed")
 
 
 @dataclass
@@ -53,6 +52,16 @@ class Row:
     lease_token: str | None = None
     lease_until: datetime | None = None
     write_unconfirmed: bool = False
+
+
+@dataclass
+class PauseRow:
+    """The pipeline_pause row."""
+
+    reason: str
+    detail: str
+    opened_at: datetime
+    probe_at: datetime
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class FakeLeadStore:
         self.audit: list[AttemptRow] = []
         self.throttle: dict[str, datetime] = {}  # dataverse_throttle: scope -> moment
         self.deliveries: dict[str, dict] = {}
+        self.paused: PauseRow | None = None
         self.on_claim: Callable[[int, str], None] | None = None  # told of every lease handed out
         self._lock = threading.RLock()
 
@@ -161,23 +171,35 @@ class FakeLeadStore:
 
     # --- push ----------------------------------------------------------------------------------------
 
-    def claim(self, company_id: int, *, lease_seconds: float) -> Claim:
+    def claim(self, company_id: int, *, lease_seconds: float, probe_seconds: float = 30.0) -> Claim:
         """queries.sql claim."""
-        return self._call("claim", lambda: self._claim(company_id, lease_seconds))
+        return self._call("claim", lambda: self._claim(company_id, lease_seconds, probe_seconds))
 
-    def _claim(self, company_id: int, lease_seconds: float) -> Claim:
+    def _claim(self, company_id: int, lease_seconds: float, probe_seconds: float) -> Claim:
         now = self._now()
         until = self.throttle.get("dataverse")
-        throttled_for = (max(until, now) - now).total_seconds() if until else 0.0
+        pause = self.paused
         row = self.rows.get(company_id)
+        free = row is not None and (row.lease_until is None or row.lease_until <= now)
+        probing = pause is not None and free and pause.probe_at <= now
+        if probing:
+            assert pause is not None
+            pause.probe_at = now + timedelta(seconds=probe_seconds)
+        common: dict[str, Any] = {
+            "throttled_for_seconds": (max(until, now) - now).total_seconds() if until else 0.0,
+            "paused_reason": pause.reason if pause else None,
+            "probe_in_seconds": (max(pause.probe_at, now) - now).total_seconds() if pause else 0.0,
+        }
         if row is None:
-            return Claim(ClaimStatus.UNKNOWN, throttled_for_seconds=throttled_for)
-        if row.lease_until is not None and row.lease_until > now:
-            return Claim(ClaimStatus.LEASED, leased_for_seconds=(row.lease_until - now).total_seconds(),
-                         throttled_for_seconds=throttled_for)
+            return Claim(ClaimStatus.UNKNOWN, **common)
+        if not free:
+            assert row.lease_until is not None
+            return Claim(ClaimStatus.LEASED, leased_for_seconds=(row.lease_until - now).total_seconds(), **common)
+        if pause is not None and not probing:
+            return Claim(ClaimStatus.PAUSED, **common)
         token = str(uuid.uuid4())
         state = self._lease(row, token, lease_seconds, now)
-        return Claim(ClaimStatus.CLAIMED, token=token, state=state, throttled_for_seconds=throttled_for)
+        return Claim(ClaimStatus.CLAIMED, token=token, state=state, probing=probing, **common)
 
     def _lease(self, row: Row, token: str, lease_seconds: float, now: datetime) -> LeadState:
         nothing_to_write = _ge(row.synced_version, row.queued_version) or _ge(row.failed_version, row.queued_version)
@@ -218,7 +240,7 @@ class FakeLeadStore:
             status = "synced" if version >= row.queued_version else "queued"
             lead_id = _uuid_text(attempt.d365_lead_id)
             if status == "synced" and lead_id is None:
-                raise psycopg2.errors.CheckViolation('violates check constraint "lead_sync_synced_has_id"')
+                raise StoreRefused('violates check constraint "lead_sync_synced_has_id"')
             self._check_unique_id(company_id, lead_id)
             row.status, row.d365_lead_id, row.d365_etag = status, lead_id, etag
             row.synced_version = _greatest(row.synced_version, version)
@@ -254,7 +276,7 @@ class FakeLeadStore:
             kept_in_error = final and attempt.failure_class == "transient" and unconfirmed
             new_status = "queued" if row.queued_version > version else ("error" if kept_in_error else status)
             if new_status in ("error", "failed") and attempt.error is None:
-                raise psycopg2.errors.CheckViolation('violates check constraint "lead_sync_error_has_reason"')
+                raise StoreRefused('violates check constraint "lead_sync_error_has_reason"')
             row.status = new_status
             row.write_unconfirmed = unconfirmed
             if final and not kept_in_error:
@@ -314,6 +336,46 @@ class FakeLeadStore:
         """queries.sql throttle_marks."""
         return self._call("throttle_marks", lambda: dict(self.throttle))
 
+    def open_pause(self, reason: str, detail: str, *, probe_seconds: float) -> bool:
+        """queries.sql open_pause."""
+
+        def apply() -> bool:
+            probe_at = self._now() + timedelta(seconds=probe_seconds)
+            opened = self.paused is None
+            if self.paused is None:
+                self.paused = PauseRow(reason, detail, self._now(), probe_at)
+            else:
+                self.paused.reason, self.paused.detail, self.paused.probe_at = reason, detail, probe_at
+            return opened
+
+        return self._call("open_pause", apply)
+
+    def close_pause(self) -> str | None:
+        """queries.sql close_pause."""
+
+        def apply() -> str | None:
+            closed, self.paused = self.paused, None
+            return closed.reason if closed else None
+
+        return self._call("close_pause", apply)
+
+    def probe_again(self) -> None:
+        """queries.sql probe_again."""
+
+        def apply() -> None:
+            if self.paused is not None:
+                self.paused.probe_at = self._now()
+
+        self._call("probe_again", apply)
+
+    def pause(self) -> Pause | None:
+        """queries.sql pause."""
+
+        def apply() -> Pause | None:
+            return Pause(self.paused.reason, self.paused.detail, self.paused.opened_at) if self.paused else None
+
+        return self._call("pause", apply)
+
     def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
         """queries.sql reserve_lead_id; the unique index on d365_lead_id answers False."""
 
@@ -331,7 +393,7 @@ class FakeLeadStore:
 
     def _check_unique_id(self, company_id: int, lead_id: str | None) -> None:
         if lead_id is not None and any(r.d365_lead_id == lead_id for c, r in self.rows.items() if c != company_id):
-            raise psycopg2.errors.UniqueViolation('duplicate key value violates unique constraint '
+            raise StoreRefused('duplicate key value violates unique constraint '
                                                   '"lead_sync_d365_lead_id"')
 
     # --- reading -----------------------------------------------------------------------------------
@@ -417,17 +479,17 @@ def _uuid_text(lead_id: str | None) -> str | None:
     try:
         return str(uuid.UUID(lead_id))
     except ValueError:
-        raise psycopg2.errors.InvalidTextRepresentation(f'invalid input syntax for type uuid: "{lead_id}"') from None
+        raise StoreRefused(f'invalid input syntax for type uuid: "{lead_id}"') from None
 
 
 def _check_attempt(attempt: Attempt) -> None:
     """The sync_attempt constraints."""
     if attempt.outcome not in _OUTCOMES:
-        raise psycopg2.errors.CheckViolation('violates check constraint "sync_attempt_outcome"')
+        raise StoreRefused('violates check constraint "sync_attempt_outcome"')
     failure = attempt.outcome in ("error", "failed")
     if failure != (attempt.failure_class is not None) or attempt.failure_class not in (None, "transient",
                                                                                        "permanent"):
-        raise psycopg2.errors.CheckViolation('violates check constraint "sync_attempt_class"')
+        raise StoreRefused('violates check constraint "sync_attempt_class"')
 
 
 __all__ = ["AttemptRow", "Fault", "FakeLeadStore", "Row"]

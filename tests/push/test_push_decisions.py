@@ -17,6 +17,8 @@ from d365.errors import D365AuthenticationError
 from d365.metadata import LeadSchema
 from shared.writes.lead_writer import deterministic_lead_id
 from shared.model.messages import LeadMessage, LeadRef
+from shared.model.outcomes import Outcome
+from shared.model.pause import PauseReason
 from shared.usecases.push import Action, PushResult
 from tests.fakes.clock import FakeClock
 from tests.fakes.dataverse import FakeDataverse, Write
@@ -200,6 +202,34 @@ def fault(f: Fault, kind: str | None = None, *, cold: bool = False) -> Callable[
     return given
 
 
+def refused_twice(f: Fault) -> Callable[[World], LeadRef]:
+    def given(w: World) -> LeadRef:
+        w.dv.fail_next(f, times=2)
+        return w.accept()
+
+    return given
+
+
+def paused_with_probe_in(seconds: float) -> Callable[[World], LeadRef]:
+    def given(w: World) -> LeadRef:
+        w.store.open_pause(PauseReason.PRIVILEGE, "missing prvCreateLead", probe_seconds=seconds)
+        return w.accept()
+
+    return given
+
+
+def probe_fails_again(w: World) -> LeadRef:
+    w.store.open_pause(PauseReason.PRIVILEGE, "missing prvCreateLead", probe_seconds=0)
+    w.dv.fail_next(Fault(403, "0x80040220", "Principal user is missing prvReadLead privilege"), kind="find_leads")
+    return w.accept()
+
+
+def probe_on_a_synced_lead(w: World) -> LeadRef:
+    w.synced(0)
+    w.store.open_pause(PauseReason.PRIVILEGE, "missing prvCreateLead", probe_seconds=0)
+    return ref(C, 0)
+
+
 def token_fails(error: Exception) -> Callable[[World], LeadRef]:
     def given(w: World) -> LeadRef:
         w.dv.tokens.failures.append(error)
@@ -316,6 +346,24 @@ def final_failure_kept(w: World, result: PushResult) -> None:
     assert row.failed_version == row.queued_version
 
 
+def paused(reason: PauseReason) -> Callable[[World, PushResult], None]:
+    def then(w: World, result: PushResult) -> None:
+        assert w.store.paused is not None and w.store.paused.reason == reason
+        assert 30 <= result.delay_seconds <= 36
+        row = w.store.rows[C]
+        assert row.failed_version is None and row.attempts == 0
+
+    return then
+
+
+def pause_lifted(w: World, result: PushResult) -> None:
+    assert w.store.paused is None
+
+
+def probe_due_now(w: World, result: PushResult) -> None:
+    assert w.store.paused is not None and w.store.paused.probe_at <= w.clock.now()
+
+
 def failed_version_set(w: World, result: PushResult) -> None:
     assert w.store.rows[C].failed_version == w.store.rows[C].queued_version
 
@@ -405,9 +453,36 @@ ROWS: dict[str, Row] = {
     "classify: 400 -> failed and poison": Row(
         fault(Fault(400, "0x80040203", "Invalid argument.")), Action.POISON, "failed", "failed", ["failed"],
         {"find_leads": 1}, then=reason("HTTP 400", "Invalid argument", http_status=400)),
-    "classify: 403 -> failed and poison": Row(
+    "classify: 403 to this record alone -> failed and poison": Row(
+        fault(Fault(403, "0x80048306", "Principal with id 1 does not have WriteAccess right(s) for record"),
+              "create_lead"),
+        Action.POISON, "failed", "failed", ["failed"], CREATED_NEW, then=reason("WriteAccess", http_status=403)),
+    "classify: a privilege missing (403) -> the pipeline pauses, the lead waits": Row(
         fault(Fault(403, "0x80040220", "Principal user is missing prvCreateLead privilege"), "create_lead"),
-        Action.POISON, "failed", "failed", ["failed"], CREATED_NEW, then=reason("prvCreateLead", http_status=403)),
+        Action.DEFER, "paused", "queued", ["paused"], CREATED_NEW, then=paused(PauseReason.PRIVILEGE)),
+    "classify: no application user (403) -> the pipeline pauses": Row(
+        fault(Fault(403, "0x80072560", "The user is not a member of the organization."), "find_leads"),
+        Action.DEFER, "paused", "queued", ["paused"], {"find_leads": 1},
+        then=paused(PauseReason.APPLICATION_USER)),
+    "classify: the org in administration mode -> the pipeline pauses": Row(
+        fault(Fault(403, "0x80040220", "User does not have required privileges (or role membership) to access the "
+                                       "org when it is in Admin Only mode."), "find_leads"),
+        Action.DEFER, "paused", "queued", ["paused"], {"find_leads": 1},
+        then=paused(PauseReason.ORG_UNAVAILABLE)),
+    "classify: a 401 a fresh token does not cure -> the pipeline pauses": Row(
+        refused_twice(Fault(401, "", "")), Action.DEFER, "paused", "queued", ["paused"], {"find_leads": 2},
+        then=paused(PauseReason.CREDENTIALS)),
+    # the pause
+    "paused: another push probes -> the lead waits for the next probe, nothing counted": Row(
+        paused_with_probe_in(20), Action.DEFER, "paused", "queued", [], {}, then=delay_between(20, 24)),
+    "paused: the probe is due -> this push probes, writes, and the pause lifts": Row(
+        paused_with_probe_in(0), Action.DONE, "created", "synced", ["created"], CREATED_NEW, then=pause_lifted),
+    "paused: the probe meets the failure again -> still paused, next probe later": Row(
+        probe_fails_again, Action.DEFER, "paused", "queued", ["paused"], {"find_leads": 1},
+        then=paused(PauseReason.PRIVILEGE)),
+    "paused: the probe's lead needs no request -> inconclusive, the next claim probes": Row(
+        probe_on_a_synced_lead, Action.DONE, "unchanged", "synced", ["created", "unchanged"], {},
+        then=probe_due_now),
     "classify: unknown column (0x0) -> schema invalidated, error": Row(
         fault(Fault(400, "0x0", "An error occurred while validating input parameters: Microsoft.Crm.CrmException: "
                                 "Invalid property 'hnt_provider' was found in entity 'Microsoft.Dynamics.CRM.lead'."),
@@ -419,13 +494,12 @@ ROWS: dict[str, Row] = {
     "classify: token endpoint unavailable (transient) -> error": Row(
         token_fails(D365AuthenticationError("managed identity endpoint answered 500", unreachable=True)),
         Action.RETRY, "error", "error", ["error"], then=reason("managed identity")),
-    "classify: credential refused (permanent) -> failed and poison": Row(
+    "classify: credential refused -> the pipeline pauses": Row(
         token_fails(D365AuthenticationError("invalid_client: AADSTS7000215", transient=False)),
-        Action.POISON, "failed", "failed", ["failed"], then=reason("invalid_client")),
-    "classify: metadata refused (403) on a cold cache -> failed and poison": Row(
-        fault(Fault(403, "0x80040220", "missing prvReadEntity privilege"), "read_lead_schema"), Action.POISON,
-        "failed", "failed", ["failed"], {"read_lead_schema": 1}, warm=False,
-        then=reason("prvReadEntity", http_status=403)),
+        Action.DEFER, "paused", "queued", ["paused"], then=paused(PauseReason.CREDENTIALS)),
+    "classify: metadata refused (403) on a cold cache -> the pipeline pauses": Row(
+        fault(Fault(403, "0x80040220", "missing prvReadEntity privilege"), "read_lead_schema"), Action.DEFER,
+        "paused", "queued", ["paused"], {"read_lead_schema": 1}, warm=False, then=paused(PauseReason.PRIVILEGE)),
     "classify: metadata unavailable (503) on a cold cache -> error": Row(
         fault(unavailable(503), "read_lead_schema"), Action.RETRY, "error", "error", ["error"],
         {"read_lead_schema": 1}, warm=False, then=reason("HTTP 503", http_status=503)),
@@ -477,7 +551,7 @@ def test_push_decision(name: str) -> None:
 
 def test_the_table_covers_every_outcome() -> None:
     outcomes = {row.outcome for row in ROWS.values()}
-    assert outcomes == {"created", "updated", "unchanged", "skipped", "deferred", "error", "failed", "leased"}
+    assert outcomes == set(Outcome)
 
 
 def test_the_lead_used_by_the_table_maps_every_mvp_column() -> None:

@@ -9,14 +9,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from d365.config import DEFAULT_PAUSE_PROBE_SECONDS
 from d365.deadline import deadline
 from d365.mapping import ChoiceOverrides, payload_fingerprint
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
 from shared.model.messages import LeadMessage, LeadRef
-from shared.model.outcomes import Outcome
+from shared.model.outcomes import WRITTEN, Outcome
 from shared.model.ports import SyncStore
-from shared.model.sync import Attempt, ClaimStatus, LeadState
+from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
+from shared.usecases.failure_scope import pause_reason
 from shared.usecases.failures import Failure, classify
 from shared.usecases.push.attempts import AttemptClock
 from shared.usecases.push.batch import BatchPush, BatchResult, MappedItem
@@ -56,11 +58,13 @@ class LeadPusher:
         bulk: BulkWriter | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
+        probe_seconds: float = DEFAULT_PAUSE_PROBE_SECONDS,
     ) -> None:
         self._store = store
         self._writer = writer
         self._mapper = LeadMapper(schema, choice_overrides)
-        self._recorder = FailureRecorder(store)
+        self._recorder = FailureRecorder(store, probe_seconds=probe_seconds)
+        self._probe_seconds = probe_seconds
         self._max_dequeue_count = max_dequeue_count
         self._lease_seconds = lease_seconds
         self._inline_wait = inline_wait_seconds
@@ -82,9 +86,11 @@ class LeadPusher:
         }
         if ref.accepted is not None:
             self._store.record_queued([ref.accepted])
-        claim = self._store.claim(ref.company_id, lease_seconds=self._lease_seconds)
+        claim = self._store.claim(ref.company_id, lease_seconds=self._lease_seconds, probe_seconds=self._probe_seconds)
         if self._throttle is not None and claim.throttled_for_seconds > 0:
             self._throttle.merge_for(claim.throttled_for_seconds)
+        if claim.status is ClaimStatus.PAUSED:
+            return self._paused(claim, context)
         if claim.status is ClaimStatus.UNKNOWN:
             reason = f"no lead was accepted for company {ref.company_id}"
             logger.error("d365_push_failed company_id=%s: %s", ref.company_id, reason, extra=context)
@@ -99,14 +105,48 @@ class LeadPusher:
             )
             return PushResult(Action.DEFER, Outcome.LEASED, delay_seconds=delay)
         assert claim.token is not None and claim.state is not None
+        self._forget_fixed_failure(claim)
         attempt = AttemptClock(started, self._clock, ref.correlation_id, dequeue_count)
         try:
-            return self._push_claimed(ref, claim.token, claim.state, claim.throttled_for_seconds, attempt, context)
+            result = self._push_claimed(ref, claim.token, claim.state, claim.throttled_for_seconds, attempt, context)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded, none escapes
             failure = classify(exc)
             if isinstance(exc, UnrecordedWrite):
                 failure = replace(failure, unknown_outcome=True)
-            return self._failed(ref, claim.token, claim.state, failure, attempt, context, exc)
+            result = self._failed(ref, claim.token, claim.state, failure, attempt, context, exc)
+        if claim.probing:
+            self._settle_probe(result, context)
+        return result
+
+    def _paused(self, claim: Claim, context: dict[str, Any]) -> PushResult:
+        """Another push probes: this lead waits, its message back soon after the next probe."""
+        delay = (claim.probe_in_seconds or self._probe_seconds) * self._rng.uniform(1.0, 1.2)
+        logger.info(
+            "d365_push_paused company_id=%s reason=%s: the pipeline is paused; again in %.0f s",
+            context["company_id"],
+            claim.paused_reason,
+            delay,
+            extra={**context, "pause_reason": claim.paused_reason},
+        )
+        return PushResult(Action.DEFER, Outcome.PAUSED, claim.paused_reason, delay_seconds=delay)
+
+    def _forget_fixed_failure(self, claim: Claim) -> None:
+        """A remembered org-level metadata failure must not outlive its fix: the probe reads the
+        metadata afresh, and so does every push once the pause is lifted."""
+        remembered = self._mapper.schema.remembered_failure
+        if remembered is not None and (claim.probing or (claim.paused_reason is None and pause_reason(remembered))):
+            self._mapper.schema.forget_failure()
+
+    def _settle_probe(self, result: PushResult, context: dict[str, Any]) -> None:
+        """The probe passed when Dataverse took a request (a write, or its own refusal of this lead);
+        it failed when it paused again; otherwise it proved nothing and the next claim probes."""
+        if result.outcome in WRITTEN or result.refused_by_dataverse:
+            reason = self._store.close_pause()
+            logger.warning(
+                "pipeline_resumed reason=%s: the probe passed", reason, extra={**context, "pause_reason": reason}
+            )
+        elif result.outcome is not Outcome.PAUSED:
+            self._store.probe_again()
 
     def _push_claimed(
         self,
@@ -223,10 +263,14 @@ class LeadPusher:
         outcome = self._recorder.record(
             ref.company_id, token, state.queued_version, failure, attempt, final=final, context=context, exc=exc
         )
+        if outcome is Outcome.PAUSED:
+            delay = self._probe_seconds * self._rng.uniform(1.0, 1.2)
+            return PushResult(Action.DEFER, outcome, failure.reason, delay_seconds=delay)
         if outcome is Outcome.DEFERRED:
             return PushResult(Action.DEFER, outcome, failure.reason, delay_seconds=failure.retry_after or 0.0)
         if not failure.transient:
-            return PushResult(Action.POISON, Outcome.FAILED, failure.reason)
+            refused = failure.http_status is not None
+            return PushResult(Action.POISON, Outcome.FAILED, failure.reason, refused_by_dataverse=refused)
         return PushResult(Action.RETRY, outcome, failure.reason)
 
 

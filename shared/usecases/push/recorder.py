@@ -20,8 +20,9 @@ AttemptBuilder = Callable[..., Attempt]
 
 
 class FailureRecorder:
-    def __init__(self, store: SyncStore) -> None:
+    def __init__(self, store: SyncStore, *, probe_seconds: float) -> None:
         self._store = store
+        self._probe_seconds = probe_seconds
 
     def record(
         self,
@@ -35,11 +36,16 @@ class FailureRecorder:
         context: dict[str, Any],
         exc: BaseException | None = None,
     ) -> Outcome:
-        """Record the failure at `version` and let the lead go; returns its outcome: DEFERRED when
-        Dataverse asked to wait, else FAILED (`final`) or ERROR. Raises StoreUnavailable when a
-        transient failure could not be recorded (the delivery must then be retried)."""
+        """Record the failure at `version` and let the lead go; returns its outcome: PAUSED for an
+        org-level failure (the pipeline pauses), DEFERRED when Dataverse asked to wait, else FAILED
+        (`final`) or ERROR. Raises StoreUnavailable when a transient failure could not be recorded
+        (the delivery must then be retried)."""
         details = {"error": failure.reason, **_codes(failure)}
         log_extra = {**context, **_codes(failure)}
+        if failure.pause is not None:
+            self._store.release(company_id, token, attempt(Outcome.PAUSED, **details))
+            self.pause(failure, log_extra)
+            return Outcome.PAUSED
         if failure.retry_after is not None:
             self._store.release(company_id, token, attempt(Outcome.DEFERRED, **details))
             logger.warning(
@@ -76,6 +82,17 @@ class FailureRecorder:
             exc_info=exc if exc is not None and failure.reason.startswith("unexpected") else None,
         )
         return outcome
+
+    def pause(self, failure: Failure, log_extra: dict[str, Any]) -> None:
+        """Open the pipeline's pause (or keep it open), the next probe `probe_seconds` away."""
+        assert failure.pause is not None
+        opened = self._store.open_pause(failure.pause, failure.reason, probe_seconds=self._probe_seconds)
+        (logger.error if opened else logger.info)(
+            "pipeline_paused reason=%s: %s",
+            failure.pause,
+            failure.reason,
+            extra={**log_extra, "pause_reason": failure.pause},
+        )
 
 
 def _codes(failure: Failure) -> dict[str, Any]:

@@ -23,3 +23,5 @@ class PushResult:
     # The outcomes of the other leads written (or failed) in this push's bulk request. One that
     # failed for good reaches the poison queue with its own message, which finds it failed.
     batch_outcomes: tuple[str, ...] = ()
+    # Dataverse itself refused this lead (a permanent answer): the org let the request through.
+    refused_by_dataverse: bool = False
