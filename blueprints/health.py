@@ -22,7 +22,11 @@ def blueprint(container: Container) -> func.Blueprint:
     @bp.function_name("health")
     @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def health(req: func.HttpRequest) -> func.HttpResponse:
-        checks = {"database": _check(lambda: container.store.ping()), "queue": _check(lambda: container.queues.ping())}
+        checks = {
+            "database": _check(lambda: container.store.ping()),
+            "queue": _check(lambda: container.queues.ping()),
+            "dataverse": _dataverse(container),
+        }
         healthy = all(result == "ok" for result in checks.values())
         return json_response(200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks})
 
@@ -42,3 +46,21 @@ def _check(probe) -> str:
         logger.warning("health_check_failed: %s", exc)
         return "unavailable"
     return "ok"
+
+
+def _dataverse(container: Container) -> str:
+    """'paused' while an org-level failure pauses the pipeline (its reason goes to the log)."""
+    try:
+        pause = container.store.pause()
+    except TransientError:
+        return "unknown"
+    if pause is None:
+        return "ok"
+    logger.warning(
+        "health_pipeline_paused reason=%s since=%s: %s",
+        pause.reason,
+        pause.opened_at.isoformat(),
+        pause.detail,
+        extra={"pause_reason": pause.reason},
+    )
+    return "paused"

@@ -8,6 +8,9 @@ from blueprints.responses import json_response, unavailable
 from shared.model.errors import TransientError
 from shared.runtime.container import Container
 
+# A lead in one of these has more to write: while the pipeline is paused, it waits for the pause.
+WAITING = ("queued", "processing", "error")
+
 
 def blueprint(container: Container) -> func.Blueprint:
     bp = func.Blueprint()
@@ -23,6 +26,7 @@ def blueprint(container: Container) -> func.Blueprint:
             )
         try:
             state = container.store.lead_state(company_id)
+            pause = container.store.pause() if state is not None and state["status"] in WAITING else None
         except TransientError:
             return unavailable("database")
         if state is None:
@@ -30,6 +34,8 @@ def blueprint(container: Container) -> func.Blueprint:
                 404,
                 {"error": "Not Found", "problems": [{"field": "company_id", "reason": "no lead with this company_id"}]},
             )
+        if pause is not None:
+            state = {**state, "status": "paused", "paused_reason": pause.reason}
         return json_response(200, state)
 
     return bp

@@ -1,4 +1,5 @@
-"""Timer: every minute, read the lead and poison queue depths and the leads per status for the gauges.
+"""Timer: every minute, read the lead and poison queue depths, the leads per status and the pipeline's
+pause for the gauges.
 
 The storage account's own queue metric has no per-queue dimension and refreshes too slowly to
 alert on, so the app reads the counts itself; the gauges report the last reading at each export.
@@ -11,7 +12,7 @@ import logging
 import azure.functions as func
 
 from shared.model.errors import TransientError
-from shared.observability.telemetry import report_leads_by_status, report_queue_depths
+from shared.observability.telemetry import report_leads_by_status, report_pipeline_pause, report_queue_depths
 from shared.runtime.container import Container
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ def blueprint(container: Container) -> func.Blueprint:
             logger.warning("metrics_unavailable source=queue: %s", exc, extra={"source": "queue"})
         try:
             report_leads_by_status(container.store.count_by_status())
+            pause = container.store.pause()
+            report_pipeline_pause(pause.reason if pause else None)
         except TransientError as exc:
             logger.warning("metrics_unavailable source=database: %s", exc, extra={"source": "database"})
 

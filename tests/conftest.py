@@ -33,7 +33,7 @@ APP_SETTINGS = (
     "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE",
     "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId", "DATABASE_AUTH", "DATABASE_POOL_MAX", "LEAD_LEASE_SECONDS",
-    "D365_METADATA_FAILURE_TTL_SECONDS", "D365_BULK_SIZE", "DATAVERSE_SHARED_BACKOFF",
+    "D365_METADATA_FAILURE_TTL_SECONDS", "D365_BULK_SIZE", "DATAVERSE_SHARED_BACKOFF", "D365_PAUSE_PROBE_SECONDS",
 )
 _HOSTS = pytest.StashKey[list["Host"]]()
 
@@ -192,6 +192,7 @@ def app_env(request: pytest.FixtureRequest, azurite: Azurite, database_url: str)
     # The session database is shared; Dataverse throttling recorded by an earlier test is not this one's.
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM dataverse_throttle")
+        cur.execute("DELETE FROM pipeline_pause")  # nor its pause
     conn.close()
 
     def build(dataverse: Emulator | None = None, *, queue_name: str | None = None, **overrides: str | None) -> dict[str, str]:

@@ -46,6 +46,9 @@ class LeadRef:
     traceparent: str | None = None
     # Set when the message was a v1 message carrying the whole lead.
     accepted: LeadMessage | None = None
+    # How many times this message was sent again because PostgreSQL could not be reached: its
+    # next wait is longer (capped), and no delivery is used up by an outage.
+    outage_waits: int = 0
 
     def to_wire(self) -> str:
         data: dict[str, Any] = {
@@ -56,6 +59,8 @@ class LeadRef:
         }
         if self.traceparent:
             data["traceparent"] = self.traceparent
+        if self.outage_waits:
+            data["waits"] = self.outage_waits
         return base64.b64encode(json.dumps(data, separators=(",", ":")).encode("utf-8")).decode("ascii")
 
     @classmethod
@@ -79,6 +84,7 @@ class LeadRef:
         if not isinstance(company_id, int) or not _is_company_id(company_id):
             raise MalformedMessage("message has no positive integer company_id")
         traceparent = data.get("traceparent")
+        waits = data.get("waits", 0)
         try:
             version = _parse_time(data["version"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -88,6 +94,7 @@ class LeadRef:
             version=version,
             correlation_id=str(data.get("correlation_id") or ""),
             traceparent=traceparent if isinstance(traceparent, str) else None,
+            outage_waits=waits if isinstance(waits, int) and waits > 0 else 0,
         )
 
 

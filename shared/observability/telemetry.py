@@ -36,6 +36,7 @@ __all__ = [
     "DATAVERSE_REQUESTS",
     "QUEUE_DEPTH",
     "LEADS_BY_STATUS",
+    "PIPELINE_PAUSED",
     "OUTCOMES",
     "STATUSES",
     "PUSH_SPAN",
@@ -44,6 +45,7 @@ __all__ = [
     "record_dataverse_request",
     "report_queue_depths",
     "report_leads_by_status",
+    "report_pipeline_pause",
     "current_traceparent",
     "push_span",
     "LogDimensions",
@@ -55,9 +57,11 @@ PUSH_OUTCOMES = "leadpush.push.outcomes"
 PUSH_DURATION = "leadpush.push.duration"
 QUEUE_DEPTH = "leadpush.queue.depth"
 LEADS_BY_STATUS = "leadpush.leads.by_status"
+PIPELINE_PAUSED = "leadpush.pipeline.paused"
 PUSH_SPAN = "push_lead"
 
-OUTCOMES = ("created", "updated", "unchanged", "skipped", "deferred", "error", "failed")
+OUTCOMES = ("created", "updated", "unchanged", "skipped", "deferred", "paused", "error", "failed")
+PAUSE_REASONS = ("credentials", "application_user", "privilege", "org_unavailable")
 STATUSES = ("queued", "processing", "synced", "error", "failed")
 # Another worker held the lead and the message was rescheduled: for the charts, a deferral.
 _METRIC_OUTCOME = {"leased": "deferred"}
@@ -109,6 +113,7 @@ class _LastReading:
 
 _queue_depths = _LastReading("queue")
 _lead_statuses = _LastReading("status")
+_pause = _LastReading("reason")
 _meter.create_observable_gauge(
     QUEUE_DEPTH,
     callbacks=[_queue_depths.observe],
@@ -120,6 +125,14 @@ _meter.create_observable_gauge(
 )
 
 
+_meter.create_observable_gauge(
+    PIPELINE_PAUSED,
+    callbacks=[_pause.observe],
+    unit="{pause}",
+    description="1 for the reason the pipeline is paused for (an org-level Dataverse failure), else 0",
+)
+
+
 def report_queue_depths(depths: Mapping[str, int]) -> None:
     """Queue name -> approximate message count, kept until the next reading."""
     _queue_depths.replace(depths)
@@ -128,6 +141,11 @@ def report_queue_depths(depths: Mapping[str, int]) -> None:
 def report_leads_by_status(counts: Mapping[str, int]) -> None:
     """Status -> leads; every status in STATUSES is reported, 0 when absent."""
     _lead_statuses.replace({status: int(counts.get(status, 0)) for status in (*STATUSES, *counts)})
+
+
+def report_pipeline_pause(reason: str | None) -> None:
+    """The pause's reason, or None: every reason is reported, 1 for the current one."""
+    _pause.replace({known: int(known == reason) for known in (*PAUSE_REASONS, *([reason] if reason else []))})
 
 
 # --- traces -------------------------------------------------------------------------------------

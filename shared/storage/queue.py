@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 _SEND_THREADS = 8
 _MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
+# Storage expires a message after 7 days unless told otherwise: a lead waiting out a long outage,
+# or waiting in the poison queue for a replay, must not silently disappear.
+NEVER_EXPIRES = -1
 
 
 class LeadQueues:
@@ -66,7 +69,7 @@ class LeadQueues:
         delay = min(max(int(delay_seconds), 0), _MAX_VISIBILITY_SECONDS) or None
 
         def send_one(text: str) -> None:
-            self.main.send_message(text, visibility_timeout=delay)
+            self.main.send_message(text, visibility_timeout=delay, time_to_live=NEVER_EXPIRES)
 
         try:
             if len(texts) == 1:
@@ -81,7 +84,7 @@ class LeadQueues:
     def send_to_poison(self, text: str) -> None:
         self.ensure()
         try:
-            self.poison.send_message(text)
+            self.poison.send_message(text, time_to_live=NEVER_EXPIRES)
         except AzureError as exc:
             raise QueueUnavailable(f"cannot send to queue {self.poison.queue_name}: {exc.message}") from exc
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from shared.model.errors import StoreUnavailable
 from shared.model.messages import LeadRef, MalformedMessage
+from shared.model.outcomes import Outcome
 from shared.model.ports import LeadQueuePort, SyncStore
 from shared.usecases.failures import classify
 from shared.usecases.push import Action, LeadPusher, PushResult
@@ -21,6 +23,7 @@ from shared.usecases.push import Action, LeadPusher, PushResult
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+OUTAGE_BACKOFF_BASE_SECONDS = 15.0
 
 
 class RetryLater(Exception):
@@ -59,7 +62,7 @@ def handle_delivery(
     max_dequeue_count: int,
 ) -> PushResult:
     """Raises RetryLater for a transient failure, and nothing else."""
-    wire_text = delivery.body.decode("utf-8", errors="replace")
+    wire_text = requeued = delivery.body.decode("utf-8", errors="replace")
     try:
         try:
             ref = LeadRef.from_wire(delivery.body)
@@ -68,23 +71,12 @@ def handle_delivery(
         try:
             result = pusher.push(ref, dequeue_count=delivery.dequeue_count)
         except Exception as exc:  # noqa: BLE001 - the claim itself failed: PostgreSQL, mostly
-            failure = classify(exc)
-            result = PushResult(Action.RETRY, "error", failure.reason)
-            logger.warning(
-                "d365_push_error company_id=%s: %s",
-                ref.company_id,
-                failure.reason,
-                extra={
-                    "company_id": ref.company_id,
-                    "correlation_id": ref.correlation_id,
-                    "dequeue_count": delivery.dequeue_count,
-                },
-            )
+            result, requeued = _not_pushed(ref, exc, wire_text, delivery.dequeue_count)
 
         if result.action is Action.POISON:
             queues.send_to_poison(wire_text)
         elif result.action is Action.DEFER:
-            queues.send([wire_text], delay_seconds=max(1, round(result.delay_seconds)))
+            queues.send([requeued], delay_seconds=max(1, round(result.delay_seconds)))
     except Exception as exc:  # the queue could not be reached: let the runtime retry
         raise RetryLater(classify(exc).reason) from exc
 
@@ -98,6 +90,26 @@ def handle_delivery(
             )
         raise RetryLater(result.reason, outcome=result.outcome)
     return result
+
+
+def outage_backoff_seconds(waits: int, *, rng: random.Random = _JITTER) -> float:
+    """15 s, 30 s, 60 s ... capped at 5 minutes, with +-20% jitter: an outage of any length costs
+    no delivery, and the leads come back within minutes of its end."""
+    return min(OUTAGE_BACKOFF_BASE_SECONDS * 2**waits, MAX_BACKOFF_SECONDS) * rng.uniform(0.8, 1.2)
+
+
+def _not_pushed(ref: LeadRef, exc: Exception, wire_text: str, dequeue_count: int) -> tuple[PushResult, str]:
+    """The push could not even claim the lead. PostgreSQL unreachable: the message is sent again,
+    later, as a fresh one, so no outage uses up its deliveries. Anything else: retried as usual."""
+    failure = classify(exc)
+    context = {"company_id": ref.company_id, "correlation_id": ref.correlation_id, "dequeue_count": dequeue_count}
+    logger.warning("d365_push_error company_id=%s: %s", ref.company_id, failure.reason, extra=context)
+    if not isinstance(exc, StoreUnavailable):
+        return PushResult(Action.RETRY, Outcome.ERROR, failure.reason), wire_text
+    delay = outage_backoff_seconds(ref.outage_waits)
+    # A v1 message carries its lead, so it goes back as it came.
+    again = wire_text if ref.accepted is not None else replace(ref, outage_waits=ref.outage_waits + 1).to_wire()
+    return PushResult(Action.DEFER, Outcome.ERROR, failure.reason, delay_seconds=delay), again
 
 
 def _reject(
