@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
 OUTAGE_BACKOFF_BASE_SECONDS = 15.0
+# A lead waiting out a database outage looks again at least once a minute: the outage costs it no
+# delivery, and it syncs within a minute or so of the database's return.
+MAX_OUTAGE_BACKOFF_SECONDS = 60.0
 
 
 class RetryLater(Exception):
@@ -93,9 +96,9 @@ def handle_delivery(
 
 
 def outage_backoff_seconds(waits: int, *, rng: random.Random = _JITTER) -> float:
-    """15 s, 30 s, 60 s ... capped at 5 minutes, with +-20% jitter: an outage of any length costs
-    no delivery, and the leads come back within minutes of its end."""
-    return min(OUTAGE_BACKOFF_BASE_SECONDS * 2**waits, MAX_BACKOFF_SECONDS) * rng.uniform(0.8, 1.2)
+    """15 s, 30 s, then every 60 s, with +-20% jitter: an outage of any length costs no delivery,
+    and the leads come back within a minute or so of its end."""
+    return min(OUTAGE_BACKOFF_BASE_SECONDS * 2 ** min(waits, 8), MAX_OUTAGE_BACKOFF_SECONDS) * rng.uniform(0.8, 1.2)
 
 
 def _not_pushed(ref: LeadRef, exc: Exception, wire_text: str, dequeue_count: int) -> tuple[PushResult, str]:
