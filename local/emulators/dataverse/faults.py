@@ -1,5 +1,7 @@
 """Injected failures for Web API requests: random rates with a seed, a script applied in order, or
-`every`: one error answered to every request until the plan changes (an outage, a missing privilege)."""
+`every`: one error answered to every request until the plan changes (an outage, a missing privilege);
+with `"methods": ["PATCH", "POST"]` in it, only to requests of those methods (a write privilege
+removed, reads still allowed)."""
 from __future__ import annotations
 
 import random
@@ -33,6 +35,10 @@ class Fault:
     retry_after: int | None = None
     drop: str | None = None
     latency_ms: int = 0
+    methods: frozenset[str] | None = None  # `every` only: the request methods it answers
+
+    def applies_to(self, method: str | None) -> bool:
+        return self.methods is None or method is None or method.upper() in self.methods
 
 
 def _throttle(retry_after: int, code: str | None = None) -> Fault:
@@ -57,6 +63,16 @@ def script_fault(step: dict[str, Any]) -> Fault:
     if status == 429:
         return _throttle(int(step.get("retry_after", 1)), step.get("code"))
     return _unavailable(status, str(step.get("code", "")), str(step.get("message", "")))
+
+
+def _every(step: dict[str, Any]) -> Fault:
+    fault = script_fault(step)
+    methods = step.get("methods")
+    if methods is None:
+        return fault
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        raise ValueError(f"methods must be a list of HTTP methods, got {methods!r}")
+    return Fault(fault.error, fault.retry_after, fault.drop, fault.latency_ms, frozenset(m.upper() for m in methods))
 
 
 class FaultPlan:
@@ -86,7 +102,7 @@ class FaultPlan:
         if sum(rates.values()) > 1:
             raise ValueError("the fault probabilities add up to more than 1")
         script = [script_fault(step) for step in config.get("script", [])]
-        every = script_fault(config["every"]) if config.get("every") else None
+        every = _every(config["every"]) if config.get("every") else None
         with self._lock:
             self._rates = rates
             self._retry_after = int(config.get("retry_after", 1))
@@ -101,11 +117,11 @@ class FaultPlan:
                     "script_remaining": len(self._script),
                     "every": self._every.error.status if self._every and self._every.error else None}
 
-    def next(self) -> Fault | None:
+    def next(self, method: str | None = None) -> Fault | None:
         with self._lock:
             if self._script:
                 return self._script.pop(0)
-            if self._every is not None:
+            if self._every is not None and self._every.applies_to(method):
                 return self._every
             draw = self._random.random()
             latency = self._latency_ms

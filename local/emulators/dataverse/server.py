@@ -146,7 +146,7 @@ class DataverseHandler(EmulatorHandler):
     def _admitted(self, method: str, path: str, raw_query: str, body: bytes, kind: str, claims: dict) -> int:
         """Apply the fault plan and answer the request; returns how many records or inner requests it ran."""
         server = self.server
-        fault = server.faults.next()
+        fault = server.faults.next(method)
         if fault is not None:
             if fault.latency_ms:
                 time.sleep(fault.latency_ms / 1000)
