@@ -31,7 +31,8 @@ from typing import Any
 
 from d365 import deadline
 from d365.bulk import BatchItemResult, BulkTarget
-from d365.client import BACKOFF_BASE_SECONDS, BACKOFF_FACTOR, FIND_PAGE_SIZE, LEAD_METADATA, MAX_RATE_LIMIT_WAITS
+from d365.client import FIND_PAGE_SIZE, LEAD_METADATA
+from d365.policy import BACKOFF_BASE_SECONDS, BACKOFF_FACTOR, MAX_RATE_LIMIT_WAITS
 from d365.errors import (
     KEY_VIOLATION_CODE,
     D365ConnectionError,
