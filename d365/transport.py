@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
@@ -44,7 +44,7 @@ class Request:
     headers: Mapping[str, str]
     body: bytes | None = None
     kind: str = ""
-    attempt: int = field(default=0, compare=False)
+    attempt: int = 0
 
 
 class Headers(Mapping[str, str]):

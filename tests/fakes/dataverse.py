@@ -157,6 +157,10 @@ def _retry_after(seconds: float | None) -> tuple[tuple[str, str], ...]:
 
 
 class FakeDataverse(DataverseClient):
+    """The client's verbs, as `DataverseClient` has them, on an org a test sees and changes: `records`,
+    `writes` and `on_write`, `calls` by kind, `add_record`, `edit`, `delete`, `add_rule`,
+    `remove_column`, `bulk_supported`, `unknown_column_code`, and the faults."""
+
     def __init__(
         self,
         clock: FakeClock | None = None,
