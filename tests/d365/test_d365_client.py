@@ -344,7 +344,7 @@ def test_failed_request_is_logged_with_its_service_request_id(
     client: DataverseClient, emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     emulator.set_faults(script=[{"status": 503}] * 3)
-    with caplog.at_level(logging.INFO, logger="d365.client"), pytest.raises(D365APIError) as raised:
+    with caplog.at_level(logging.INFO, logger="d365"), pytest.raises(D365APIError) as raised:
         client.find_leads([("emailaddress1", "secret@contact.com")])
 
     [record] = [r for r in caplog.records if r.getMessage().startswith("d365_request_failed")]

@@ -89,7 +89,8 @@ def test_create_then_retrieve_by_id_with_formatted_values(
     record = client.records.retrieve("lead", lead_id, select=["subject", "leadsourcecode", "hnt_companyid"],
                                      include_annotations=FORMATTED)
 
-    assert uuid.UUID(lead_id) and record is not None
+    assert record is not None
+    assert record["leadid"] == lead_id == str(uuid.UUID(lead_id))  # the id the SDK read back is the canonical GUID
     assert (record["subject"], record["leadsourcecode"], record["hnt_companyid"]) == ("S", 8, 86)
     assert record[f"leadsourcecode@{FORMATTED}"] == "Web"
     assert record.etag and record.etag.startswith('W/"')

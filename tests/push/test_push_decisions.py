@@ -35,11 +35,12 @@ EMAIL = f"it@company{C}.example"
 class World:
     """One worker's pusher over a fresh store and Dataverse, on a fake clock."""
 
-    def __init__(self, *, warm: bool = True, schema_loader: Callable[[FakeDataverse], LeadSchema] | None = None):
+    def __init__(self, *, warm: bool = True, schema_loader: Callable[[FakeDataverse], LeadSchema] | None = None,
+                 max_retries: int = 0):
         self.clock = FakeClock()
         self.store = FakeLeadStore(self.clock)
         self.throttle = throttle_gate(self.store, self.clock)
-        self.dv = FakeDataverse(self.clock, throttle=self.throttle, max_retries=0)
+        self.dv = FakeDataverse(self.clock, throttle=self.throttle, max_retries=max_retries)
         loader = (lambda: schema_loader(self.dv)) if schema_loader else None
         self.pusher, self.schema = build_pusher(store=self.store, dataverse=self.dv, clock=self.clock,
                                                 throttle=self.throttle, schema_loader=loader)

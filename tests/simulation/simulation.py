@@ -310,8 +310,10 @@ class Simulation:
 
     def _pusher(self, worker: Worker) -> LeadPusher:
         throttle: ThrottleGate = throttle_gate(self.store, self.clock, random.Random(self.rng.random()))
-        pusher, _ = build_pusher(store=self.store, dataverse=self.dataverse, clock=self.clock, throttle=throttle,
-                                 rng=random.Random(self.rng.random()), bulk_size=self.plan.bulk_size)
+        # A process's own client (its locks and caches), over the one Dataverse every worker shares.
+        dataverse = self.dataverse.connect(rng=random.Random(self.rng.random()))
+        pusher, _ = build_pusher(store=self.store, dataverse=dataverse, clock=self.clock,  # type: ignore[arg-type]
+                                 throttle=throttle, rng=random.Random(self.rng.random()), bulk_size=self.plan.bulk_size)
         return pusher
 
     def _deliver(self, pusher: LeadPusher) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -99,13 +98,13 @@ def execute(items: list[Operation | ChangeSet], handle: Handler, store: LeadStor
             part, failure, ran = _run_change_set(item, handle, store, base)
         else:
             answer = _run(item, handle, {}, base)
-            part, failure, ran = _http_part(answer, None), answer if answer.status >= 400 else None, 1
+            part, failure, ran = _http_part(answer, None, store.new_id), answer if answer.status >= 400 else None, 1
         parts.append(part)
         executed += ran
         if failure is not None and not continue_on_error:
             status = failure.status
             break
-    boundary = f"batchresponse_{uuid.uuid4()}"
+    boundary = f"batchresponse_{store.new_id()}"
     return Result(status, f"multipart/mixed; boundary={boundary}", _multipart(boundary, parts), executed)
 
 
@@ -124,9 +123,10 @@ def _run_change_set(change_set: ChangeSet, handle: Handler, store: LeadStore, ba
                 if operation.content_id and entity_id:
                     references["$" + operation.content_id] = entity_id
     except _ChangeSetFailed as failed:
-        return _http_part(failed.answer, failed.operation.content_id), failed.answer, len(answered) + 1
-    boundary = f"changesetresponse_{uuid.uuid4()}"
-    inner = _multipart(boundary, [_http_part(answer, operation.content_id) for operation, answer in answered])
+        return _http_part(failed.answer, failed.operation.content_id, store.new_id), failed.answer, len(answered) + 1
+    boundary = f"changesetresponse_{store.new_id()}"
+    inner = _multipart(boundary, [_http_part(answer, operation.content_id, store.new_id)
+                                  for operation, answer in answered])
     return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n".encode() + inner, None, len(answered)
 
 
@@ -223,7 +223,7 @@ def _operation(headers: Message, content: bytes) -> Operation:
     return Operation(fields[0].upper(), fields[1], _headers(head), body, headers.get("Content-ID"))
 
 
-def _http_part(answer: Answer, content_id: str | None) -> bytes:
+def _http_part(answer: Answer, content_id: str | None, new_id: Callable[[], str]) -> bytes:
     lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
     if content_id:
         lines.append(f"Content-ID: {content_id}")
@@ -233,7 +233,7 @@ def _http_part(answer: Answer, content_id: str | None) -> bytes:
     if entity_id is not None:
         lines.append(f"Location: {entity_id}")
     if answer.status >= 400:
-        lines.append(f"REQ_ID: {uuid.uuid4()}")
+        lines.append(f"REQ_ID: {new_id()}")
     if answer.payload is not None:
         lines.append(f"Content-Type: {_JSON_TYPE}")
     lines += [f"{name}: {value}" for name, value in headers]

@@ -8,7 +8,6 @@ GET/POST bulk ({"supported": bool})   GET/POST/DELETE protection (protection.Lim
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +67,7 @@ def _leads(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
 def _create_lead(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
     try:
         values = parse_values(emulator.store.schema, _object(body), creating=True)
-        values[PRIMARY_KEY] = str(uuid.uuid4())
+        values[PRIMARY_KEY] = emulator.store.new_id()
         return 201, emulator.store.create(values)
     except errors.ODataError as error:
         raise ControlError(error.status, f"{error.code}: {error.message}") from error

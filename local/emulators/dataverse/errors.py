@@ -1,6 +1,10 @@
 """The OData error the emulator answers with, and the Dataverse error codes it uses."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 NOT_FOUND = "0x80040217"  # ObjectDoesNotExist
 DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord
 VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch
@@ -55,6 +59,8 @@ def resource_not_found(segment: str) -> ODataError:
 # 0x80048d19 (newer live, the default here) or 0x0 (documented). The control API switches it.
 _INVALID_PROPERTY = "Microsoft.Crm.CrmException: Invalid property "
 _unknown_property_form = [PAYLOAD_ERROR]
+# An in-process caller's own choice, for the requests it handles on this thread (see unknown_property_form_as).
+_unknown_property_form_here: ContextVar[str | None] = ContextVar("unknown_property_form", default=None)
 
 
 def set_unknown_property_form(code: str) -> None:
@@ -65,13 +71,26 @@ def set_unknown_property_form(code: str) -> None:
 
 
 def unknown_property_form() -> str:
-    return _unknown_property_form[0]
+    return _unknown_property_form_here.get() or _unknown_property_form[0]
+
+
+@contextlib.contextmanager
+def unknown_property_form_as(code: str) -> Iterator[None]:
+    """Answer an unknown body property in this form within the block, in this thread only: several
+    in-process emulators can then each keep their own. Raises ValueError as set_unknown_property_form."""
+    if code not in (PAYLOAD_ERROR, QUERY_ERROR):
+        raise ValueError(f"unknown_property must be {PAYLOAD_ERROR!r} or {QUERY_ERROR!r}, got {code!r}")
+    token = _unknown_property_form_here.set(code)
+    try:
+        yield
+    finally:
+        _unknown_property_form_here.reset(token)
 
 
 def payload_error(inner: str) -> ODataError:
     """The newer live wording of a rejected request body (docs/dataverse.md section 5); for an unknown
     property, the documented 0x0 wording when that form is switched on."""
-    if inner.startswith(_INVALID_PROPERTY) and _unknown_property_form[0] == QUERY_ERROR:
+    if inner.startswith(_INVALID_PROPERTY) and unknown_property_form() == QUERY_ERROR:
         return ODataError(400, QUERY_ERROR, f"An error occurred while validating input parameters: {inner}")
     return ODataError(
         400,

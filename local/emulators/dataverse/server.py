@@ -26,6 +26,8 @@ from local.emulators.dataverse.webapi import (
     WebApi,
     error_reply,
     kind_of,
+    reply_body,
+    reply_headers,
     request_id_headers,
 )
 from local.emulators.httpserver import EmulatorHandler, EmulatorServer
@@ -38,7 +40,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_TENANT_ID = "1d5a0000-0000-4000-8000-00000000d001"
 CONTROL_PREFIX = "/_emulator/"
 _API_PREFIX = API_PATH + "/"
-_ODATA_CONTENT_TYPE = "application/json; odata.metadata=minimal"
 _TOKEN_CACHE_SIZE = 1024  # verified tokens kept so benchmarks do not pay an HMAC per request
 
 
@@ -191,14 +192,7 @@ class DataverseHandler(EmulatorHandler):
     def _reply(self, reply: Reply, kind: str | None = None) -> None:
         if kind is not None:
             self.server.stats.record(kind, reply.status)
-        headers = [*reply.headers, *request_id_headers()]
-        if reply.body is not None:
-            self.respond(reply.status, reply.body, headers)
-        elif reply.payload is None:
-            self.respond(reply.status, b"", headers)
-        else:
-            headers.append(("Content-Type", _ODATA_CONTENT_TYPE))
-            self.respond(reply.status, json.dumps(reply.payload).encode(), headers)
+        self.respond(reply.status, reply_body(reply), reply_headers(reply))
 
 
 def serve(

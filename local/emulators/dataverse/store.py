@@ -6,7 +6,9 @@ import datetime
 import re
 import threading
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Iterable, Iterator
 
 from local.emulators.dataverse.errors import (
@@ -72,8 +74,12 @@ def etag(record: dict) -> str:
     return f'W/"{record["versionnumber"]}"'
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _uuid4() -> str:
+    return str(uuid.uuid4())
 
 
 def _fullname(record: dict) -> str | None:
@@ -82,10 +88,25 @@ def _fullname(record: dict) -> str | None:
 
 
 class LeadStore:
-    def __init__(self, schema: Schema) -> None:
+    """`clock` (UTC now) stamps createdon/modifiedon and `new_id` makes record ids, so an in-process
+    caller can replay a run exactly; `on_write(record, created)` is told of each record written, once
+    its transaction (if any) has committed."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        clock: Callable[[], datetime.datetime] = _utc_now,
+        new_id: Callable[[], str] = _uuid4,
+        on_write: Callable[[dict, bool], None] | None = None,
+    ) -> None:
         self._initial_schema = schema
+        self._clock = clock
+        self.new_id = new_id
+        self._on_write = on_write
         self._lock = threading.RLock()  # re-entered by the writes inside transaction()
         self._undo: dict[str, tuple[dict | None, int | None]] | None = None
+        self._unannounced: list[tuple[dict, bool]] = []  # writes of the open transaction, for on_write
         self.reset()
 
     # -- state -----------------------------------------------------------------------------------
@@ -105,6 +126,11 @@ class LeadStore:
     def records(self) -> list[dict]:
         with self._lock:
             return [dict(record) for record in self._records.values()]
+
+    @property
+    def by_id(self) -> Mapping[str, dict]:
+        """The records by id, live and without copies (for an in-process caller: read, never write)."""
+        return MappingProxyType(self._records)
 
     def add_rule(self, rule: Rule) -> None:
         with self._lock:
@@ -132,9 +158,13 @@ class LeadStore:
                 yield
             except BaseException:
                 self._rollback(counters)
+                self._unannounced.clear()
                 raise
             finally:
                 self._undo = None
+            written, self._unannounced = self._unannounced, []
+            for record, created in written:
+                self._announce(record, created)
 
     # -- Web API operations ----------------------------------------------------------------------
 
@@ -142,7 +172,7 @@ class LeadStore:
         """Insert a record (its id from `values["leadid"]` or new). Raises ODataError 412 when the id
         or an alternate key is taken, or the error of a matching reject rule."""
         with self._lock:
-            lead_id = values.get(PRIMARY_KEY) or str(uuid.uuid4())
+            lead_id = values.get(PRIMARY_KEY) or self.new_id()
             if lead_id in self._records:
                 raise ODataError(412, DUPLICATE_RECORD, "A record with matching key values already exists.")
             return dict(self._insert(lead_id, values))
@@ -166,7 +196,7 @@ class LeadStore:
                 else:
                     for column, value in zip(target.key.columns, target.key_values):
                         values.setdefault(column, value)
-                lead_id = values.get(PRIMARY_KEY) or str(uuid.uuid4())
+                lead_id = values.get(PRIMARY_KEY) or self.new_id()
                 if lead_id in self._records:
                     raise ODataError(412, DUPLICATE_RECORD, "A record with matching key values already exists.")
                 return dict(self._insert(lead_id, values)), True
@@ -320,19 +350,36 @@ class LeadStore:
         )
 
     def _insert(self, lead_id: str, values: dict[str, Any]) -> dict:
-        now = _now()
+        now = self._now()
         record = {"statecode": 0, "statuscode": 1, **values, PRIMARY_KEY: lead_id, "createdon": now}
         record.update(modifiedon=now, fullname=_fullname(record))
         self._commit(None, record)
         self._sequence += 1
         self._order[lead_id] = self._sequence
+        self._written(record, created=True)
         return record
 
     def _update(self, existing: dict, changes: dict[str, Any]) -> dict:
-        record = {**existing, **changes, "modifiedon": _now()}
+        record = {**existing, **changes, "modifiedon": self._now()}
         record["fullname"] = _fullname(record)
         self._commit(existing, record)
+        self._written(record, created=False)
         return record
+
+    def _now(self) -> str:
+        return self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _written(self, record: dict, *, created: bool) -> None:
+        if self._on_write is None:
+            return
+        if self._undo is not None:
+            self._unannounced.append((record, created))
+        else:
+            self._announce(record, created)
+
+    def _announce(self, record: dict, created: bool) -> None:
+        if self._on_write is not None:
+            self._on_write(dict(record), created)
 
     def _commit(self, old: dict | None, record: dict) -> None:
         lead_id = record[PRIMARY_KEY]

@@ -47,6 +47,7 @@ DOP_HINT = "4"
 BUSINESS_UNIT_ID = "1d5a0000-0000-4000-8000-00000000b001"
 ORGANIZATION_ID = "1d5a0000-0000-4000-8000-00000000c001"
 _ODATA_HEADERS = (("OData-Version", "4.0"), ("x-ms-dop-hint", DOP_HINT))
+ODATA_CONTENT_TYPE = "application/json; odata.metadata=minimal"
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,24 @@ class Reply:
     operations: int = 1  # records written or inner requests run, for service protection's execution time
 
 
-def request_id_headers() -> tuple[tuple[str, str], ...]:
-    """A new id per response, under both names Dataverse uses: the one support asks for."""
-    request_id = str(uuid.uuid4())
+def request_id_headers(request_id: str | None = None) -> tuple[tuple[str, str], ...]:
+    """A new id per response (a uuid4 unless given), under both names Dataverse uses: the one support asks for."""
+    request_id = request_id or str(uuid.uuid4())
     return (("x-ms-service-request-id", request_id), ("REQ_ID", request_id))
+
+
+def reply_headers(reply: Reply, request_id: str | None = None) -> list[tuple[str, str]]:
+    """The headers a reply is sent with: its own, the request id, and the JSON content type when it has a payload."""
+    headers = [*reply.headers, *request_id_headers(request_id)]
+    if reply.body is None and reply.payload is not None:
+        headers.append(("Content-Type", ODATA_CONTENT_TYPE))
+    return headers
+
+
+def reply_body(reply: Reply) -> bytes:
+    if reply.body is not None:
+        return reply.body
+    return b"" if reply.payload is None else json.dumps(reply.payload).encode()
 
 
 def error_reply(error: ODataError, *headers: tuple[str, str]) -> Reply:
