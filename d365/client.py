@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -47,6 +47,8 @@ LEAD_METADATA = "EntityDefinitions(LogicalName='lead')/Attributes"
 FIND_ORDER = "createdon asc,leadid asc"
 BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple")  # both supported = UpsertMultiple too (docs/dataverse.md 7.2)
 FIND_PAGE_SIZE = 500
+CHANGES_PAGE_SIZE = 5000  # Dataverse's largest page
+CHANGES_ORDER = "modifiedon asc,leadid asc"
 MAX_FIND_PAGES = 20
 # The four reads the lead table's schema is made of: columns and types, choices, and max lengths.
 SCHEMA_READS: tuple[tuple[str, dict[str, str]], ...] = (
@@ -147,11 +149,18 @@ class DataverseClient:
         new ETag. Raises D365NotFoundError when it does not exist, D365RecordChangedError when it
         is no longer at `etag`, D365DuplicateError when another record holds the key values the
         payload sets, D365Error."""
+        return self.update_lead_returning(lead_id, payload, etag=etag)[0]
+
+    def update_lead_returning(
+        self, lead_id: str, payload: Mapping[str, Any], *, etag: str | None = None, select: Sequence[str] = ()
+    ) -> tuple[str, dict]:
+        """`update_lead`, answering also the record's `select` columns after the write (in the same
+        request: `Prefer: return=representation`). Raises as `update_lead`."""
         try:
             response = self._request(
                 "PATCH",
                 f"leads({_guid(lead_id)})",
-                query={"$select": "leadid"},
+                query={"$select": ",".join(dict.fromkeys(["leadid", *select]))},
                 body=payload,
                 headers={"If-Match": etag or "*", "Prefer": "return=representation"},
                 kind="update_lead",
@@ -160,7 +169,7 @@ class DataverseClient:
             if etag is None or exc.code == KEY_VIOLATION_CODE:
                 raise _as(D365DuplicateError, exc) from exc
             raise _as(D365RecordChangedError, exc) from exc
-        return _etag(response)
+        return _etag(response), _json(response)
 
     def upsert_lead_by_key(self, key: Mapping[str, str | int], payload: Mapping[str, Any]) -> tuple[str, str, bool]:
         """Create or update the lead with this alternate key; returns (leadid, ETag, created).
@@ -206,13 +215,6 @@ class DataverseClient:
         query = {"$select": ",".join(select)} if select else None
         return _json(self._request("GET", f"leads({_guid(lead_id)})", query=query, kind="get_lead"))
 
-    def find_leads_in(
-        self, column: str, values: Sequence[str], *, select: Sequence[str] = (), page_size: int = FIND_PAGE_SIZE
-    ) -> list[dict]:
-        """Leads whose `column` equals any of `values` (case-insensitively), oldest first; one query
-        with `Microsoft.Dynamics.CRM.In`, following `@odata.nextLink`. Raises D365Error."""
-        return self.find_leads_in_any({column: values}, select=select, page_size=page_size)
-
     def find_leads_in_any(
         self, matches: Mapping[str, Sequence[str]], *, select: Sequence[str] = (), page_size: int = FIND_PAGE_SIZE
     ) -> list[dict]:
@@ -228,18 +230,34 @@ class DataverseClient:
             "$filter": " or ".join(filter_in(column, values) for column, values in matches.items()),
             "$orderby": FIND_ORDER,
         }
-        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
-        page = _json(self._request("GET", "leads", query=query, headers=headers, kind="find_leads_in"))
-        found = list(page.get("value", []))
-        for _ in range(MAX_FIND_PAGES - 1):
-            next_link = page.get("@odata.nextLink")
-            if not isinstance(next_link, str):
-                break
-            page = _json(self._request("GET", next_link, headers=headers, kind="find_leads_in"))
-            found.extend(page.get("value", []))
-        else:
-            raise D365APIError(f"find_leads_in: more than {MAX_FIND_PAGES} pages of leads matched")
+        found: list[dict] = []
+        for number, page in enumerate(self._pages(query, page_size, kind="find_leads_in"), start=1):
+            if number > MAX_FIND_PAGES:
+                raise D365APIError(f"find_leads_in: more than {MAX_FIND_PAGES} pages of leads matched")
+            found.extend(page)
         return found
+
+    def changed_leads(
+        self, since: str | None, *, select: Sequence[str], page_size: int = CHANGES_PAGE_SIZE
+    ) -> Iterator[list[dict]]:
+        """Pages of the leads modified at or after `since` (Dataverse's UTC form; None: all), oldest
+        first with their `leadid`, `modifiedon` and `select` columns: one request per page.
+        Raises D365Error."""
+        query = {"$select": ",".join(dict.fromkeys(["leadid", "modifiedon", *select])), "$orderby": CHANGES_ORDER}
+        if since is not None:
+            query["$filter"] = f"modifiedon ge {since}"
+        return self._pages(query, page_size, kind="changed_leads")
+
+    def _pages(self, query: Mapping[str, str], page_size: int, *, kind: str) -> Iterator[list[dict]]:
+        """The query's pages, following `@odata.nextLink` as Dataverse gives it."""
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        link: str | None = "leads"
+        first: Mapping[str, str] | None = query
+        while link is not None:
+            page = _json(self._request("GET", link, query=first, headers=headers, kind=kind))
+            yield list(page.get("value", []))
+            next_link = page.get("@odata.nextLink")
+            link, first = (next_link if isinstance(next_link, str) else None), None
 
     def bulk_support(self, *, refresh: bool = False) -> bool:
         """Whether the org supports CreateMultiple and UpdateMultiple (hence UpsertMultiple) on
@@ -250,12 +268,7 @@ class DataverseClient:
             return self._bulk_support
 
     def _message_supported(self, message: str) -> bool:
-        query = {
-            "$select": "sdkmessagefilterid",
-            "$filter": "sdkmessageid/name eq @message and primaryobjecttypecode eq @table",
-            "@message": f"'{message}'",
-            "@table": "'lead'",
-        }
+        query = _message_filter_query(message)
         return bool(_json(self._request("GET", "sdkmessagefilters", query=query, kind="bulk_support")).get("value"))
 
     def upsert_multiple(self, targets: Sequence[BulkTarget]) -> None:
@@ -335,6 +348,16 @@ def build_request(
     if method == "GET":
         request_headers["If-None-Match"] = "null"
     return Request(method, url, request_headers, data, kind)
+
+
+def _message_filter_query(message: str) -> dict[str, str]:
+    """The sdkmessagefilters row of `message` on `lead`: present when the org supports it."""
+    return {
+        "$select": "sdkmessagefilterid",
+        "$filter": "sdkmessageid/name eq @message and primaryobjecttypecode eq @table",
+        "@message": f"'{message}'",
+        "@table": "'lead'",
+    }
 
 
 def _batch_results(

@@ -11,9 +11,10 @@ from typing import Any, Protocol
 
 from d365.bulk import BatchItemResult, BulkTarget
 from d365.metadata import LeadSchema
+from shared.model.crm import CrmOutcome
 from shared.model.messages import LeadMessage, LeadRef
 from shared.model.pause import Pause
-from shared.model.sync import Attempt, Claim, LeadState
+from shared.model.sync import Attempt, Claim, LeadState, Synced
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ class SyncStore(Protocol):
         *,
         version: datetime,
         etag: str | None,
-        fingerprint: str,
+        fingerprint: str | None,
         warnings: Sequence[str],
+        synced: Synced | None = None,
     ) -> bool: ...
     def release(self, company_id: int, token: str, attempt: Attempt) -> bool: ...
     def finish_failure(
@@ -72,6 +74,11 @@ class SyncStore(Protocol):
         self, *, age_seconds: int, oldest_waiting: datetime | None = None, limit: int = 500
     ) -> list[LeadRef]: ...
     def count_by_status(self) -> dict[str, int]: ...
+    def count_by_crm_state(self) -> dict[str, int]: ...
+    def lease_outcome_reader(self, token: str, *, lease_seconds: float) -> tuple[bool, datetime | None]: ...
+    def advance_outcome_reader(self, token: str, since: datetime) -> bool: ...
+    def release_outcome_reader(self, token: str) -> None: ...
+    def record_crm_outcome(self, d365_lead_id: str, outcome: CrmOutcome) -> LeadRef | None: ...
 
 
 class LeadQueuePort(Protocol):

@@ -3,10 +3,11 @@ audit row of an attempt."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from shared.model.crm import ColumnMemory, CrmOutcome, CrmState
 from shared.model.messages import LeadMessage
 
 
@@ -29,6 +30,9 @@ class LeadState:
     synced_fingerprint: str | None
     failed_version: datetime | None
     attempts: int
+    memory: ColumnMemory = field(default_factory=ColumnMemory)
+    crm_state: CrmState | None = None
+    force_write: bool = False  # an operator's replay: through what would be left alone
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,12 @@ class Attempt:
     correlation_id: str | None = None
     dequeue_count: int | None = None
     service_request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Synced:
+    """What a finished push records beside its version: the memory of its write and the CRM outcome
+    its answer showed (None: unchanged since the last record)."""
+
+    memory: ColumnMemory | None = None
+    crm: CrmOutcome | None = None

@@ -46,7 +46,7 @@ WITH current AS (
     WHERE company_id = %(company_id)s AND (lease_until IS NULL OR lease_until <= now())
       AND (NOT EXISTS (SELECT 1 FROM pause) OR EXISTS (SELECT 1 FROM probe))
     RETURNING message, queued_version, d365_lead_id, d365_etag, synced_version, synced_fingerprint,
-              failed_version, attempts
+              failed_version, attempts, written_values, people_columns, crm_state, force_write
 )
 SELECT EXISTS (SELECT 1 FROM current) AS known,
        EXISTS (SELECT 1 FROM claimed) AS claimed,
@@ -57,7 +57,8 @@ SELECT EXISTS (SELECT 1 FROM current) AS known,
        EXISTS (SELECT 1 FROM probe) AS probing,
        GREATEST(COALESCE((SELECT probe_at FROM probe), (SELECT probe_at FROM pause)), now()) - now() AS probe_in,
        claimed.message, claimed.queued_version, claimed.d365_lead_id::text AS d365_lead_id, claimed.d365_etag,
-       claimed.synced_version, claimed.synced_fingerprint, claimed.failed_version, claimed.attempts
+       claimed.synced_version, claimed.synced_fingerprint, claimed.failed_version, claimed.attempts,
+       claimed.written_values, claimed.people_columns, claimed.crm_state, claimed.force_write
 FROM (SELECT 1) one LEFT JOIN claimed ON true;
 
 -- name: claim_due
@@ -82,7 +83,8 @@ UPDATE lead_sync SET
     updated_at = now()
 FROM due WHERE lead_sync.company_id = due.company_id
 RETURNING lead_sync.company_id, message, queued_version, d365_lead_id::text AS d365_lead_id, d365_etag,
-          synced_version, synced_fingerprint, failed_version, attempts;
+          synced_version, synced_fingerprint, failed_version, attempts, written_values, people_columns,
+          crm_state, force_write;
 
 -- name: finish_synced
 -- The claimed version is written. Synced only if it is still the newest: a newer one that came in
@@ -99,6 +101,14 @@ UPDATE lead_sync SET
     last_error = NULL,
     warnings = %(warnings)s,
     last_success_at = now(),
+    written_values = COALESCE(%(written_values)s::jsonb, written_values),
+    people_columns = COALESCE(%(people_columns)s::text[], people_columns),
+    crm_state = COALESCE(%(crm_state)s, crm_state),
+    crm_status_code = CASE WHEN %(crm_state)s::text IS NULL THEN crm_status_code ELSE %(crm_status_code)s END,
+    crm_owner_id = CASE WHEN %(crm_state)s::text IS NULL THEN crm_owner_id ELSE %(crm_owner_id)s::uuid END,
+    crm_merged_into = CASE WHEN %(crm_state)s::text IS NULL THEN crm_merged_into ELSE %(crm_merged_into)s::uuid END,
+    crm_seen_at = CASE WHEN %(crm_state)s::text IS NULL THEN crm_seen_at ELSE now() END,
+    force_write = false,
     lease_token = NULL,
     lease_until = NULL,
     updated_at = now()
@@ -200,13 +210,16 @@ RETURNING company_id;
 
 -- name: lead_state
 SELECT company_id, status, d365_lead_id::text AS d365_lead_id, attempts, last_error, warnings,
-       correlation_id, created_at, updated_at, last_attempt_at, last_success_at
+       correlation_id, created_at, updated_at, last_attempt_at, last_success_at,
+       crm_state, crm_status_code, crm_owner_id::text AS crm_owner_id, crm_merged_into::text AS crm_merged_into,
+       crm_seen_at
 FROM lead_sync WHERE company_id = %(company_id)s;
 
 -- name: reset_for_replay
--- A replayed lead starts over: queued, attempts counted afresh, its last failure no longer final.
+-- A replayed lead starts over: queued, attempts counted afresh, its last failure no longer final, and
+-- its next push forced through what it would leave alone (a lead deleted or closed in the CRM).
 UPDATE lead_sync SET status = 'queued', attempts = 0, failed_version = NULL, enqueued_at = now(),
-                     updated_at = now()
+                     force_write = true, updated_at = now()
 WHERE company_id = %(company_id)s;
 
 -- name: claim_stuck
@@ -266,3 +279,54 @@ SELECT 1;
 -- name: count_by_status
 -- For the leadpush.leads.by_status gauge, read every minute by the metrics timer.
 SELECT status, count(*) AS leads FROM lead_sync GROUP BY status;
+
+-- name: lease_outcome_reader
+-- One instance at a time reads the CRM's changed leads; returns where the last read stopped.
+UPDATE crm_outcome_reader SET lease_token = %(token)s,
+                              lease_until = now() + make_interval(secs => %(lease_seconds)s)
+WHERE scope = 'lead' AND (lease_until IS NULL OR lease_until <= now())
+RETURNING modified_since;
+
+-- name: advance_outcome_reader
+-- After a page is stored: the next read starts at its last row's modifiedon (`ge`: that row again).
+UPDATE crm_outcome_reader SET modified_since = GREATEST(modified_since, %(since)s)
+WHERE scope = 'lead' AND lease_token = %(token)s
+RETURNING modified_since;
+
+-- name: release_outcome_reader
+UPDATE crm_outcome_reader SET lease_token = NULL, lease_until = NULL
+WHERE scope = 'lead' AND lease_token = %(token)s;
+
+-- name: record_crm_outcome
+-- One changed record as the CRM shows it, on the lead that holds it. A record merged into another is
+-- followed when no other lead holds the master (the next write goes there), else left as merged.
+-- Returns the lead, and whether it was closed and is open again (its newest version is then due).
+WITH target AS (
+    SELECT company_id, crm_state AS before FROM lead_sync WHERE d365_lead_id = %(d365_lead_id)s::uuid
+), master_free AS (
+    SELECT %(merged_into)s::uuid IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM lead_sync WHERE d365_lead_id = %(merged_into)s::uuid) AS free
+)
+UPDATE lead_sync SET
+    d365_lead_id = CASE WHEN (SELECT free FROM master_free) THEN %(merged_into)s::uuid ELSE d365_lead_id END,
+    d365_etag = CASE WHEN (SELECT free FROM master_free) THEN NULL ELSE d365_etag END,
+    crm_state = CASE WHEN %(merged_into)s::uuid IS NULL THEN %(state)s
+                     WHEN (SELECT free FROM master_free) THEN crm_state ELSE 'merged' END,
+    crm_status_code = %(status_code)s,
+    crm_owner_id = %(owner_id)s::uuid,
+    crm_merged_into = CASE WHEN %(merged_into)s::uuid IS NULL OR (SELECT free FROM master_free) THEN NULL
+                           ELSE %(merged_into)s::uuid END,
+    crm_seen_at = now(),
+    -- reopened in the CRM: its newest version is written again
+    status = CASE WHEN crm_state IN ('qualified', 'disqualified') AND %(state)s = 'open' THEN 'queued' ELSE status END,
+    synced_version = CASE WHEN crm_state IN ('qualified', 'disqualified') AND %(state)s = 'open'
+                          THEN NULL ELSE synced_version END,
+    enqueued_at = CASE WHEN crm_state IN ('qualified', 'disqualified') AND %(state)s = 'open'
+                       THEN now() ELSE enqueued_at END,
+    updated_at = now()
+FROM target WHERE lead_sync.company_id = target.company_id
+RETURNING lead_sync.company_id, lead_sync.queued_version, lead_sync.correlation_id,
+          target.before IN ('qualified', 'disqualified') AND %(state)s = 'open' AS reopened;
+
+-- name: count_by_crm_state
+SELECT crm_state, count(*) AS leads FROM lead_sync WHERE crm_state IS NOT NULL GROUP BY crm_state;

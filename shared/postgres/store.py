@@ -16,12 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.model.crm import ColumnMemory, CrmState
 from shared.model.errors import StoreRefused
 from shared.model.messages import LeadMessage, LeadRef
-from shared.model.pause import Pause
-from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
+from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState, Synced
 from shared.postgres.connect import DEFAULT_POOL_MAX, PostgresConnector
+from shared.postgres.crm_verbs import CrmVerbs
 from shared.postgres.migrations_runner import apply_migrations
+from shared.postgres.pause_verbs import PauseVerbs
 from shared.postgres.pool import Database
 from shared.postgres.queries import Q
 
@@ -36,7 +38,7 @@ _AUDITED = {name: _with_attempt(name) for name in ("finish_synced", "release", "
 _AUDIT_ONLY = f"WITH changed AS (SELECT %(company_id)s::bigint AS company_id) {Q['insert_attempt']}"
 
 
-class LeadStore:
+class LeadStore(PauseVerbs, CrmVerbs):
     """Sync state in PostgreSQL, shared by the worker threads of one process."""
 
     def __init__(
@@ -141,10 +143,13 @@ class LeadStore:
         *,
         version: datetime,
         etag: str | None,
-        fingerprint: str,
+        fingerprint: str | None,
         warnings: Sequence[str],
+        synced: Synced | None = None,
     ) -> bool:
-        """Record the claimed version as written and let go. False when the lease was lost."""
+        """Record the claimed version as written (or left alone, as the CRM showed it) and let go.
+        False when the lease was lost."""
+        memory, crm = (synced.memory, synced.crm) if synced else (None, None)
         return self._audited(
             "finish_synced",
             company_id,
@@ -154,6 +159,12 @@ class LeadStore:
             etag=etag,
             fingerprint=fingerprint,
             warnings=json.dumps(list(warnings)),
+            written_values=json.dumps(dict(memory.written), default=str) if memory else None,
+            people_columns=sorted(memory.people) if memory else None,
+            crm_state=crm.state if crm else None,
+            crm_status_code=crm.status_code if crm else None,
+            crm_owner_id=crm.owner_id if crm else None,
+            crm_merged_into=crm.merged_into if crm else None,
         )
 
     def release(self, company_id: int, token: str, attempt: Attempt) -> bool:
@@ -209,27 +220,6 @@ class LeadStore:
         """The shared throttle's moments by scope (see `publish_throttle`)."""
         return {row["scope"]: row["throttled_until"] for row in self._execute("throttle_marks", fetch="all")}
 
-    def open_pause(self, reason: str, detail: str, *, probe_seconds: float) -> bool:
-        """Pause the pipeline (or keep it paused, with this reason); the next probe in `probe_seconds`.
-        True when this call opened it."""
-        row = self._execute(
-            "open_pause", {"reason": reason, "detail": detail, "probe_seconds": probe_seconds}, fetch="one"
-        )
-        return bool(row["opened"])
-
-    def close_pause(self) -> str | None:
-        """Lift the pause; the reason it had, or None when there was none."""
-        row = self._execute("close_pause", fetch="one")
-        return row["reason"] if row else None
-
-    def probe_again(self) -> None:
-        """The probe proved nothing: let the next claim probe at once."""
-        self._execute("probe_again")
-
-    def pause(self) -> Pause | None:
-        row = self._execute("pause", fetch="one")
-        return Pause(row["reason"], row["detail"], row["opened_at"]) if row else None
-
     def reserve_lead_id(self, company_id: int, token: str, lead_id: str) -> bool:
         """Record `lead_id` as this company's Dataverse record before adopting it. False when another
         company holds it, or the lease was lost."""
@@ -281,6 +271,9 @@ def _lead_state(row: dict[str, Any]) -> LeadState:
         synced_fingerprint=row["synced_fingerprint"],
         failed_version=row["failed_version"],
         attempts=row["attempts"],
+        memory=ColumnMemory(row["written_values"] or {}, frozenset(row["people_columns"] or ())),
+        crm_state=CrmState(row["crm_state"]) if row["crm_state"] else None,
+        force_write=row["force_write"],
     )
 
 

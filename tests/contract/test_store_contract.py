@@ -57,7 +57,8 @@ def test_a_recorded_lead_is_queued_and_claimed_with_its_newest_version(store_sid
     assert state["last_error"] is None
     assert state["correlation_id"] == f"corr-{company}-5"
     assert set(state) == {"company_id", "status", "d365_lead_id", "attempts", "last_error", "warnings",
-                          "correlation_id", "created_at", "updated_at", "last_attempt_at", "last_success_at"}
+                          "correlation_id", "created_at", "updated_at", "last_attempt_at", "last_success_at",
+                          "crm_state", "crm_status_code", "crm_owner_id", "crm_merged_into", "crm_seen_at"}
 
     claimed = claim(store_side, company)
     assert claimed.token and claimed.state is not None

@@ -190,8 +190,8 @@ def test_find_leads_in_matches_many_values_case_insensitively(client: DataverseC
     client.create_lead(str(uuid.uuid4()), {"subject": "s", "emailaddress1": "other@x.example"})
     before = _sent(client)
 
-    found = client.find_leads_in(
-        "emailaddress1", [v.upper() for v in hostile] + ["nobody@x.example"], select=["hnt_companyid"]
+    found = client.find_leads_in_any(
+        {"emailaddress1": [v.upper() for v in hostile] + ["nobody@x.example"]}, select=["hnt_companyid"]
     )
 
     assert _sent(client) == before + 1
@@ -220,6 +220,6 @@ def test_find_leads_in_any_column_follows_pages(client: DataverseClient, emulato
 
 
 def test_find_leads_in_with_nothing_sends_nothing(client: DataverseClient) -> None:
-    assert client.find_leads_in("emailaddress1", []) == []
+    assert client.find_leads_in_any({"emailaddress1": []}) == []
     assert client.find_leads_in_any({"emailaddress1": [], "websiteurl": []}) == []
     assert _sent(client) == 0

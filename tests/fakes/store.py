@@ -20,7 +20,8 @@ from typing import Any
 from shared.model.errors import StoreRefused, StoreUnavailable
 from shared.model.messages import LeadMessage, LeadRef
 from shared.model.pause import Pause
-from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
+from shared.model.crm import ColumnMemory, CrmOutcome, CrmState
+from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState, Synced
 from tests.fakes.clock import FakeClock
 from tests.fakes.faults import Fault, Step, no_step
 
@@ -52,6 +53,14 @@ class Row:
     lease_token: str | None = None
     lease_until: datetime | None = None
     write_unconfirmed: bool = False
+    written_values: dict[str, Any] | None = None
+    people_columns: list[str] = field(default_factory=list)
+    crm_state: str | None = None
+    crm_status_code: int | None = None
+    crm_owner_id: str | None = None
+    crm_merged_into: str | None = None
+    crm_seen_at: datetime | None = None
+    force_write: bool = False
 
 
 @dataclass
@@ -93,6 +102,7 @@ class FakeLeadStore:
         self.throttle: dict[str, datetime] = {}  # dataverse_throttle: scope -> moment
         self.deliveries: dict[str, dict] = {}
         self.paused: PauseRow | None = None
+        self.outcome_reader: dict[str, Any] = {"modified_since": None, "lease_token": None, "lease_until": None}
         self.on_claim: Callable[[int, str], None] | None = None  # told of every lease handed out
         self._lock = threading.RLock()
 
@@ -212,7 +222,9 @@ class FakeLeadStore:
         return LeadState(lead=LeadMessage.from_data(json.loads(row.message)), queued_version=row.queued_version,
                          d365_lead_id=row.d365_lead_id, d365_etag=row.d365_etag, synced_version=row.synced_version,
                          synced_fingerprint=row.synced_fingerprint, failed_version=row.failed_version,
-                         attempts=row.attempts)
+                         attempts=row.attempts,
+                         memory=ColumnMemory(dict(row.written_values or {}), frozenset(row.people_columns)),
+                         crm_state=CrmState(row.crm_state) if row.crm_state else None, force_write=row.force_write)
 
     def claim_due(self, company_id: int, token: str, *, limit: int, lease_seconds: float) -> list[LeadState]:
         """queries.sql claim_due: other due leads nobody holds, leased under `token`."""
@@ -233,10 +245,11 @@ class FakeLeadStore:
         return self._call("claim_due", apply)
 
     def finish_synced(self, company_id: int, token: str, attempt: Attempt, *, version: datetime, etag: str | None,
-                      fingerprint: str, warnings: Sequence[str]) -> bool:
+                      fingerprint: str | None, warnings: Sequence[str], synced: Synced | None = None) -> bool:
         """queries.sql finish_synced (the lead id is the attempt's)."""
 
         def change(row: Row, now: datetime) -> None:
+            self._remember(row, synced, now)
             status = "synced" if version >= row.queued_version else "queued"
             lead_id = _uuid_text(attempt.d365_lead_id)
             if status == "synced" and lead_id is None:
@@ -398,6 +411,85 @@ class FakeLeadStore:
 
     # --- reading -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _remember(row: Row, synced: Synced | None, now: datetime) -> None:
+        if synced is not None and synced.memory is not None:
+            row.written_values = json.loads(json.dumps(dict(synced.memory.written), default=str))
+            row.people_columns = sorted(synced.memory.people)
+        if synced is not None and synced.crm is not None:
+            crm = synced.crm
+            row.crm_state, row.crm_status_code, row.crm_seen_at = str(crm.state), crm.status_code, now
+            row.crm_owner_id, row.crm_merged_into = _uuid_text(crm.owner_id), _uuid_text(crm.merged_into)
+        row.force_write = False
+
+    def lease_outcome_reader(self, token: str, *, lease_seconds: float) -> tuple[bool, datetime | None]:
+        """queries.sql lease_outcome_reader."""
+
+        def apply() -> tuple[bool, datetime | None]:
+            now = self._now()
+            if self.outcome_reader["lease_until"] is not None and self.outcome_reader["lease_until"] > now:
+                return False, None
+            self.outcome_reader.update(lease_token=token, lease_until=now + timedelta(seconds=lease_seconds))
+            return True, self.outcome_reader["modified_since"]
+
+        return self._call("lease_outcome_reader", apply)
+
+    def advance_outcome_reader(self, token: str, since: datetime) -> bool:
+        """queries.sql advance_outcome_reader."""
+
+        def apply() -> bool:
+            if self.outcome_reader["lease_token"] != token:
+                return False
+            self.outcome_reader["modified_since"] = _greatest(self.outcome_reader["modified_since"], since)
+            return True
+
+        return self._call("advance_outcome_reader", apply)
+
+    def release_outcome_reader(self, token: str) -> None:
+        """queries.sql release_outcome_reader."""
+
+        def apply() -> None:
+            if self.outcome_reader["lease_token"] == token:
+                self.outcome_reader.update(lease_token=None, lease_until=None)
+
+        self._call("release_outcome_reader", apply)
+
+    def record_crm_outcome(self, d365_lead_id: str, outcome: CrmOutcome) -> LeadRef | None:
+        """queries.sql record_crm_outcome."""
+
+        def apply() -> LeadRef | None:
+            lead_id, master = _uuid_text(d365_lead_id), _uuid_text(outcome.merged_into)
+            row = next((r for r in self.rows.values() if r.d365_lead_id == lead_id), None)
+            if row is None:
+                return None
+            before, now = row.crm_state, self._now()
+            free = master is not None and not any(r.d365_lead_id == master for r in self.rows.values())
+            if free:
+                row.d365_lead_id, row.d365_etag, row.crm_merged_into = master, None, None
+            elif master is not None:
+                row.crm_state, row.crm_merged_into = "merged", master
+            else:
+                row.crm_state, row.crm_merged_into = str(outcome.state), None
+            row.crm_status_code, row.crm_owner_id, row.crm_seen_at = outcome.status_code, _uuid_text(
+                outcome.owner_id), now
+            reopened = before in ("qualified", "disqualified") and master is None and outcome.state == "open"
+            if reopened:
+                row.status, row.synced_version, row.enqueued_at = "queued", None, now
+            row.updated_at = now
+            return LeadRef(row.company_id, row.queued_version, row.correlation_id or "") if reopened else None
+
+        return self._call("record_crm_outcome", apply)
+
+    def count_by_crm_state(self) -> dict[str, int]:
+        def apply() -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for row in self.rows.values():
+                if row.crm_state is not None:
+                    counts[row.crm_state] = counts.get(row.crm_state, 0) + 1
+            return counts
+
+        return self._call("count_by_crm_state", apply)
+
     def lead_state(self, company_id: int) -> dict | None:
         """queries.sql lead_state."""
 
@@ -409,7 +501,9 @@ class FakeLeadStore:
                     "attempts": row.attempts, "last_error": row.last_error, "warnings": list(row.warnings),
                     "correlation_id": row.correlation_id, "created_at": row.created_at,
                     "updated_at": row.updated_at, "last_attempt_at": row.last_attempt_at,
-                    "last_success_at": row.last_success_at}
+                    "last_success_at": row.last_success_at, "crm_state": row.crm_state,
+                    "crm_status_code": row.crm_status_code, "crm_owner_id": row.crm_owner_id,
+                    "crm_merged_into": row.crm_merged_into, "crm_seen_at": row.crm_seen_at}
 
         return self._call("lead_state", apply)
 
@@ -430,7 +524,7 @@ class FakeLeadStore:
         def apply() -> None:
             row = self.rows.get(company_id)
             if row is not None:
-                row.status, row.attempts, row.failed_version = "queued", 0, None
+                row.status, row.attempts, row.failed_version, row.force_write = "queued", 0, None, True
                 row.enqueued_at = row.updated_at = self._now()
 
         self._call("reset_for_replay", apply)
