@@ -10,7 +10,7 @@ import os
 
 import azure.functions as func
 
-from blueprints import admin, health, lead_queue, lead_status, metrics, webhook
+from blueprints import admin, crm_outcomes, health, lead_queue, lead_status, metrics, webhook
 from shared.observability.logging_setup import configure_logging
 from shared.observability.telemetry import install_log_dimensions
 from shared.runtime.container import Container
@@ -21,5 +21,5 @@ install_log_dimensions()  # after the worker (or local host) put the Azure Monit
 container = Container(Settings.from_env(os.environ))
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for module in (webhook, lead_status, lead_queue, health, admin, metrics):
+for module in (webhook, lead_status, lead_queue, health, admin, metrics, crm_outcomes):
     app.register_functions(module.blueprint(container))

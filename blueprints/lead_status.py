@@ -36,6 +36,18 @@ def blueprint(container: Container) -> func.Blueprint:
             )
         if pause is not None:
             state = {**state, "status": "paused", "paused_reason": pause.reason}
-        return json_response(200, state)
+        return json_response(200, _with_crm(state))
 
     return bp
+
+
+def _with_crm(state: dict) -> dict:
+    """The CRM outcome as one object (null until a write's answer or the outcome reader showed it)."""
+    crm = {key.removeprefix("crm_"): state.pop(key) for key in list(state) if key.startswith("crm_")}
+    merged_into = crm.pop("merged_into", None)
+    if crm.get("state") is None:
+        return {**state, "crm": None}
+    shown = {"state": crm["state"], "status_code": crm["status_code"], "owner_id": crm["owner_id"]}
+    if merged_into is not None:
+        shown["merged_into"] = merged_into
+    return {**state, "crm": {**shown, "seen_at": crm["seen_at"]}}

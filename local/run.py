@@ -76,6 +76,7 @@ def start(stack: Stack) -> tuple[dict[str, str], str]:
     env = {
         "FUNCTIONS_WORKER_RUNTIME": "python",
         "LEAD_QUEUE_NAME": "lead-push",
+        "CRM_OUTCOME_SCHEDULE": os.environ.get("CRM_OUTCOME_SCHEDULE", "0 */5 * * * *"),
         "HUNTER_WEBHOOK_SECRET": LOCAL_WEBHOOK_SECRET,
     }
     if not any(os.environ.get(name) for name in STORAGE_SETTINGS):

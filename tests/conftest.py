@@ -34,6 +34,7 @@ APP_SETTINGS = (
     "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId", "DATABASE_AUTH", "DATABASE_POOL_MAX", "LEAD_LEASE_SECONDS",
     "D365_METADATA_FAILURE_TTL_SECONDS", "D365_BULK_SIZE", "DATAVERSE_SHARED_BACKOFF", "D365_PAUSE_PROBE_SECONDS",
+    "CRM_OUTCOME_SCHEDULE", "D365_HUNTER_OWNED_COLUMNS", "D365_CLOSED_LEADS", "D365_DELETED_LEADS",
 )
 _HOSTS = pytest.StashKey[list["Host"]]()
 
@@ -201,6 +202,7 @@ def app_env(request: pytest.FixtureRequest, azurite: Azurite, database_url: str)
             "FUNCTIONS_WORKER_RUNTIME": "python",
             "DATABASE_URL": database_url,
             "LEAD_QUEUE_NAME": queue_name or f"leads-{secrets.token_hex(4)}",
+            "CRM_OUTCOME_SCHEDULE": "0 */5 * * * *",
             "HUNTER_WEBHOOK_SECRET": WEBHOOK_SECRET,
             # A bulk push claims any due lead in the database, and the tests share one database with
             # different emulators: bulk tests turn it on with a database of their own.

@@ -59,6 +59,7 @@ class Stack:
             "FUNCTIONS_WORKER_RUNTIME": "python",
             "DATABASE_URL": self.database_url,
             "LEAD_QUEUE_NAME": f"bench-{secrets.token_hex(4)}",
+            "CRM_OUTCOME_SCHEDULE": "0 */5 * * * *",
             "HUNTER_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "D365_URL": dataverse.url,
             "D365_AUTH_MODE": "managed_identity",

@@ -37,6 +37,7 @@ __all__ = [
     "QUEUE_DEPTH",
     "LEADS_BY_STATUS",
     "PIPELINE_PAUSED",
+    "LEADS_BY_CRM_STATE",
     "OUTCOMES",
     "STATUSES",
     "PUSH_SPAN",
@@ -46,6 +47,7 @@ __all__ = [
     "report_queue_depths",
     "report_leads_by_status",
     "report_pipeline_pause",
+    "report_leads_by_crm_state",
     "current_traceparent",
     "push_span",
     "LogDimensions",
@@ -58,6 +60,8 @@ PUSH_DURATION = "leadpush.push.duration"
 QUEUE_DEPTH = "leadpush.queue.depth"
 LEADS_BY_STATUS = "leadpush.leads.by_status"
 PIPELINE_PAUSED = "leadpush.pipeline.paused"
+LEADS_BY_CRM_STATE = "leadpush.leads.by_crm_state"
+CRM_STATES = ("open", "qualified", "disqualified", "merged", "deleted")
 PUSH_SPAN = "push_lead"
 
 OUTCOMES = ("created", "updated", "unchanged", "skipped", "deferred", "paused", "error", "failed")
@@ -114,6 +118,7 @@ class _LastReading:
 _queue_depths = _LastReading("queue")
 _lead_statuses = _LastReading("status")
 _pause = _LastReading("reason")
+_crm_states = _LastReading("crm_state")
 _meter.create_observable_gauge(
     QUEUE_DEPTH,
     callbacks=[_queue_depths.observe],
@@ -133,6 +138,14 @@ _meter.create_observable_gauge(
 )
 
 
+_meter.create_observable_gauge(
+    LEADS_BY_CRM_STATE,
+    callbacks=[_crm_states.observe],
+    unit="{lead}",
+    description="Leads by what became of them in the CRM (open, qualified, disqualified, merged, deleted)",
+)
+
+
 def report_queue_depths(depths: Mapping[str, int]) -> None:
     """Queue name -> approximate message count, kept until the next reading."""
     _queue_depths.replace(depths)
@@ -141,6 +154,11 @@ def report_queue_depths(depths: Mapping[str, int]) -> None:
 def report_leads_by_status(counts: Mapping[str, int]) -> None:
     """Status -> leads; every status in STATUSES is reported, 0 when absent."""
     _lead_statuses.replace({status: int(counts.get(status, 0)) for status in (*STATUSES, *counts)})
+
+
+def report_leads_by_crm_state(counts: Mapping[str, int]) -> None:
+    """CRM state -> leads; every state in CRM_STATES is reported, 0 when absent."""
+    _crm_states.replace({state: int(counts.get(state, 0)) for state in (*CRM_STATES, *counts)})
 
 
 def report_pipeline_pause(reason: str | None) -> None:

@@ -31,7 +31,9 @@ from shared.runtime.settings import DatabaseAuth, Settings
 from shared.storage.queue import LeadQueues
 from shared.usecases.push import LeadPusher
 from shared.writes.bulk_writer import BulkPolicy, BulkWriter
+from shared.writes.known_record import CrmPolicy
 from shared.writes.lead_writer import LeadWriter
+from shared.writes.ownership import ColumnOwnership
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +185,11 @@ class Container:
             lambda: LeadPusher(
                 store=self.store,
                 writer=LeadWriter(
-                    self.dataverse, alternate_key=config.alternate_key, match_columns=config.match_columns
+                    self.dataverse,
+                    alternate_key=config.alternate_key,
+                    match_columns=config.match_columns,
+                    ownership=ColumnOwnership(self.settings.hunter_owned_columns),
+                    crm_policy=CrmPolicy(self.settings.closed_leads, self.settings.deleted_leads),
                 ),
                 schema=self.schema,
                 choice_overrides=self.choice_overrides,

@@ -14,11 +14,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from d365.config import DataverseConfig
+from shared.model.crm import ClosedLeads, DeletedLeads
 from shared.postgres.connect import DEFAULT_POOL_MAX, database_url_problems
 from shared.runtime.dataverse_settings import read_dataverse
 from shared.runtime.env import EnvReader, SettingsError
 from shared.runtime.storage_settings import STORAGE_SETTING, read_storage
 from shared.storage.config import StorageConfig
+from shared.writes.ownership import DEFAULT_HUNTER_OWNED
 
 __all__ = ["Settings", "SettingsError", "QueueRuntime", "DatabaseAuth"]
 
@@ -29,6 +31,7 @@ DEFAULT_LEAD_LEASE_SECONDS = 120
 MIN_LEAD_LEASE_SECONDS = 4
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 
+_COLUMN_PATTERN = re.compile(r"^[a-z_*?][a-z0-9_*?]*$")
 # 3-56 characters: Storage allows 63, and the poison queue adds "-poison" (7).
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]\Z")
 
@@ -62,6 +65,9 @@ class Settings:
     lead_lease_seconds: int = DEFAULT_LEAD_LEASE_SECONDS
     dataverse_shared_backoff: bool = True
     queue_runtime: QueueRuntime = QueueRuntime()
+    hunter_owned_columns: tuple[str, ...] = DEFAULT_HUNTER_OWNED
+    closed_leads: ClosedLeads = ClosedLeads.LEAVE
+    deleted_leads: DeletedLeads = DeletedLeads.LEAVE
 
     @property
     def poison_queue_name(self) -> str:
@@ -87,6 +93,9 @@ class Settings:
             lead_lease_seconds=reader.number("LEAD_LEASE_SECONDS", DEFAULT_LEAD_LEASE_SECONDS, int),
             dataverse_shared_backoff=_flag(reader, "DATAVERSE_SHARED_BACKOFF", default=True),
             queue_runtime=_read_queue_runtime(host_json, reader.problems),
+            hunter_owned_columns=_column_patterns(reader, "D365_HUNTER_OWNED_COLUMNS", DEFAULT_HUNTER_OWNED),
+            closed_leads=reader.choice("D365_CLOSED_LEADS", ClosedLeads, ClosedLeads.LEAVE),
+            deleted_leads=reader.choice("D365_DELETED_LEADS", DeletedLeads, DeletedLeads.LEAVE),
         )
         if settings.database_pool_max < 1:
             reader.problems.append(f"DATABASE_POOL_MAX must be at least 1, got {settings.database_pool_max}")
@@ -106,6 +115,18 @@ class Settings:
             reader.problems.extend(database_url_problems(settings.database_url, managed_identity=managed_identity))
         reader.raise_if_problems()
         return settings
+
+
+def _column_patterns(reader: EnvReader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated column names or globs (`hnt_*`)."""
+    value = reader.optional(name)
+    if value is None:
+        return default
+    patterns = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    for pattern in patterns:
+        if not _COLUMN_PATTERN.match(pattern):
+            reader.problems.append(f"{name} must list column logical names or globs like hnt_*, got {pattern!r}")
+    return patterns
 
 
 def _flag(reader: EnvReader, name: str, *, default: bool) -> bool:

@@ -15,17 +15,21 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from d365.errors import D365DuplicateError, D365NotFoundError, D365RecordChangedError
+from d365.errors import D365DuplicateError, D365NotFoundError
+from shared.model.crm import ColumnMemory, CrmOutcome, CrmState
 from shared.model.ports import LeadTable
+from shared.writes.known_record import CrmPolicy, KnownRecordWriter, RecordDeleted
+from shared.writes.ownership import ColumnOwnership
 
 logger = logging.getLogger(__name__)
 
 # Fixed forever: changing it would make every lead look new to Dataverse.
 LEAD_ID_NAMESPACE = uuid.UUID("7c1f6a4e-2b1d-5c8e-9f3a-48d0e6b1a2c4")
 COMPANY_COLUMN = "hnt_companyid"
+NEW_LEAD = CrmOutcome(CrmState.OPEN, status_code=1)  # Dataverse creates a lead Open / New
 
 
 def deterministic_lead_id(company_id: int) -> str:
@@ -47,66 +51,99 @@ class WriteResult:
     etag: str | None
     created: bool
     requests: int
+    crm: CrmOutcome | None = None  # the lead's CRM outcome, when the answer showed it
+    memory: ColumnMemory | None = None  # what this write sent, and the columns people own
+    left_alone: bool = False  # nothing written: the lead is closed, deleted or merged in the CRM
+
+
+@dataclass(frozen=True)
+class KnownRecord:
+    """What the store knows of the lead's record."""
+
+    lead_id: str | None = None
+    etag: str | None = None
+    memory: ColumnMemory = field(default_factory=ColumnMemory)
+    crm_state: CrmState | None = None
+    force: bool = False
 
 
 class LeadWriter:
-    def __init__(self, client: LeadTable, *, alternate_key: str | None, match_columns: Sequence[str]) -> None:
+    def __init__(
+        self,
+        client: LeadTable,
+        *,
+        alternate_key: str | None,
+        match_columns: Sequence[str],
+        ownership: ColumnOwnership | None = None,
+        crm_policy: CrmPolicy | None = None,
+    ) -> None:
         self._client = client
         self._alternate_key = alternate_key
         self._match_columns = tuple(match_columns)
+        self._known = KnownRecordWriter(client, ownership or ColumnOwnership(), crm_policy or CrmPolicy())
 
     def write(
         self,
         company_id: int,
         payload: Mapping[str, Any],
         *,
-        known_id: str | None,
-        etag: str | None,
+        known: KnownRecord,
         reserve: Callable[[str], bool],
     ) -> WriteResult:
         """Upsert the company's lead. `reserve(lead_id)` records a found record as the company's
         before it is adopted, and answers False when another company holds it.
         Raises d365.errors.D365Error subclasses for the caller to classify."""
         counter = _Counter()
-        if known_id:
+        if known.lead_id:
             try:
-                new_etag = self._update_known(known_id, payload, etag, counter)
-                return WriteResult(known_id, new_etag, created=False, requests=counter.n)
-            except D365NotFoundError:
+                return self._write_known(known, payload, reserve)
+            except RecordDeleted as deleted:
+                counter.n += deleted.requests
                 logger.warning(
                     "d365_lead_missing company_id=%s d365_lead_id=%s: matching it again",
                     company_id,
-                    known_id,
-                    extra={"company_id": company_id, "d365_lead_id": known_id},
+                    known.lead_id,
+                    extra={"company_id": company_id, "d365_lead_id": known.lead_id},
                 )
 
         key_value = payload.get(self._alternate_key) if self._alternate_key else None
         if self._alternate_key and key_value is not None:
             counter.n += 1
             lead_id, new_etag, created = self._client.upsert_lead_by_key({self._alternate_key: key_value}, payload)
-            return WriteResult(lead_id, new_etag, created=created, requests=counter.n)
+            return WriteResult(lead_id, new_etag, created=created, requests=counter.n, memory=_first(payload))
 
         found = self._find(company_id, payload, counter, reserve)
         if found:
             try:
                 counter.n += 1
                 new_etag = self._client.update_lead(found, payload)
-                return WriteResult(found, new_etag, created=False, requests=counter.n)
+                return WriteResult(found, new_etag, created=False, requests=counter.n, memory=_first(payload))
             except D365NotFoundError:  # deleted between the lookup and the write
                 pass
         return self._create(company_id, payload, counter)
 
-    def _update_known(self, lead_id: str, payload: Mapping[str, Any], etag: str | None, counter: _Counter) -> str:
-        """Update with the row version of our last write. A 412 means the record changed since:
-        edited in the CRM, or a write of ours that the store never heard of. Read its current version
-        and write once more: this worker holds the lead, so its data is the newest."""
-        try:
-            counter.n += 1
-            return self._client.update_lead(lead_id, payload, etag=etag)
-        except D365RecordChangedError:
-            counter.n += 2
-            current = self._client.get_lead_etag(lead_id)
-            return self._client.update_lead(lead_id, payload, etag=current)
+    def _write_known(
+        self, known: KnownRecord, payload: Mapping[str, Any], reserve: Callable[[str], bool]
+    ) -> WriteResult:
+        assert known.lead_id is not None
+        written = self._known.write(
+            known.lead_id,
+            payload,
+            etag=known.etag,
+            memory=known.memory,
+            known_state=known.crm_state,
+            force=known.force,
+            reserve=reserve,
+        )
+        return WriteResult(
+            written.lead_id,
+            written.etag,
+            created=False,
+            requests=written.requests,
+            crm=written.crm,
+            memory=written.memory,
+            left_alone=written.left_alone,
+        )
 
     def _find(
         self, company_id: int, payload: Mapping[str, Any], counter: _Counter, reserve: Callable[[str], bool]
@@ -135,7 +172,9 @@ class LeadWriter:
                 lead_id,
                 extra={"company_id": company_id, "d365_lead_id": lead_id},
             )
-            return WriteResult(lead_id, new_etag, created=True, requests=counter.n)
+            return WriteResult(
+                lead_id, new_etag, created=True, requests=counter.n, crm=NEW_LEAD, memory=_first(payload)
+            )
         except D365DuplicateError as duplicate:
             # Our own earlier create whose answer was lost; or a unique key held by another record,
             # in which case the update below finds nothing and the duplicate error stands.
@@ -144,7 +183,12 @@ class LeadWriter:
                 new_etag = self._client.update_lead(lead_id, payload)
             except D365NotFoundError:
                 raise duplicate from None
-            return WriteResult(lead_id, new_etag, created=False, requests=counter.n)
+            return WriteResult(lead_id, new_etag, created=False, requests=counter.n, memory=_first(payload))
+
+
+def _first(payload: Mapping[str, Any]) -> ColumnMemory:
+    """The memory of a first write to a record: all it sent, no column taken over yet."""
+    return ColumnMemory(dict(payload))
 
 
 class _Counter:

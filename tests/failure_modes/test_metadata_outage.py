@@ -1,37 +1,24 @@
-"""Issue 8: the lead table's metadata unreadable on a cold host (a missing privilege, an outage, throttling).
+"""The lead table's metadata unreadable on a cold host (an outage, throttling).
 
 The lead shows the failure at once, the remembered failure bounds the metadata requests (not the
-number of leads), and once the cause is gone the leads sync.
+number of leads), and once the cause is gone the leads sync. A missing privilege is not the lead's
+failure but the org's: it pauses the pipeline (tests/outages/test_configuration_outage.py).
 """
 
 from __future__ import annotations
 
 import time
 
-import pytest
-import requests
-
 from tests.app.helpers import attempts, lead, queue_length, sync_rows, wait_for
 from tests.failure_modes.support import fresh, lead_status, metadata_requests, post, wait_statuses
 
 FAILURE_TTL = 4  # D365_METADATA_FAILURE_TTL_SECONDS
 LEADS = 30
-NO_PRIVILEGE = {
-    "status": 403,
-    "code": "0x80040220",
-    "message": "Principal user (Id=5a5e0000-0000-4000-8000-00000000a001, type=8, roleCount=1, privilegeCount=0, "
-    "accessMode=4), is missing prvReadEntity privilege (Id=7b9c0000-0000-4000-8000-000000000001) "
-    "on OTC=9800 for entity 'entity'.",
-}
 OUTAGE = {"status": 503, "message": "The service is temporarily unavailable."}
 
 
-@pytest.mark.parametrize(
-    "answer, status, first_id", [(NO_PRIVILEGE, "failed", 8300), (OUTAGE, "error", 8340)], ids=["403", "503"]
-)
-def test_unreadable_metadata_is_recorded_bounded_and_recovers(
-    app_env, dataverse, local_host, azurite, database_url, answer, status, first_id
-):
+def test_unreadable_metadata_is_recorded_bounded_and_recovers(app_env, dataverse, local_host, azurite, database_url):
+    answer, status, first_id = OUTAGE, "error", 8340
     ids = list(range(first_id, first_id + LEADS))
     fresh(database_url, *ids)
     emulator = dataverse("mvp")
@@ -50,17 +37,13 @@ def test_unreadable_metadata_is_recorded_bounded_and_recovers(
     elapsed = time.monotonic() - started
 
     # then: every lead says why, at once
-    cause = "prvReadEntity" if answer is NO_PRIVILEGE else "503"
+    cause = "503"
     for company_id in ids:
         assert cause in (rows[company_id]["last_error"] or ""), rows[company_id]
     shown = lead_status(host, ids[-1])
     assert shown["status"] == status and cause in shown["last_error"]
     first = attempts(database_url, ids[0])[0]
     assert (first["outcome"], first["http_status"]) == (status, answer["status"])
-    if status == "failed":
-        assert all(rows[c]["attempts"] == 1 for c in ids)
-        assert first["failure_class"] == "permanent" and first["error_code"] == "0x80040220"
-        assert queue_length(azurite, env["LEAD_QUEUE_NAME"] + "-poison") == LEADS
 
     # and the outage cost metadata requests per remembered-failure window, not per lead
     sent = emulator.stats()["by_kind"]
@@ -78,9 +61,6 @@ def test_unreadable_metadata_is_recorded_bounded_and_recovers(
     # when the privilege is granted, or the outage ends
     emulator.clear_faults()
     time.sleep(FAILURE_TTL)  # the remembered failure runs out
-    if status == "failed":
-        replayed = requests.post(f"{host.url}/api/manage/replay", json={}, timeout=30)
-        assert replayed.status_code == 200 and replayed.json()["replayed"] == LEADS, replayed.text
 
     # then
     rows = wait_statuses(database_url, dict.fromkeys(ids, "synced"), timeout=90)

@@ -11,6 +11,7 @@ from d365.config import DEFAULT_MATCH_COLUMNS, DataverseConfig
 from d365.metadata import LeadSchema
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
+from shared.model.crm import ClosedLeads, DeletedLeads
 from shared.runtime.container import Clock, Container, Overrides, shared_throttle_gate
 from shared.runtime.settings import QueueRuntime, Settings
 from shared.storage.config import ConnectionStringStorage
@@ -59,7 +60,8 @@ def build_pusher(*, store: FakeLeadStore, dataverse: FakeDataverse, clock: FakeC
                  throttle: ThrottleGate | None = None, schema_loader: Callable[[], LeadSchema] | None = None,
                  alternate_key: str | None = None, match_columns: Sequence[str] = DEFAULT_MATCH_COLUMNS,
                  lease_seconds: float = LEASE_SECONDS, rng: random.Random | None = None,
-                 bulk_size: int = 1) -> tuple[LeadPusher, SchemaCache]:
+                 bulk_size: int = 1, closed_leads: str = "leave",
+                 deleted_leads: str = "leave") -> tuple[LeadPusher, SchemaCache]:
     """`bulk_size` > 1 writes a backlog in bulk, as D365_BULK_SIZE does (the container's default is 100)."""
     settings = replace(
         SETTINGS,
@@ -67,6 +69,8 @@ def build_pusher(*, store: FakeLeadStore, dataverse: FakeDataverse, clock: FakeC
                           bulk_size=bulk_size),
         lead_lease_seconds=lease_seconds,  # type: ignore[arg-type]
         dataverse_shared_backoff=throttle is not None,
+        closed_leads=ClosedLeads(closed_leads),
+        deleted_leads=DeletedLeads(deleted_leads),
     )
     table = dataverse if schema_loader is None else _SchemaFrom(dataverse, schema_loader)
     container = Container(settings, Overrides(store=store, dataverse=table, throttle=throttle,

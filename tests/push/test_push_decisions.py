@@ -36,14 +36,15 @@ class World:
     """One worker's pusher over a fresh store and Dataverse, on a fake clock."""
 
     def __init__(self, *, warm: bool = True, schema_loader: Callable[[FakeDataverse], LeadSchema] | None = None,
-                 max_retries: int = 0):
+                 max_retries: int = 0, closed_leads: str = "leave", deleted_leads: str = "leave"):
         self.clock = FakeClock()
         self.store = FakeLeadStore(self.clock)
         self.throttle = throttle_gate(self.store, self.clock)
         self.dv = FakeDataverse(self.clock, throttle=self.throttle, max_retries=max_retries)
         loader = (lambda: schema_loader(self.dv)) if schema_loader else None
         self.pusher, self.schema = build_pusher(store=self.store, dataverse=self.dv, clock=self.clock,
-                                                throttle=self.throttle, schema_loader=loader)
+                                                throttle=self.throttle, schema_loader=loader,
+                                                closed_leads=closed_leads, deleted_leads=deleted_leads)
         self.hand_ids: list[str] = []
         if warm:
             self.schema.get()
@@ -84,6 +85,8 @@ class Row:
     warm: bool = True
     schema_loader: Callable[[FakeDataverse], LeadSchema] | None = None
     then: Callable[[World, PushResult], None] | None = None
+    closed_leads: str = "leave"
+    deleted_leads: str = "leave"
 
 
 # --- given ---------------------------------------------------------------------------------------------
@@ -188,6 +191,56 @@ def our_record_unknown_to_the_store(w: World) -> LeadRef:
     w.dv.add_record({"subject": "Hunter: old", "lastname": "x", "emailaddress1": "old@old.example",
                      "hnt_companyid": C}, lead_id=deterministic_lead_id(C))
     return w.accept()
+
+
+def rep_edited(*columns: str) -> Callable[[World], LeadRef]:
+    def given(w: World) -> LeadRef:
+        w.dv.edit(w.synced(0), dict.fromkeys(columns, "typed by a rep"))
+        return w.accept(1, provider="Google")
+
+    return given
+
+
+def rep_cleared(column: str) -> Callable[[World], LeadRef]:
+    def given(w: World) -> LeadRef:
+        w.dv.edit(w.synced(0), {column: None})
+        return w.accept(1, provider="Google")
+
+    return given
+
+
+def rep_edited_then_two_versions(w: World) -> LeadRef:
+    w.dv.edit(w.synced(0), {"subject": "typed by a rep"})
+    assert w.push(w.accept(1, provider="Google")).outcome == "updated"
+    return w.accept(2, provider="Microsoft")
+
+
+def closed_by_rep(action: str) -> Callable[[World], LeadRef]:
+    def given(w: World) -> LeadRef:
+        getattr(w.dv, action)(w.synced(0))
+        return w.accept(1, provider="Google")
+
+    return given
+
+
+def known_closed(w: World) -> LeadRef:
+    w.dv.qualify(w.synced(0))
+    assert w.push(w.accept(1, provider="Google")).outcome == "skipped"
+    return w.accept(2, provider="Microsoft")
+
+
+def merged_into_free_master(w: World) -> LeadRef:
+    w.hand_ids.append(w.dv.add_record({"subject": "the rep's lead", "lastname": "Master", "companyname": "kept"}))
+    w.dv.merge(w.synced(0), into=w.hand_ids[0])
+    return w.accept(1, provider="Google")
+
+
+def merged_into_other_company(w: World) -> LeadRef:
+    other = w.push(w.accept(0, company=OTHER)).d365_lead_id
+    assert other
+    w.hand_ids.append(other)
+    w.dv.merge(w.synced(0), into=other)
+    return w.accept(1, provider="Google")
 
 
 def edited_in_the_crm(w: World) -> LeadRef:
@@ -347,6 +400,45 @@ def final_failure_kept(w: World, result: PushResult) -> None:
     assert row.failed_version == row.queued_version
 
 
+def people_kept(**values: Any) -> Callable[[World, PushResult], None]:
+    def then(w: World, result: PushResult) -> None:
+        record = w.record(own_id(w))
+        for column, value in values.items():
+            assert record.get(column) == value, (column, record.get(column))
+        taken = {c for c, v in values.items() if not c.startswith("hnt_") and v != f"Hunter: company{C}.example"}
+        assert taken <= set(w.store.rows[C].people_columns), w.store.rows[C].people_columns
+
+    return then
+
+
+def left_alone(state: str, **values: Any) -> Callable[[World, PushResult], None]:
+    def then(w: World, result: PushResult) -> None:
+        record = w.record(own_id(w))
+        for column, value in values.items():
+            assert record.get(column) == value, (column, record.get(column))
+        assert w.store.rows[C].crm_state == state
+        assert w.store.lead_state(C)["last_error"] is None
+
+    return then
+
+
+def deleted_left_alone(w: World, result: PushResult) -> None:
+    assert w.dv.records == {} and w.store.rows[C].crm_state == "deleted"
+
+
+def followed_master(w: World, result: PushResult) -> None:
+    master = w.hand_ids[0]
+    assert result.d365_lead_id == master and w.store.rows[C].d365_lead_id == master
+    record = w.record(master)
+    assert record["hnt_provider"] == "Google" and record["companyname"] == "kept" and record["subject"] == "the rep's lead"
+
+
+def merged_left_alone(w: World, result: PushResult) -> None:
+    row, other = w.store.rows[C], w.hand_ids[0]
+    assert (row.crm_state, row.crm_merged_into, row.d365_lead_id) == ("merged", other, own_id(w))
+    assert w.record(other)["hnt_companyid"] == OTHER
+
+
 def paused(reason: PauseReason) -> Callable[[World, PushResult], None]:
     def then(w: World, result: PushResult) -> None:
         assert w.store.paused is not None and w.store.paused.reason == reason
@@ -410,9 +502,40 @@ ROWS: dict[str, Row] = {
     "match: the stored id is updated at its etag": Row(
         stored_id_updated, Action.DONE, "updated", "synced", ["created", "updated"], {"update_lead": 1},
         then=holds(own_id, hnt_provider="Google")),
-    "match: a stored id that answers 404 -> lookup -> create": Row(
+    "match: a stored id that answers 404, deleted leads recreated -> lookup -> create": Row(
         stored_id_deleted, Action.DONE, "created", "synced", ["created", "created"],
-        {"update_lead": 1, "find_leads": 1, "create_lead": 1}, then=holds(own_id, hnt_provider="Google")),
+        {"update_lead": 1, "find_leads": 1, "create_lead": 1}, deleted_leads="recreate",
+        then=holds(own_id, hnt_provider="Google")),
+    # a CRM where people work (the record synced once, a person acted, then Hunter sent a newer version)
+    "people: a rep's subject and company name stay, Hunter's columns take the new version": Row(
+        rep_edited("subject", "companyname"), Action.DONE, "updated", "synced", ["created", "updated"],
+        {"update_lead": 2, "get_lead": 1},
+        then=people_kept(subject="typed by a rep", companyname="typed by a rep", hnt_provider="Google")),
+    "people: a value a rep cleared stays cleared": Row(
+        rep_cleared("websiteurl"), Action.DONE, "updated", "synced", ["created", "updated"],
+        {"update_lead": 2, "get_lead": 1}, then=people_kept(websiteurl=None, hnt_provider="Google")),
+    "people: a column a rep took over is not sent again, at one request": Row(
+        rep_edited_then_two_versions, Action.DONE, "updated", "synced", ["created", "updated", "updated"],
+        {"update_lead": 1}, then=people_kept(subject="typed by a rep", hnt_provider="Microsoft")),
+    "closed: qualified in the CRM -> left alone, not an error": Row(
+        closed_by_rep("qualify"), Action.DONE, "skipped", "synced", ["created", "skipped"],
+        {"update_lead": 1, "get_lead": 1}, then=left_alone("qualified", hnt_provider="M365")),
+    "closed: disqualified in the CRM, Hunter's columns only -> they are written": Row(
+        closed_by_rep("disqualify"), Action.DONE, "updated", "synced", ["created", "updated"],
+        {"update_lead": 2, "get_lead": 1}, closed_leads="update_hunter_columns",
+        then=people_kept(hnt_provider="Google", subject=f"Hunter: company{C}.example")),
+    "closed: known to be closed -> left alone without a request": Row(
+        known_closed, Action.DONE, "skipped", "synced", ["created", "skipped", "skipped"], {},
+        then=left_alone("qualified", hnt_provider="M365")),
+    "deleted: deleted in the CRM -> not created again": Row(
+        stored_id_deleted, Action.DONE, "skipped", "synced", ["created", "skipped"], {"update_lead": 1},
+        then=deleted_left_alone),
+    "merged: merged into a record nobody holds -> Hunter's columns go to the master, the lead follows it": Row(
+        merged_into_free_master, Action.DONE, "updated", "synced", ["created", "updated"],
+        {"update_lead": 2, "get_lead": 2}, then=followed_master),
+    "merged: merged into another company's record -> left alone, naming it": Row(
+        merged_into_other_company, Action.DONE, "skipped", "synced", ["created", "skipped"],
+        {"update_lead": 1, "get_lead": 1}, then=merged_left_alone),
     "match: a hand-made record with our address is adopted": Row(
         hand_made_record, Action.DONE, "updated", "synced", ["updated"], {"find_leads": 1, "update_lead": 1},
         then=holds(hand_made_id, subject=f"Hunter: company{C}.example")),
@@ -440,7 +563,7 @@ ROWS: dict[str, Row] = {
         {"find_leads": 1, "create_lead": 1, "update_lead": 1}, then=holds(own_id, emailaddress1=EMAIL)),
     "write: 412 on the etag update (edited in the CRM) -> etag read again -> update": Row(
         edited_in_the_crm, Action.DONE, "updated", "synced", ["created", "updated"],
-        {"update_lead": 2, "get_lead_etag": 1}, then=holds(own_id, hnt_provider="Google", jobtitle="CTO")),
+        {"update_lead": 2, "get_lead": 1}, then=holds(own_id, hnt_provider="Google", jobtitle="CTO")),
     # classify
     "classify: 429 -> deferred for its Retry-After, throttle published": Row(
         fault(throttled(30)), Action.DEFER, "deferred", "queued", ["deferred"], {"find_leads": 1},
@@ -523,7 +646,8 @@ ROWS: dict[str, Row] = {
 @pytest.mark.parametrize("name", list(ROWS))
 def test_push_decision(name: str) -> None:
     row = ROWS[name]
-    world = World(warm=row.warm, schema_loader=row.schema_loader)
+    world = World(warm=row.warm, schema_loader=row.schema_loader, closed_leads=row.closed_leads,
+                  deleted_leads=row.deleted_leads)
     delivery = row.given(world)
     sent_before = Counter(world.dv.calls)
 

@@ -15,20 +15,20 @@ from d365.mapping import ChoiceOverrides, payload_fingerprint
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
 from shared.model.messages import LeadMessage, LeadRef
-from shared.model.outcomes import WRITTEN, Outcome
+from shared.model.outcomes import Outcome
 from shared.model.ports import SyncStore
-from shared.model.sync import Attempt, Claim, ClaimStatus, LeadState
-from shared.usecases.failure_scope import pause_reason
+from shared.model.sync import Attempt, ClaimStatus, LeadState, Synced
 from shared.usecases.failures import Failure, classify
 from shared.usecases.push.attempts import AttemptClock
 from shared.usecases.push.batch import BatchPush, BatchResult, MappedItem
 from shared.usecases.push.decision import Decision, already_written, decide, is_final, leased_delay
 from shared.usecases.push.mapper import LeadMapper, warning_texts
+from shared.usecases.push.pause import PauseRules
 from shared.usecases.push.recorder import FailureRecorder
 from shared.usecases.push.result import Action, PushResult
 from shared.usecases.push.synced import UnrecordedWrite, finish_synced
 from shared.writes.bulk_writer import BulkWriter
-from shared.writes.lead_writer import LeadWriter
+from shared.writes.lead_writer import KnownRecord, LeadWriter, WriteResult
 
 __all__ = ["LeadPusher", "UnrecordedWrite", "push_deadline_seconds"]
 
@@ -63,16 +63,17 @@ class LeadPusher:
         self._store = store
         self._writer = writer
         self._mapper = LeadMapper(schema, choice_overrides)
+        self._clock = clock
+        self._rng = rng or random.Random()
         self._recorder = FailureRecorder(store, probe_seconds=probe_seconds)
         self._probe_seconds = probe_seconds
+        self._pause = PauseRules(store, self._mapper.schema, probe_seconds, self._rng)
         self._max_dequeue_count = max_dequeue_count
         self._lease_seconds = lease_seconds
         self._inline_wait = inline_wait_seconds
         self._throttle = throttle
         self._bulk = bulk
         self._batch = BatchPush(store, bulk, self._mapper, self._recorder) if bulk is not None else None
-        self._clock = clock
-        self._rng = rng or random.Random()
 
     def push(self, ref: LeadRef | LeadMessage, *, dequeue_count: int) -> PushResult:
         """Raises StoreUnavailable (transient) when PostgreSQL cannot record or claim the lead."""
@@ -90,7 +91,7 @@ class LeadPusher:
         if self._throttle is not None and claim.throttled_for_seconds > 0:
             self._throttle.merge_for(claim.throttled_for_seconds)
         if claim.status is ClaimStatus.PAUSED:
-            return self._paused(claim, context)
+            return self._pause.wait(claim, context)
         if claim.status is ClaimStatus.UNKNOWN:
             reason = f"no lead was accepted for company {ref.company_id}"
             logger.error("d365_push_failed company_id=%s: %s", ref.company_id, reason, extra=context)
@@ -105,7 +106,7 @@ class LeadPusher:
             )
             return PushResult(Action.DEFER, Outcome.LEASED, delay_seconds=delay)
         assert claim.token is not None and claim.state is not None
-        self._forget_fixed_failure(claim)
+        self._pause.forget_fixed_failure(claim)
         attempt = AttemptClock(started, self._clock, ref.correlation_id, dequeue_count)
         try:
             result = self._push_claimed(ref, claim.token, claim.state, claim.throttled_for_seconds, attempt, context)
@@ -115,38 +116,8 @@ class LeadPusher:
                 failure = replace(failure, unknown_outcome=True)
             result = self._failed(ref, claim.token, claim.state, failure, attempt, context, exc)
         if claim.probing:
-            self._settle_probe(result, context)
+            self._pause.settle_probe(result, context)
         return result
-
-    def _paused(self, claim: Claim, context: dict[str, Any]) -> PushResult:
-        """Another push probes: this lead waits, its message back soon after the next probe."""
-        delay = (claim.probe_in_seconds or self._probe_seconds) * self._rng.uniform(1.0, 1.2)
-        logger.info(
-            "d365_push_paused company_id=%s reason=%s: the pipeline is paused; again in %.0f s",
-            context["company_id"],
-            claim.paused_reason,
-            delay,
-            extra={**context, "pause_reason": claim.paused_reason},
-        )
-        return PushResult(Action.DEFER, Outcome.PAUSED, claim.paused_reason, delay_seconds=delay)
-
-    def _forget_fixed_failure(self, claim: Claim) -> None:
-        """A remembered org-level metadata failure must not outlive its fix: the probe reads the
-        metadata afresh, and so does every push once the pause is lifted."""
-        remembered = self._mapper.schema.remembered_failure
-        if remembered is not None and (claim.probing or (claim.paused_reason is None and pause_reason(remembered))):
-            self._mapper.schema.forget_failure()
-
-    def _settle_probe(self, result: PushResult, context: dict[str, Any]) -> None:
-        """The probe passed when Dataverse took a request (a write, or its own refusal of this lead);
-        it failed when it paused again; otherwise it proved nothing and the next claim probes."""
-        if result.outcome in WRITTEN or result.refused_by_dataverse:
-            reason = self._store.close_pause()
-            logger.warning(
-                "pipeline_resumed reason=%s: the probe passed", reason, extra={**context, "pause_reason": reason}
-            )
-        elif result.outcome is not Outcome.PAUSED:
-            self._store.probe_again()
 
     def _push_claimed(
         self,
@@ -183,10 +154,13 @@ class LeadPusher:
             written = self._writer.write(
                 company_id,
                 mapped.payload,
-                known_id=state.d365_lead_id,
-                etag=state.d365_etag,
+                known=KnownRecord(
+                    state.d365_lead_id, state.d365_etag, state.memory, state.crm_state, state.force_write
+                ),
                 reserve=lambda lead_id: self._store.reserve_lead_id(company_id, token, lead_id),
             )
+        if written.left_alone:
+            return self._left_alone(company_id, token, own, written, attempt, context)
         outcome = Outcome.CREATED if written.created else Outcome.UPDATED
         self._finish(
             company_id,
@@ -194,8 +168,34 @@ class LeadPusher:
             own,
             attempt(outcome, d365_lead_id=written.lead_id, dataverse_requests=written.requests),
             etag=written.etag,
+            synced=Synced(written.memory, written.crm),
         )
         return self._success(company_id, written.lead_id, outcome, attempt, context)
+
+    def _left_alone(
+        self,
+        company_id: int,
+        token: str,
+        own: MappedItem,
+        written: WriteResult,
+        attempt: AttemptClock,
+        context: dict[str, Any],
+    ) -> PushResult:
+        """Closed, deleted or merged in the CRM: nothing written, not an error. The version counts as
+        handled (a re-send costs nothing); the status shows the CRM state, and why."""
+        state, crm = own.state, written.crm
+        row = attempt(Outcome.SKIPPED, d365_lead_id=written.lead_id, dataverse_requests=written.requests)
+        kept = replace(own, fingerprint=state.synced_fingerprint or "", warnings=[])
+        self._finish(company_id, token, kept, row, etag=state.d365_etag, synced=Synced(crm=crm))
+        logger.info(
+            "d365_push_left_alone company_id=%s d365_lead_id=%s crm_state=%s: %s",
+            company_id,
+            written.lead_id,
+            crm.state if crm else None,
+            "a person's work in the CRM is not undone",
+            extra={**context, "d365_lead_id": written.lead_id, "crm_state": crm.state if crm else None},
+        )
+        return PushResult(Action.DONE, Outcome.SKIPPED, d365_lead_id=written.lead_id)
 
     def _due_others(self, company_id: int, token: str) -> list[LeadState]:
         if self._bulk is None or self._bulk.policy.size() < 2:
@@ -218,7 +218,16 @@ class LeadPusher:
             result = self._success(ref.company_id, own.lead_id, outcome, attempt, context)
         return replace(result, batch_outcomes=batch.others)
 
-    def _finish(self, company_id: int, token: str, item: MappedItem, attempt: Attempt, *, etag: str | None) -> None:
+    def _finish(
+        self,
+        company_id: int,
+        token: str,
+        item: MappedItem,
+        attempt: Attempt,
+        *,
+        etag: str | None,
+        synced: Synced | None = None,
+    ) -> None:
         finish_synced(
             self._store,
             company_id,
@@ -226,8 +235,9 @@ class LeadPusher:
             attempt,
             version=item.state.queued_version,
             etag=etag,
-            fingerprint=item.fingerprint,
+            fingerprint=item.fingerprint or None,
             warnings=item.warnings,
+            synced=synced,
         )
 
     def _success(

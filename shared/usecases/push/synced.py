@@ -8,7 +8,7 @@ from datetime import datetime
 
 from shared.model.errors import StoreUnavailable
 from shared.model.ports import SyncStore
-from shared.model.sync import Attempt
+from shared.model.sync import Attempt, Synced
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +26,21 @@ def finish_synced(
     *,
     version: datetime,
     etag: str | None,
-    fingerprint: str,
+    fingerprint: str | None,
     warnings: Sequence[str],
+    synced: Synced | None = None,
 ) -> None:
     """Raises UnrecordedWrite when PostgreSQL cannot be reached."""
     try:
         recorded = store.finish_synced(
-            company_id, token, attempt, version=version, etag=etag, fingerprint=fingerprint, warnings=warnings
+            company_id,
+            token,
+            attempt,
+            version=version,
+            etag=etag,
+            fingerprint=fingerprint,
+            warnings=warnings,
+            synced=synced,
         )
     except StoreUnavailable as exc:
         raise UnrecordedWrite(str(exc)) from exc
