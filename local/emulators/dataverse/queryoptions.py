@@ -41,6 +41,7 @@ class PageLimit:
     default: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.set(self.size)
         self.default = self.size
 
     def set(self, size: int) -> None:
