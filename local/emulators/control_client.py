@@ -34,6 +34,40 @@ class EmulatorControl:
         """Store a record as a salesperson would make it in the CRM (a new random id); returns it."""
         return self.control("POST", "leads", json=values)
 
+    def lead(self, lead_id: str) -> dict[str, Any]:
+        """One lead record as the emulator holds it. Raises requests.HTTPError (404) when missing."""
+        return self.control("GET", f"leads/{lead_id}")
+
+    # A person in the CRM (local/emulators/dataverse/people.py): each returns the record written and
+    # bumps its version and modifiedon; a Dataverse refusal raises requests.HTTPError with its status.
+
+    def edit_lead(self, lead_id: str, **values: Any) -> dict[str, Any]:
+        """Change columns as a person does in a form; `ownerid=<guid>` assigns the lead."""
+        return self.control("PATCH", f"leads/{lead_id}", json=values)
+
+    def qualify_lead(self, lead_id: str) -> dict[str, Any]:
+        """statecode 1 Qualified, statuscode 3 Qualified (an open lead only)."""
+        return self.control("POST", f"leads/{lead_id}/qualify")
+
+    def disqualify_lead(self, lead_id: str, status: int = 4) -> dict[str, Any]:
+        """statecode 2 Disqualified with `status` 4 Lost, 5 Cannot Contact, 6 No Longer Interested or 7 Canceled."""
+        return self.control("POST", f"leads/{lead_id}/disqualify", json={"status": status})
+
+    def reopen_lead(self, lead_id: str) -> dict[str, Any]:
+        """statecode 0 Open, statuscode 1 New."""
+        return self.control("POST", f"leads/{lead_id}/reopen")
+
+    def merge_lead(self, subordinate_id: str, *, into: str) -> dict[str, Any]:
+        """Merge `subordinate_id` into the master `into`; returns {"subordinate": ..., "master": ...}."""
+        return self.control("POST", f"leads/{subordinate_id}/merge", json={"into": into})
+
+    def delete_lead(self, lead_id: str) -> None:
+        self.control("DELETE", f"leads/{lead_id}")
+
+    def set_max_page_size(self, size: int) -> None:
+        """The server's largest page of a query (5000 as in Dataverse; lower it to exercise paging)."""
+        self.control("POST", "paging", json={"max_page_size": size})
+
     def set_unknown_property_form(self, code: str) -> None:
         """Answer an unknown body property with "0x80048d19" (newer live, the default) or "0x0" (documented)."""
         self.control("POST", "errors", json={"unknown_property": code})

@@ -10,7 +10,7 @@ from tests.emulators.conftest import Api
 
 BARE = {"leadid", "subject", "companyname", "websiteurl", "emailaddress1", "description", "firstname", "lastname",
         "fullname", "jobtitle", "telephone1", "leadsourcecode", "statecode", "statuscode", "createdon", "modifiedon",
-        "versionnumber"}
+        "versionnumber", "ownerid", "merged", "masterid"}
 MVP = {"hnt_companyid", "hnt_domain", "hnt_finalscore", "hnt_m365fitscore", "hnt_priorityscore", "hnt_provider",
        "hnt_infrasummary", "hnt_referralid", "hnt_segment", "hnt_huntertenantsize", "hnt_source",
        "hnt_processingstatus", "hnt_referraltype"}

@@ -29,13 +29,13 @@ from d365.client import DataverseClient
 from d365.errors import D365DeadlineExceededError, D365Error
 from d365.throttle import ThrottleGate
 from d365.transport import Headers, Request, Response, TransportError
+from local.emulators.dataverse import people
 from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.errors import PAYLOAD_ERROR, ODataError, unknown_property_form_as
 from local.emulators.dataverse.inprocess import InProcessApi
 from local.emulators.dataverse.payload import parse_values
 from local.emulators.dataverse.schema import PRIMARY_KEY, Schema, profile_schema
 from local.emulators.dataverse.store import LeadStore, Rule
-from local.emulators.dataverse.urlkeys import KeySegment
 from local.emulators.dataverse.webapi import Reply, error_reply, reply_headers
 from tests.fakes.clock import FakeClock
 from tests.fakes.faults import Fault, Step, no_step
@@ -158,8 +158,10 @@ def _retry_after(seconds: float | None) -> tuple[tuple[str, str], ...]:
 
 class FakeDataverse(DataverseClient):
     """The client's verbs, as `DataverseClient` has them, on an org a test sees and changes: `records`,
-    `writes` and `on_write`, `calls` by kind, `add_record`, `edit`, `delete`, `add_rule`,
-    `remove_column`, `bulk_supported`, `unknown_column_code`, and the faults."""
+    `writes` and `on_write`, `calls` by kind, `add_record`, `add_rule`, `remove_column`,
+    `bulk_supported`, `unknown_column_code`, and the faults; and a person's actions (`edit`, `qualify`,
+    `disqualify`, `reopen`, `merge`, `delete`), the emulator's own (`people.py`, as its control API
+    does them), each told to `on_write` as a write by nobody's job."""
 
     def __init__(
         self,
@@ -247,9 +249,27 @@ class FakeDataverse(DataverseClient):
         return self._store.create(parsed)[PRIMARY_KEY]
 
     def edit(self, lead_id: str, values: Mapping[str, Any]) -> None:
-        """A hand edit in the CRM: the record's version changes."""
-        self._store.upsert(KeySegment(lead_id, lead_id=lead_id), parse_values(self.schema, dict(values),
-                           creating=False), if_match="*", if_none_match=None)
+        """A hand edit in the CRM: the record's version changes; `ownerid` (a GUID) assigns the lead.
+        Raises ODataError as a Web API update would (404 when missing)."""
+        people.edit(self._store, lead_id, values)
+
+    def qualify(self, lead_id: str) -> None:
+        """A person qualifies the open lead: statecode 1, statuscode 3. Raises ODataError (404, or 400 closed)."""
+        people.qualify(self._store, lead_id)
+
+    def disqualify(self, lead_id: str, status: int = 4) -> None:
+        """A person disqualifies the lead: statecode 2, `status` 4 Lost, 5 Cannot Contact, 6 No Longer
+        Interested or 7 Canceled. Raises ODataError (404, or 400 for another status)."""
+        people.disqualify(self._store, lead_id, status)
+
+    def reopen(self, lead_id: str) -> None:
+        """A person reactivates the lead: statecode 0, statuscode 1. Raises ODataError (404)."""
+        people.reopen(self._store, lead_id)
+
+    def merge(self, subordinate_id: str, *, into: str) -> None:
+        """A person merges `subordinate_id` into the master `into`: the subordinate is deactivated with
+        merged true and `_masterid_value` the master; the master's version changes. Raises ODataError."""
+        people.merge(self._store, subordinate_id, into)
 
     def delete(self, lead_id: str) -> None:
         if not self._store.delete_by_id(lead_id):

@@ -1,5 +1,5 @@
 """`python -m local.emulators.dataverse --host 127.0.0.1 --port 0 [--profile mvp|full|bare]
-[--alternate-key COLUMN] [--resource URL] [--no-bulk] [--requests-per-window N --window-seconds S
+[--alternate-key COLUMN] [--resource URL] [--no-bulk] [--max-page-size N] [--requests-per-window N --window-seconds S
 --execution-ms-per-window MS --max-concurrent N --execution-ms-per-record MS]` prints
 `ready http://127.0.0.1:<port>` once listening."""
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from local.emulators.dataverse.protection import Limits
+from local.emulators.dataverse.queryoptions import MAX_PAGE_SIZE
 from local.emulators.dataverse.schema import PROFILES
 from local.emulators.dataverse.server import DEFAULT_TENANT_ID, serve
 from local.emulators.httpserver import run_until_signalled
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tenant-id", default=DEFAULT_TENANT_ID, help="the tenant named in 401 challenges")
     parser.add_argument("--no-bulk", action="store_true",
                         help="answer as an org without CreateMultiple/UpdateMultiple/UpsertMultiple for lead")
+    parser.add_argument("--max-page-size", type=int, default=MAX_PAGE_SIZE, metavar="N",
+                        help="the server's largest page of a query (Dataverse's is 5000; lower it to exercise paging)")
     limits = parser.add_argument_group("service protection limits per user (0 = off; docs/dataverse.md 6)")
     limits.add_argument("--requests-per-window", type=int, default=0, metavar="N")
     limits.add_argument("--execution-ms-per-window", type=int, default=0, metavar="MS")
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
             resource=args.resource,
             tenant_id=args.tenant_id,
             bulk_supported=not args.no_bulk,
+            max_page_size=args.max_page_size,
             protection=Limits.from_dict({
                 "requests_per_window": args.requests_per_window,
                 "execution_ms_per_window": args.execution_ms_per_window,

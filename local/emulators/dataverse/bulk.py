@@ -18,6 +18,7 @@ from typing import Any
 from local.emulators.dataverse.errors import (
     ENTITY,
     ENTITY_TYPE,
+    INVALID_ARGUMENT,
     NOT_FOUND,
     ODataError,
     payload_error,
@@ -33,7 +34,6 @@ ACTION_PREFIX = "Microsoft.Dynamics.CRM."
 ERROR_DETAILS = "@Microsoft.PowerApps.CDS.ErrorDetails.BulkApiErrorDetails"
 # [UNCONFIRMED] codes: the documented texts come without a code, or the code is not documented.
 NOT_SUPPORTED = "0x80040800"
-INVALID_ARGUMENT = "0x80040203"
 UNEXPECTED = "0x80040216"
 _TYPE_NAMES = (ENTITY_TYPE, "#" + ENTITY_TYPE)
 

@@ -1,10 +1,20 @@
 """The unauthenticated control API under `/_emulator/`, used by tests, `make run` and the benchmark.
 
-GET  leads | stats | schema          DELETE leads/<id> | faults | rules | schema/columns/<name>
+GET  leads | leads/<id> | stats | schema    DELETE faults | rules | schema/columns/<name>
 POST reset | stats/reset | faults | rules | schema/columns | schema/columns/<name>/options | keys
-POST leads (a record as a salesperson would make it, checked like a Web API create, with a new uuid4 id)
 POST errors ({"unknown_property": "0x80048d19" | "0x0"}: which form answers an unknown body property)
 GET/POST bulk ({"supported": bool})   GET/POST/DELETE protection (protection.Limits as JSON)
+GET/POST paging ({"max_page_size": 1..5000}: the server's largest page, 5000 unless lowered; reset restores it)
+
+A person in the CRM (people.py; each answers the record(s) written, and bumps version and modifiedon):
+POST   leads                  make a record as a salesperson would (checked like a Web API create, a new id)
+PATCH  leads/<id>             edit columns as a Web API update body names them; "ownerid": <guid> assigns it
+POST   leads/<id>/qualify     Qualified / Qualified (an open lead only)
+POST   leads/<id>/disqualify  Disqualified, {"status": 4 | 5 | 6 | 7} (default 4 Lost)
+POST   leads/<id>/reopen      Open / New
+POST   leads/<id>/merge       {"into": <master id>}: answers {"subordinate": ..., "master": ...}
+DELETE leads/<id>             delete it
+A Dataverse error answers with its HTTP status and {"error": "<code>: <message>"}.
 """
 from __future__ import annotations
 
@@ -12,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from local.emulators.dataverse import errors
+from local.emulators.dataverse import errors, people
 from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.faults import FaultPlan
+from local.emulators.dataverse.lifecycle import LOST
 from local.emulators.dataverse.payload import parse_values
 from local.emulators.dataverse.protection import Limits, ServiceProtection
+from local.emulators.dataverse.queryoptions import PageLimit
 from local.emulators.dataverse.schema import CREATABLE_TYPES, PRIMARY_KEY, AttributeType, Column, Option, Schema
 from local.emulators.dataverse.stats import Stats
 from local.emulators.dataverse.store import LeadStore, Rule, SchemaChangeError
@@ -39,6 +51,7 @@ class Emulator:
     stats: Stats
     bulk_support: BulkSupport
     protection: ServiceProtection
+    page_limit: PageLimit
 
 
 def handle(emulator: Emulator, method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -51,6 +64,8 @@ def handle(emulator: Emulator, method: str, path: str, body: Any) -> tuple[int, 
         return route(emulator, parts, body)
     except (ControlError, SchemaChangeError) as error:
         return error.status, {"error": str(error)}
+    except errors.ODataError as error:
+        return error.status, {"error": f"{error.code}: {error.message}"}
     except (ValueError, TypeError, KeyError) as error:
         return 400, {"error": f"bad request: {error}"}
 
@@ -65,12 +80,49 @@ def _leads(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
 
 
 def _create_lead(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
-    try:
-        values = parse_values(emulator.store.schema, _object(body), creating=True)
-        values[PRIMARY_KEY] = emulator.store.new_id()
-        return 201, emulator.store.create(values)
-    except errors.ODataError as error:
-        raise ControlError(error.status, f"{error.code}: {error.message}") from error
+    values = parse_values(emulator.store.schema, _object(body), creating=True)
+    values[PRIMARY_KEY] = emulator.store.new_id()
+    return 201, emulator.store.create(values)
+
+
+def _lead(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    record = emulator.store.by_id.get(parts[1].lower())
+    if record is None:
+        raise ControlError(404, f"no lead {parts[1]}")
+    return 200, dict(record)
+
+
+def _edit_lead(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, people.edit(emulator.store, parts[1].lower(), _object(body))
+
+
+def _qualify(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, people.qualify(emulator.store, parts[1].lower())
+
+
+def _disqualify(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    status = _object(body or {}).get("status", LOST)
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise ControlError(400, "status must be a whole number (a Disqualified status reason, 4 to 7)")
+    return 200, people.disqualify(emulator.store, parts[1].lower(), status)
+
+
+def _reopen(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, people.reopen(emulator.store, parts[1].lower())
+
+
+def _merge(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    subordinate, master = people.merge(emulator.store, parts[1].lower(), str(_object(body)["into"]).lower())
+    return 200, {"subordinate": subordinate, "master": master}
+
+
+def _paging(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    return 200, {"max_page_size": emulator.page_limit.size}
+
+
+def _set_paging(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
+    emulator.page_limit.set(_object(body)["max_page_size"])
+    return _paging(emulator, parts, body)
 
 
 def _set_error_forms(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
@@ -99,6 +151,7 @@ def _reset(emulator: Emulator, parts: list[str], body: Any) -> tuple[int, Any]:
     emulator.faults.clear()
     emulator.bulk_support.reset()
     emulator.protection.reset()
+    emulator.page_limit.reset()
     errors.set_unknown_property_form(errors.PAYLOAD_ERROR)
     return 204, None
 
@@ -234,7 +287,15 @@ def _object(body: Any) -> dict:
 _ROUTES: dict[tuple[str, tuple[str, ...]], Callable[[Emulator, list[str], Any], tuple[int, Any]]] = {
     ("GET", ("leads",)): _leads,
     ("POST", ("leads",)): _create_lead,
+    ("GET", ("leads", "*")): _lead,
+    ("PATCH", ("leads", "*")): _edit_lead,
     ("DELETE", ("leads", "*")): _delete_lead,
+    ("POST", ("leads", "*", "qualify")): _qualify,
+    ("POST", ("leads", "*", "disqualify")): _disqualify,
+    ("POST", ("leads", "*", "reopen")): _reopen,
+    ("POST", ("leads", "*", "merge")): _merge,
+    ("GET", ("paging",)): _paging,
+    ("POST", ("paging",)): _set_paging,
     ("POST", ("errors",)): _set_error_forms,
     ("GET", ("stats",)): _stats,
     ("POST", ("stats", "reset")): _reset_stats,

@@ -21,6 +21,7 @@ QUERY_ERROR = "0x0"
 UNSUPPORTED_QUERY = "0x80060888"
 UNEXPECTED = "0x80040216"  # UnExpected: what Dataverse answers when it fails internally
 NO_SUCH_ATTRIBUTE = "0x80041103"  # QueryBuilderNoAttribute: a query function names an unknown column
+INVALID_ARGUMENT = "0x80040203"  # InvalidArgument
 
 ENTITY = "lead"
 ENTITY_TYPE = "Microsoft.Dynamics.CRM.lead"

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from local.emulators.dataverse.batch import split_target
 from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.errors import resource_not_found
+from local.emulators.dataverse.queryoptions import PageLimit
 from local.emulators.dataverse.routes import Api
 from local.emulators.dataverse.store import LeadStore
 from local.emulators.dataverse.webapi import API_PATH, Reply, Request, WebApi, error_reply
@@ -27,10 +28,15 @@ class Headers(dict[str, str]):
 
 
 class InProcessApi:
-    def __init__(self, store: LeadStore, base_url: str, bulk_support: BulkSupport) -> None:
+    """`page_limit`: the server's largest page (Dataverse's 5000 unless lowered); a person's actions
+    on the same store are `people.py`'s."""
+
+    def __init__(self, store: LeadStore, base_url: str, bulk_support: BulkSupport,
+                 page_limit: PageLimit | None = None) -> None:
         self.store = store
         self.bulk_support = bulk_support
-        self.api = Api(WebApi(store, base_url), store, bulk_support)
+        self.page_limit = page_limit or PageLimit()
+        self.api = Api(WebApi(store, base_url, self.page_limit), store, bulk_support)
 
     def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """The reply to `method url` (absolute, or a path from the host) with these headers and body."""

@@ -11,6 +11,7 @@ from local.emulators.dataverse.schema import (
     CHOICE_TYPES,
     INT_MAX,
     INT_MIN,
+    LOOKUP_TYPES,
     PRIMARY_KEY,
     AttributeType,
     Column,
@@ -38,8 +39,10 @@ _TYPE_NAMES = {
     AttributeType.UNIQUEIDENTIFIER: "UniqueIdentifierAttributeMetadata",
     AttributeType.DATETIME: "DateTimeAttributeMetadata",
     AttributeType.BIGINT: "BigIntAttributeMetadata",
+    AttributeType.OWNER: "LookupAttributeMetadata",  # an owner is a lookup to systemuser or team
+    AttributeType.LOOKUP: "LookupAttributeMetadata",
 }
-_CAST_TYPES = {name: kind for kind, name in _TYPE_NAMES.items()}
+_CAST_TYPES = {name: kind for kind, name in _TYPE_NAMES.items()}  # the Lookup cast also finds the owner (_is_of)
 _STRING_FORMATS = {"emailaddress1": "Email", "websiteurl": "Url", "telephone1": "Phone"}
 _ENTITY_TYPE = NAMESPACE + "EntityMetadata"
 _ATTRIBUTE_TYPE = NAMESPACE + "AttributeMetadata"
@@ -104,7 +107,14 @@ def attribute(column: Column) -> dict:
         item["DefaultFormValue"] = column.options[0].value if kind is AttributeType.PICKLIST and column.options else -1
     elif kind is AttributeType.DATETIME:
         item["Format"] = "DateAndTime"
+    elif kind in LOOKUP_TYPES:
+        item["Targets"] = list(column.targets)
     return item
+
+
+def _is_of(column: Column, cast: AttributeType) -> bool:
+    """Whether `column` is read through the cast to `cast`'s metadata type."""
+    return _TYPE_NAMES[column.attribute_type] == _TYPE_NAMES[cast]
 
 
 _BASE_NAMES = frozenset(attribute(Column("x", AttributeType.UNIQUEIDENTIFIER, "x")))
@@ -229,7 +239,7 @@ def read(path: str, query: Mapping[str, str], *, base: str, schema: Schema) -> d
     column = schema.columns.get(attr)
     if column is None:
         raise ODataError(404, NOT_FOUND, f"Could not find attribute with name '{attr}' on entity '{ENTITY}'.")
-    if cast is not None and column.attribute_type is not cast:
+    if cast is not None and not _is_of(column, cast):
         raise resource_not_found(NAMESPACE + cast_name)
     if match.group("optionset"):
         if cast is None or cast not in CHOICE_TYPES + (AttributeType.BOOLEAN,):
@@ -257,7 +267,7 @@ def _attribute_by_id(schema: Schema, metadata_id_text: str) -> str:
 
 
 def _attributes(schema: Schema, query: Mapping[str, str], cast: AttributeType | None) -> list[dict]:
-    columns = [c for c in schema.columns.values() if cast is None or c.attribute_type is cast]
+    columns = [c for c in schema.columns.values() if cast is None or _is_of(c, cast)]
     if "$filter" in query:
         allowed = set(attribute(Column("x", cast or AttributeType.UNIQUEIDENTIFIER, "x"))) | set(_FILTER_PATHS)
         type_name = NAMESPACE + _TYPE_NAMES[cast] if cast is not None else _ATTRIBUTE_TYPE

@@ -4,10 +4,13 @@ Supports `eq ne gt ge lt le` against string, number, GUID, null, true/false and 
 (`Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist'`), `contains/startswith/endswith`, the Dataverse
 query functions `Microsoft.Dynamics.CRM.In` and `NotIn` (`PropertyValues` a `[...]` of single- or
 double-quoted strings or numbers), parameter aliases (`@p1`, resolved from the query string), `and`,
-`or`, `not` and parentheses. String comparisons ignore case, as Dataverse's do.
+`or`, `not` and parentheses. String comparisons ignore case, as Dataverse's do. A date-time literal
+(unquoted ISO 8601 with an offset, `modifiedon ge 2026-12-03T10:00:00Z`) is compared as an instant
+with the record's stored UTC text, whatever its offset or precision.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?\b")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./]*")
 _COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 _ALIAS = re.compile(r"@[A-Za-z_][A-Za-z0-9_]*")
+_DATETIME_EDM = "Edm.DateTimeOffset"
 _FUNCTIONS = ("contains", "startswith", "endswith")
 _CRM_NAMESPACE = "Microsoft.Dynamics.CRM."
 _SET_FUNCTIONS = ("In", "NotIn")
@@ -90,8 +94,8 @@ def tokenize(text: str) -> list[Token]:
         elif match := _GUID.match(text, i):
             tokens.append(Token("literal", match.group().lower(), i, "Edm.Guid"))
             i = match.end()
-        elif match := _DATETIME.match(text, i):  # compared as text: the emulator stores UTC "...Z" values
-            tokens.append(Token("literal", match.group(), i, "Edm.DateTimeOffset"))
+        elif match := _DATETIME.match(text, i):
+            tokens.append(Token("literal", match.group(), i, _DATETIME_EDM))
             i = match.end()
         elif match := _NUMBER.match(text, i):
             number = match.group()
@@ -331,6 +335,8 @@ class _Parser:
             raise ODataError(400, QUERY_ERROR, "A binary operator with incompatible types was detected. Found "
                                                f"operand types '{column_edm}' and '{literal.edm}' for operator kind "
                                                f"'{_OPERATOR_KINDS[token.value]}'.")
+        if literal.edm == _DATETIME_EDM:
+            return _compare(token.value, name, _instant(literal.value), read=_instant, indexed=False)
         return _compare(token.value, name, literal.value)
 
     def _edm(self, name: str) -> str | None:
@@ -345,13 +351,27 @@ def _compatible(column: str | None, literal: str | None) -> bool:
     return column == literal
 
 
-def _compare(operator: str, name: str, literal: Any) -> Filter:
-    expected = fold(literal)
+def _instant(value: Any) -> Any:
+    """A date-time text as an aware datetime, so instants compare whatever their form; other values unchanged."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+
+
+def _compare(operator: str, name: str, literal: Any, *, read: Callable[[Any], Any] = fold,
+             indexed: bool = True) -> Filter:
+    """`read` turns a record's value into the form `literal` is compared in; `indexed` says whether an
+    `eq` can be answered from the store's equality index (which holds folded values)."""
+    expected = read(literal)
     if operator == "eq":
-        lookups = frozenset({(name, expected)}) if literal is not None else None
-        return Filter(lambda r: fold(r.get(name)) == expected, lookups)
+        lookups = frozenset({(name, expected)}) if literal is not None and indexed else None
+        return Filter(lambda r: read(r.get(name)) == expected, lookups)
     if operator == "ne":
-        return Filter(lambda r: fold(r.get(name)) != expected, None)
+        return Filter(lambda r: read(r.get(name)) != expected, None)
     if literal is None:
         return Filter(lambda r: False, None)
     test = {
@@ -362,7 +382,7 @@ def _compare(operator: str, name: str, literal: Any) -> Filter:
     }[operator]
 
     def matches(record: dict) -> bool:
-        actual = fold(record.get(name))
+        actual = read(record.get(name))
         try:
             return actual is not None and test(actual)
         except TypeError:

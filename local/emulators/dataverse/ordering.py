@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from local.emulators.dataverse.queryoptions import FORMATTED_VALUE, Cursor, Order
-from local.emulators.dataverse.schema import CHOICE_TYPES, AttributeType, Column, Schema
+from local.emulators.dataverse.schema import CHOICE_TYPES, LOOKUP_TYPES, AttributeType, Column, Schema
 
 Row = tuple[int, dict]  # (creation sequence, record)
 _BOOLEAN_LABELS = {True: "Yes", False: "No"}  # the labels metadata.option_set gives two-option columns
 _GUID_BYTE_ORDER = (10, 11, 12, 13, 14, 15, 8, 9, 6, 7, 4, 5, 0, 1, 2, 3)  # as SqlGuid compares
+_GUID_TYPES = (AttributeType.UNIQUEIDENTIFIER, *LOOKUP_TYPES)  # a lookup sorts by its id here, not its name
+LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 
 
 def _guid_key(text: str) -> bytes:
@@ -31,7 +33,7 @@ def _guid_key(text: str) -> bytes:
 def _key(column: Column | None, value: Any) -> tuple:
     if value is None:
         return (0,)
-    if column is not None and column.attribute_type is AttributeType.UNIQUEIDENTIFIER:
+    if column is not None and column.attribute_type in _GUID_TYPES:
         return (1, _guid_key(value))
     if column is not None and column.attribute_type in CHOICE_TYPES:
         label = next((o.label for o in column.options if o.value == value), str(value))
@@ -50,7 +52,7 @@ class Ordering:
 
     def __init__(self, schema: Schema, orders: Sequence[Order]) -> None:
         self.orders = list(orders)
-        self._columns = [schema.columns.get(order.column) for order in self.orders]
+        self._columns = [schema.properties.get(order.column) for order in self.orders]
 
     def keys(self, values: Sequence[Any]) -> tuple:
         return tuple(_key(column, value) for column, value in zip(self._columns, values, strict=True))
@@ -93,14 +95,18 @@ def formatted_value(column: Column, value: Any) -> str | None:
 
 
 def annotate(item: dict, schema: Schema, includes: Callable[[str], bool]) -> dict:
-    """`item` with a formatted value before each column that has one, when asked for."""
-    if not includes(FORMATTED_VALUE):
+    """`item` with, when asked for, a formatted value before each column that has one and the table
+    of each lookup's record (`lookuplogicalname`)."""
+    labels, tables = includes(FORMATTED_VALUE), includes(LOOKUP_LOGICAL_NAME)
+    if not labels and not tables:
         return item
     result: dict = {}
     for name, value in item.items():
-        column = schema.columns.get(name)
-        label = formatted_value(column, value) if column is not None else None
+        column = schema.properties.get(name)
+        label = formatted_value(column, value) if column is not None and labels else None
         if label is not None:
             result[f"{name}@{FORMATTED_VALUE}"] = label
+        if tables and column is not None and column.attribute_type in LOOKUP_TYPES and value is not None:
+            result[f"{name}@{LOOKUP_LOGICAL_NAME}"] = column.targets[0]
         result[name] = value
     return result

@@ -1,11 +1,14 @@
 """Validation of create/update bodies against the schema, with Dataverse's error codes.
 
 The wording for a wrong JSON type is UNCONFIRMED in docs/dataverse.md 5; it follows OData's
-"Cannot convert the literal" message and is easy to change here.
+"Cannot convert the literal" message and is easy to change here. A lookup is written as
+`<name>@odata.bind: "/<entity set>(<guid>)"` and stored under its `_<name>_value`; the wording of a
+bad reference is the emulator's own (UNCONFIRMED).
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from local.emulators.dataverse.errors import (
@@ -16,7 +19,16 @@ from local.emulators.dataverse.errors import (
     ODataError,
     payload_error,
 )
-from local.emulators.dataverse.schema import INT_MAX, INT_MIN, PRIMARY_KEY, AttributeType, Column, Schema
+from local.emulators.dataverse.schema import (
+    INT_MAX,
+    INT_MIN,
+    LOOKUP_TYPES,
+    PRIMARY_KEY,
+    AttributeType,
+    Column,
+    Schema,
+)
+from local.emulators.dataverse.urlkeys import parse_guid
 
 EDM_TYPES = {
     AttributeType.STRING: "Edm.String",
@@ -29,7 +41,17 @@ EDM_TYPES = {
     AttributeType.UNIQUEIDENTIFIER: "Edm.Guid",
     AttributeType.DATETIME: "Edm.DateTimeOffset",
     AttributeType.BIGINT: "Edm.Int64",
+    AttributeType.OWNER: "Edm.Guid",
+    AttributeType.LOOKUP: "Edm.Guid",
 }
+BIND = "@odata.bind"
+ENTITY_SETS = {"systemuser": "systemusers", "team": "teams", "lead": "leads"}
+_REFERENCE = re.compile(r"^(?:.*/)?(?P<set>[A-Za-z_]+)\((?P<id>[^)]*)\)$")
+_NAVIGATION_PRIMITIVE = (
+    "Microsoft.OData.ODataException: A 'PrimitiveValue' node with non-null value was found when trying to read "
+    "the value of a navigation property; however, a 'StartArray' node, a 'StartObject' node, or a 'PrimitiveValue' "
+    "node with null value was expected."
+)
 
 
 def parse_values(schema: Schema, body: Any, *, creating: bool) -> dict[str, Any]:
@@ -45,6 +67,8 @@ def parse_values(schema: Schema, body: Any, *, creating: bool) -> dict[str, Any]
             continue
         if "@" in name:
             prop = name.split("@", 1)[0]
+            if name == prop + BIND and _is_lookup(schema.columns.get(prop)):
+                continue
             raise payload_error(
                 f"Microsoft.OData.ODataException: An undeclared property '{prop}' which only has property "
                 "annotations in the payload but no property value was found in the payload. In OData, only "
@@ -56,16 +80,38 @@ def parse_values(schema: Schema, body: Any, *, creating: bool) -> dict[str, Any]
                 f"Microsoft.Crm.CrmException: Invalid property '{name}' was found in entity '{ENTITY_TYPE}'. "
                 "---> Microsoft.OData.ODataException: Does not support untyped value in non-open type."
             )
+        if _is_lookup(schema.columns[name]) and body[name] is not None:
+            raise payload_error(_NAVIGATION_PRIMITIVE)
     values: dict[str, Any] = {}
     for name, value in body.items():
-        if "@" in name:
+        bind = name.endswith(BIND)
+        if name.startswith("@") or ("@" in name and not bind):
             continue
-        column = schema.columns[name]
+        column = schema.columns[name.removesuffix(BIND)]
         writable = column.valid_for_create if creating else column.valid_for_update
+        if _is_lookup(column) and not bind:
+            continue  # a null navigation property: nothing to bind
         # Dataverse silently ignores columns not valid for the operation (docs/dataverse.md 3.1).
         if writable or name == PRIMARY_KEY:
-            values[name] = check_value(column, value)
+            values[column.property_name] = bound_id(column, value) if bind else check_value(column, value)
     return values
+
+
+def _is_lookup(column: Column | None) -> bool:
+    return column is not None and column.attribute_type in LOOKUP_TYPES
+
+
+def bound_id(column: Column, reference: Any) -> str:
+    """The record id in `/<entity set>(<guid>)` (relative or absolute) if it names one of the lookup's
+    tables. Raises ODataError 400 otherwise."""
+    match = _REFERENCE.match(reference) if isinstance(reference, str) else None
+    lead_id = parse_guid(match.group("id")) if match else None
+    allowed = [ENTITY_SETS.get(target, target + "s") for target in column.targets]
+    if match is None or lead_id is None or match.group("set") not in allowed:
+        raise payload_error(f"Microsoft.OData.ODataException: The value of '{column.logical_name}{BIND}' must be a "
+                            f"reference to a record of {' or '.join(allowed)}, such as '/{allowed[0]}(<guid>)'; got "
+                            f"{json.dumps(reference)}.")
+    return lead_id
 
 
 def check_value(column: Column, value: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
@@ -30,6 +30,31 @@ _PAGING_COOKIE = re.compile(
 )
 _COOKIE_ROOT = re.compile(r'^<cookie page="\d+" sequence="(?P<sequence>\d+)">')
 _COOKIE_COLUMN = re.compile(r'<(?P<name>[a-z_][a-z0-9_]*) last="(?P<last>[^"]*)"(?P<null> null="1")? first="[^"]*" />')
+
+
+@dataclass
+class PageLimit:
+    """The server's largest page: Dataverse's 5000 unless a test lowers it so paging is exercised.
+    A page asked for with `Prefer: odata.maxpagesize` is never larger."""
+
+    size: int = MAX_PAGE_SIZE
+    default: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.set(self.size)
+        self.default = self.size
+
+    def set(self, size: int) -> None:
+        """Raises ValueError unless 1 <= size <= 5000."""
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
+            raise ValueError(f"the page size must be a whole number from 1 to {MAX_PAGE_SIZE}")
+        self.size = size
+
+    def reset(self) -> None:
+        self.size = self.default
+
+    def page_size(self, asked: int | None) -> int:
+        return min(asked or self.size, self.size)
 
 
 def check_options(query: Mapping[str, str], allowed: frozenset[str]) -> None:
@@ -120,11 +145,12 @@ class Preferences:
                 included = True
         return included
 
-    def applied(self, *, paging: bool) -> list[str]:
-        """The `Preference-Applied` items for a response (paging only for collections)."""
+    def applied(self, *, paging: bool, page_size: int | None = None) -> list[str]:
+        """The `Preference-Applied` items for a response (paging only for collections, with the
+        `page_size` used when the server's limit made it smaller than asked)."""
         items = []
         if paging and self.max_page_size is not None:
-            items.append(f"odata.maxpagesize={self.max_page_size}")
+            items.append(f"odata.maxpagesize={page_size or self.max_page_size}")
         if self.annotations is not None:
             items.append(f'odata.include-annotations="{self.annotations}"')
         return items

@@ -1,6 +1,12 @@
-"""The emulated `lead` table: columns, choice options, alternate keys, and the three profiles."""
+"""The emulated `lead` table: columns, choice options, alternate keys, and the three profiles.
+
+A lookup column (`ownerid`, `masterid`) has its logical name in metadata and in `@odata.bind`, and is
+read, selected, filtered and ordered as `_<name>_value` (`Column.property_name`); records hold it
+under that name.
+"""
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -9,7 +15,8 @@ from typing import Mapping
 CHOICE_BASE = 100000000
 INT_MIN, INT_MAX = -2147483648, 2147483647
 PRIMARY_KEY = "leadid"
-SYSTEM_COLUMNS = frozenset({PRIMARY_KEY, "createdon", "modifiedon", "versionnumber", "statecode", "statuscode"})
+SYSTEM_COLUMNS = frozenset({PRIMARY_KEY, "createdon", "modifiedon", "versionnumber", "statecode", "statuscode",
+                            "ownerid", "merged", "masterid"})
 _METADATA_NAMESPACE = uuid.UUID("8f0d8b5e-7c1c-4b0e-9a53-6d0f6f1e0a11")
 
 
@@ -24,6 +31,8 @@ class AttributeType(str, Enum):
     UNIQUEIDENTIFIER = "Uniqueidentifier"
     DATETIME = "DateTime"
     BIGINT = "BigInt"
+    OWNER = "Owner"
+    LOOKUP = "Lookup"
 
 
 # The types a caller may add through the control API, and those a key may use (docs/dataverse.md 3.2).
@@ -31,6 +40,7 @@ CREATABLE_TYPES = (AttributeType.STRING, AttributeType.MEMO, AttributeType.INTEG
                    AttributeType.PICKLIST)
 KEY_TYPES = (AttributeType.STRING, AttributeType.INTEGER, AttributeType.PICKLIST)
 CHOICE_TYPES = (AttributeType.PICKLIST, AttributeType.STATE, AttributeType.STATUS)
+LOOKUP_TYPES = (AttributeType.OWNER, AttributeType.LOOKUP)
 
 
 class KeyStatus(str, Enum):
@@ -60,10 +70,18 @@ class Column:
     valid_for_update: bool = True
     is_custom: bool = False
     required_level: str = "None"
+    targets: tuple[str, ...] = ()  # a lookup's tables, e.g. ("systemuser", "team")
 
     @property
     def option_values(self) -> frozenset[int]:
         return frozenset(option.value for option in self.options)
+
+    @property
+    def property_name(self) -> str:
+        """The name the Web API reads it by: `_<name>_value` for a lookup."""
+        if self.attribute_type in LOOKUP_TYPES:
+            return f"_{self.logical_name}_value"
+        return self.logical_name
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,11 @@ class Schema:
 
     columns: Mapping[str, Column]
     keys: Mapping[str, Key] = field(default_factory=dict)
+
+    @functools.cached_property
+    def properties(self) -> Mapping[str, Column]:
+        """The columns by the names the Web API reads them by (`Column.property_name`)."""
+        return {column.property_name: column for column in self.columns.values()}
 
     def with_column(self, column: Column) -> "Schema":
         return replace(self, columns={**self.columns, column.logical_name: column})
@@ -147,6 +170,10 @@ _BARE = (
     Column("createdon", AttributeType.DATETIME, "Created On", valid_for_create=False, valid_for_update=False),
     Column("modifiedon", AttributeType.DATETIME, "Modified On", valid_for_create=False, valid_for_update=False),
     Column("versionnumber", AttributeType.BIGINT, "Version Number", valid_for_create=False,
+           valid_for_update=False),
+    Column("ownerid", AttributeType.OWNER, "Owner", targets=("systemuser", "team"), required_level="SystemRequired"),
+    Column("merged", AttributeType.BOOLEAN, "Merged", valid_for_create=False, valid_for_update=False),
+    Column("masterid", AttributeType.LOOKUP, "Master ID", targets=("lead",), valid_for_create=False,
            valid_for_update=False),
 )
 

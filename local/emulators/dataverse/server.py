@@ -15,6 +15,7 @@ from local.emulators.dataverse.bulk import BulkSupport
 from local.emulators.dataverse.errors import resource_not_found
 from local.emulators.dataverse.faults import FaultPlan
 from local.emulators.dataverse.protection import Limits, ServiceProtection
+from local.emulators.dataverse.queryoptions import MAX_PAGE_SIZE, PageLimit
 from local.emulators.dataverse.routes import Api
 from local.emulators.dataverse.schema import profile_schema
 from local.emulators.dataverse.stats import DROPPED, Stats
@@ -55,7 +56,9 @@ class DataverseServer(EmulatorServer):
         bulk_supported: bool = True,
         protection: Limits | None = None,
         tls: CertFiles | None = None,
+        max_page_size: int = MAX_PAGE_SIZE,
     ) -> None:
+        self.page_limit = PageLimit(max_page_size)  # checked before the socket is bound
         super().__init__(address, DataverseHandler)
         if tls is not None:  # https, as Microsoft's own client insists (authority.write_certificates makes them)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -67,11 +70,12 @@ class DataverseServer(EmulatorServer):
         self.store = LeadStore(profile_schema(profile, alternate_key))
         self.faults = FaultPlan()
         self.stats = Stats()
-        self.web_api = WebApi(self.store, self.url)
+        self.web_api = WebApi(self.store, self.url, self.page_limit)
         self.bulk_support = BulkSupport(bulk_supported)
         self.protection = ServiceProtection(protection)
         self.api = Api(self.web_api, self.store, self.bulk_support)
-        self.emulator = control.Emulator(self.store, self.faults, self.stats, self.bulk_support, self.protection)
+        self.emulator = control.Emulator(self.store, self.faults, self.stats, self.bulk_support, self.protection,
+                                         self.page_limit)
         self.verified_tokens: dict[str, dict] = {}
 
     @property
@@ -206,15 +210,17 @@ def serve(
     bulk_supported: bool = True,
     protection: Limits | None = None,
     tls: CertFiles | None = None,
+    max_page_size: int = MAX_PAGE_SIZE,
 ) -> DataverseServer:
     """Start the emulator in a background thread; stop it with `.shutdown()`. With `tls` (from
-    `authority.write_certificates`) it serves https.
+    `authority.write_certificates`) it serves https. `max_page_size` is the server's largest page
+    (Dataverse's 5000; lower it so paging is exercised).
 
-    Raises ValueError for an unknown profile or an unusable alternate key column, OSError if the
-    address cannot be bound.
+    Raises ValueError for an unknown profile, an unusable alternate key column or a page size outside
+    1..5000, OSError if the address cannot be bound.
     """
     server = DataverseServer(
         (host, port), profile=profile, alternate_key=alternate_key, resource=resource, tenant_id=tenant_id,
-        bulk_supported=bulk_supported, protection=protection, tls=tls,
+        bulk_supported=bulk_supported, protection=protection, tls=tls, max_page_size=max_page_size,
     )
     return server.start()

@@ -22,6 +22,7 @@ from local.emulators.dataverse.errors import (
     ODataError,
     record_not_found,
 )
+from local.emulators.dataverse.lifecycle import new_record_defaults, settle
 from local.emulators.dataverse.odata_filter import Filter, fold
 from local.emulators.dataverse.schema import (
     CHOICE_TYPES,
@@ -231,6 +232,16 @@ class LeadStore:
                 raise self._missing(segment, target)
             self._remove(target.lead_id)
 
+    def change(self, lead_id: str, changes: Mapping[str, Any]) -> dict:
+        """Write `changes` to the record as the platform or a person would, read-only columns included
+        (people.py). Raises ODataError 404 when missing, 400 for a status not of its state, or a
+        reject rule's error."""
+        with self._lock:
+            existing = self._records.get(lead_id)
+            if existing is None:
+                raise record_not_found(lead_id)
+            return dict(self._update(existing, dict(changes)))
+
     def delete_by_id(self, lead_id: str) -> bool:
         with self._lock:
             if lead_id not in self._records:
@@ -351,7 +362,7 @@ class LeadStore:
 
     def _insert(self, lead_id: str, values: dict[str, Any]) -> dict:
         now = self._now()
-        record = {"statecode": 0, "statuscode": 1, **values, PRIMARY_KEY: lead_id, "createdon": now}
+        record = {**new_record_defaults(), **settle(None, values, lead_id), PRIMARY_KEY: lead_id, "createdon": now}
         record.update(modifiedon=now, fullname=_fullname(record))
         self._commit(None, record)
         self._sequence += 1
@@ -360,7 +371,7 @@ class LeadStore:
         return record
 
     def _update(self, existing: dict, changes: dict[str, Any]) -> dict:
-        record = {**existing, **changes, "modifiedon": self._now()}
+        record = {**existing, **settle(existing, changes, existing[PRIMARY_KEY]), "modifiedon": self._now()}
         record["fullname"] = _fullname(record)
         self._commit(existing, record)
         self._written(record, created=False)

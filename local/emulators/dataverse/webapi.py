@@ -25,6 +25,7 @@ from local.emulators.dataverse.queryoptions import (
     COLLECTION_OPTIONS,
     ENTITY_OPTIONS,
     MAX_PAGE_SIZE,
+    PageLimit,
     Preferences,
     check_options,
     decode_skiptoken,
@@ -125,9 +126,12 @@ def kind_of(method: str, path: str) -> str:
 
 
 class WebApi:
-    def __init__(self, store: LeadStore, base_url: str) -> None:
+    """`page_limit`: the server's largest page (Dataverse's 5000 unless lowered)."""
+
+    def __init__(self, store: LeadStore, base_url: str, page_limit: PageLimit | None = None) -> None:
         self.store = store
         self.base = base_url + API_PATH
+        self.page_limit = page_limit or PageLimit()
 
     def handle(self, request: Request) -> Reply:
         try:
@@ -189,14 +193,14 @@ class WebApi:
         if text is None:
             return None
         names = [name.strip() for name in text.split(",") if name.strip()]
-        columns = self.store.schema.columns
+        columns = self.store.schema.properties
         for name in names:
             if name not in columns:
                 raise unknown_property(name)
         return names
 
     def _render(self, record: dict, select: list[str] | None, preferences: Preferences) -> dict:
-        names = select if select is not None else list(self.store.schema.columns)
+        names = select if select is not None else list(self.store.schema.properties)
         item: dict[str, Any] = {"@odata.etag": etag(record)}
         for name in names:
             item[name] = record.get(name)
@@ -265,20 +269,21 @@ class WebApi:
         where = None
         if query.get("$filter"):
             aliases = {name: value for name, value in query.items() if name.startswith("@")}
-            where = parse_filter(query["$filter"], schema.columns.__contains__, ENTITY_TYPE, aliases=aliases,
+            where = parse_filter(query["$filter"], schema.properties.__contains__, ENTITY_TYPE, aliases=aliases,
                                  coerce=lambda column, text: _coerce(schema, column, text),
-                                 edm_of=lambda column: EDM_TYPES.get(schema.columns[column].attribute_type))
-        orders = parse_orderby(query.get("$orderby"), schema.columns.__contains__, ENTITY_TYPE)
+                                 edm_of=lambda column: EDM_TYPES.get(schema.properties[column].attribute_type))
+        orders = parse_orderby(query.get("$orderby"), schema.properties.__contains__, ENTITY_TYPE)
         top, count, preferences = parse_top(query), parse_count(query), request.preferences
         ordering = Ordering(schema, orders)
         rows = ordering.sort(self.store.query(where))
         matched, page_number = len(rows), 1
+        size = self.page_limit.page_size(preferences.max_page_size)
         if "$skiptoken" in query:
             cursor = decode_skiptoken(query["$skiptoken"], orders, PRIMARY_KEY, _cookie_kinds(schema))
             rows, page_number = ordering.after(rows, cursor), cursor.page
         elif top is not None and preferences.max_page_size is None:
             rows = rows[:top]
-        size = preferences.max_page_size or MAX_PAGE_SIZE
+            size = max(1, min(top, MAX_PAGE_SIZE))  # a $top answer is not paged by a lowered server limit
         page = rows[:size]
         body: dict[str, Any] = {"@odata.context": self._context(select)}
         if count:
@@ -291,15 +296,16 @@ class WebApi:
         if len(rows) > size:
             token = encode_skiptoken(page_number + 1, orders, page[-1][1], page[0][1], PRIMARY_KEY, page[-1][0])
             body["@odata.nextLink"] = next_link(f"{self.base}/{ENTITY_SET}", query, token)
-        return Reply(200, body, _ODATA_HEADERS + _applied(preferences, paging=True))
+        return Reply(200, body, _ODATA_HEADERS + _applied(preferences, paging=True, page_size=size))
 
 
 _KEY_SAFE = "'=,()"
 
 
-def _applied(preferences: Preferences, *extra: str, paging: bool = False) -> tuple[tuple[str, str], ...]:
+def _applied(preferences: Preferences, *extra: str, paging: bool = False,
+             page_size: int | None = None) -> tuple[tuple[str, str], ...]:
     """The `Preference-Applied` header for the preferences honoured, if any."""
-    items = [*extra, *preferences.applied(paging=paging)]
+    items = [*extra, *preferences.applied(paging=paging, page_size=page_size)]
     return (("Preference-Applied", ",".join(items)),) if items else ()
 
 
@@ -309,12 +315,12 @@ _INTEGER_TYPES = (AttributeType.INTEGER, AttributeType.BIGINT, AttributeType.PIC
 
 def _cookie_kinds(schema: Schema) -> dict[str, str]:
     kinds = {AttributeType.BOOLEAN: "bool", **{kind: "int" for kind in _INTEGER_TYPES}}
-    return {name: kinds.get(column.attribute_type, "str") for name, column in schema.columns.items()}
+    return {name: kinds.get(column.attribute_type, "str") for name, column in schema.properties.items()}
 
 
 def _coerce(schema: Schema, column: str, text: str) -> Any:
     """A `Microsoft.Dynamics.CRM.In` value (always a string) as the column's type. Raises ODataError 400."""
-    kind = schema.columns[column].attribute_type
+    kind = schema.properties[column].attribute_type
     if kind in _INTEGER_TYPES:
         try:
             return int(text)
