@@ -30,6 +30,7 @@ from shared.postgres.store import LeadStore
 from shared.runtime.settings import DatabaseAuth, Settings
 from shared.storage.queue import LeadQueues
 from shared.usecases.push import LeadPusher
+from shared.writes.bulk_crm import BatchCrm
 from shared.writes.bulk_writer import BulkPolicy, BulkWriter
 from shared.writes.known_record import CrmPolicy
 from shared.writes.lead_writer import LeadWriter
@@ -177,6 +178,14 @@ class Container:
         )
 
     @property
+    def _ownership(self) -> ColumnOwnership:
+        return ColumnOwnership(self.settings.hunter_owned_columns)
+
+    @property
+    def _crm_policy(self) -> CrmPolicy:
+        return CrmPolicy(self.settings.closed_leads, self.settings.deleted_leads)
+
+    @property
     def pusher(self) -> LeadPusher:
         config = self.settings.dataverse
         clock = self._overrides.clock
@@ -188,8 +197,8 @@ class Container:
                     self.dataverse,
                     alternate_key=config.alternate_key,
                     match_columns=config.match_columns,
-                    ownership=ColumnOwnership(self.settings.hunter_owned_columns),
-                    crm_policy=CrmPolicy(self.settings.closed_leads, self.settings.deleted_leads),
+                    ownership=self._ownership,
+                    crm_policy=self._crm_policy,
                 ),
                 schema=self.schema,
                 choice_overrides=self.choice_overrides,
@@ -198,6 +207,7 @@ class Container:
                 inline_wait_seconds=config.inline_retry_after_seconds,
                 throttle=self.throttle if self.settings.dataverse_shared_backoff else None,
                 bulk=self._bulk_writer(),
+                batch_crm=BatchCrm(self.dataverse, self._ownership, self._crm_policy),
                 clock=clock.elapsed,
                 rng=clock.rng,
                 probe_seconds=config.pause_probe_seconds,

@@ -20,13 +20,14 @@ from shared.model.ports import SyncStore
 from shared.model.sync import Attempt, ClaimStatus, LeadState, Synced
 from shared.usecases.failures import Failure, classify
 from shared.usecases.push.attempts import AttemptClock
-from shared.usecases.push.batch import BatchPush, BatchResult, MappedItem
+from shared.usecases.push.batch import BatchPush, BatchResult, MappedItem, bulk_synced
 from shared.usecases.push.decision import Decision, already_written, decide, is_final, leased_delay
 from shared.usecases.push.mapper import LeadMapper, warning_texts
 from shared.usecases.push.pause import PauseRules
 from shared.usecases.push.recorder import FailureRecorder
 from shared.usecases.push.result import Action, PushResult
 from shared.usecases.push.synced import UnrecordedWrite, finish_synced
+from shared.writes.bulk_crm import BatchCrm
 from shared.writes.bulk_writer import BulkWriter
 from shared.writes.lead_writer import KnownRecord, LeadWriter, WriteResult
 
@@ -56,6 +57,7 @@ class LeadPusher:
         inline_wait_seconds: float = 5.0,
         throttle: ThrottleGate | None = None,
         bulk: BulkWriter | None = None,
+        batch_crm: BatchCrm | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
         probe_seconds: float = DEFAULT_PAUSE_PROBE_SECONDS,
@@ -73,7 +75,9 @@ class LeadPusher:
         self._inline_wait = inline_wait_seconds
         self._throttle = throttle
         self._bulk = bulk
-        self._batch = BatchPush(store, bulk, self._mapper, self._recorder) if bulk is not None else None
+        self._batch = None
+        if bulk is not None and batch_crm is not None:
+            self._batch = BatchPush(store, bulk, self._mapper, self._recorder, crm=batch_crm, single=writer)
 
     def push(self, ref: LeadRef | LeadMessage, *, dequeue_count: int) -> PushResult:
         """Raises StoreUnavailable (transient) when PostgreSQL cannot record or claim the lead."""
@@ -151,14 +155,18 @@ class LeadPusher:
             if others and self._batch is not None:
                 batch = self._batch.write(company_id, token, own, others, context)
                 return self._batch_result(ref, token, batch, attempt, context)
-            written = self._writer.write(
-                company_id,
-                mapped.payload,
-                known=KnownRecord(
-                    state.d365_lead_id, state.d365_etag, state.memory, state.crm_state, state.force_write
-                ),
-                reserve=lambda lead_id: self._store.reserve_lead_id(company_id, token, lead_id),
-            )
+            return self._write_single(company_id, token, own, attempt, context)
+
+    def _write_single(
+        self, company_id: int, token: str, own: MappedItem, attempt: AttemptClock, context: dict[str, Any]
+    ) -> PushResult:
+        state = own.state
+        written = self._writer.write(
+            company_id,
+            own.payload,
+            known=KnownRecord(state.d365_lead_id, state.d365_etag, state.memory, state.crm_state, state.force_write),
+            reserve=lambda lead_id: self._store.reserve_lead_id(company_id, token, lead_id),
+        )
         if written.left_alone:
             return self._left_alone(company_id, token, own, written, attempt, context)
         outcome = Outcome.CREATED if written.created else Outcome.UPDATED
@@ -207,14 +215,18 @@ class LeadPusher:
         self, ref: LeadRef, token: str, batch: BatchResult, attempt: AttemptClock, context: dict[str, Any]
     ) -> PushResult:
         own, item = batch.own, batch.own_item
-        if own.error is not None:
+        if own is None:  # left out of the bulk request: the single writer decides
+            result = self._write_single(ref.company_id, token, item, attempt, context)
+        elif own.error is not None:
             failure = classify(own.error)
             result = self._failed(ref, token, item.state, failure, attempt, context, own.error)
         else:
             assert own.lead_id is not None
             outcome = Outcome.CREATED if own.created else Outcome.UPDATED
             attempt_row = attempt(outcome, d365_lead_id=own.lead_id, dataverse_requests=batch.requests)
-            self._finish(ref.company_id, token, item, attempt_row, etag=own.etag)
+            self._finish(
+                ref.company_id, token, item, attempt_row, etag=own.etag, synced=bulk_synced(own, batch.own_verdict)
+            )
             result = self._success(ref.company_id, own.lead_id, outcome, attempt, context)
         return replace(result, batch_outcomes=batch.others)
 
