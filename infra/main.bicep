@@ -130,8 +130,6 @@ module postgres 'app/postgres.bicep' = {
     tags: tags
     skuName: postgresSkuName
     skuTier: postgresSkuTier
-    appIdentityName: identity.outputs.name
-    appIdentityPrincipalId: identity.outputs.principalId
   }
 }
 

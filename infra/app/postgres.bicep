@@ -1,5 +1,7 @@
 // Azure Database for PostgreSQL Flexible Server: Microsoft Entra authentication only (no password login exists),
-// the app's managed identity as an Entra administrator, built-in PgBouncer on port 6432 where the tier offers it.
+// built-in PgBouncer on port 6432 where the tier offers it. The app's managed identity is deliberately not an
+// Entra administrator (one could create roles and grant itself anything): the postprovision hook, as the
+// deploying administrator, creates its role with pgaadauth_create_principal_with_oid and grants it its rows.
 param name string
 param location string = resourceGroup().location
 param tags object = {}
@@ -13,10 +15,6 @@ param skuName string = 'Standard_D2ds_v5'
 ])
 param skuTier string = 'GeneralPurpose'
 param storageSizeGB int = 32
-@description('Name of the app\'s user-assigned identity: the PostgreSQL role the app signs in as.')
-param appIdentityName string
-@description('Object (principal) id of that identity.')
-param appIdentityPrincipalId string
 
 // Azure offers the built-in PgBouncer on General Purpose and Memory Optimized only.
 var pgBouncerEnabled = skuTier != 'Burstable'
@@ -87,20 +85,6 @@ resource pgBouncer 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@202
   }
   dependsOn: [
     database
-  ]
-}
-
-resource appIdentityAdministrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
-  parent: server
-  name: appIdentityPrincipalId
-  properties: {
-    principalType: 'ServicePrincipal'
-    principalName: appIdentityName
-    tenantId: subscription().tenantId
-  }
-  dependsOn: [
-    database
-    pgBouncer
   ]
 }
 
