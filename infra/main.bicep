@@ -8,14 +8,53 @@ targetScope = 'subscription'
 @description('Name of the azd environment; used in resource names and tags.')
 param environmentName string
 
+// The regions that offer Flex Consumption, as Microsoft's quickstart lists them
+// (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep); azd offers only these.
 @minLength(1)
-@description('Region of every resource (one that offers Flex Consumption).')
+@description('Region of the Function App and every other resource but PostgreSQL (one that offers Flex Consumption).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
   }
 })
 param location string
+
+@description('Region of the PostgreSQL server; empty = `location`. Subscriptions are often refused PostgreSQL in some regions (LocationIsOfferRestricted): pick another here and keep the rest where it is (docs/deploy.md).')
+param postgresLocation string = ''
 
 @description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com')
 param dataverseUrl string
@@ -24,7 +63,7 @@ param dataverseUrl string
 @description('Shared secret Hunter signs webhook bodies with; stored in Key Vault only.')
 param hunterWebhookSecret string
 
-@description('Upper bound of Function App instances. With host.json batchSize 16 + newBatchThreshold 8 each instance runs at most 24 pushes at once; 2 instances stay under Dataverse\'s 52 concurrent requests per user (docs/deploy.md).')
+@description('Upper bound of Function App instances. With host.json batchSize 16 + newBatchThreshold 8 each instance runs at most 24 pushes at once; 2 instances stay under Dataverse\'s 52 concurrent requests per user. Where a region refuses a cap this low, 40 with batchSize 1 and newBatchThreshold 0 does too (docs/deploy.md).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 2
@@ -126,7 +165,7 @@ module postgres 'app/postgres.bicep' = {
   scope: rg
   params: {
     name: '${abbrs.dBforPostgreSQLServers}${resourceToken}'
-    location: location
+    location: empty(postgresLocation) ? location : postgresLocation
     tags: tags
     skuName: postgresSkuName
     skuTier: postgresSkuTier

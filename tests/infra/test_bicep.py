@@ -3,6 +3,7 @@ role on the app's identity, local auth off, Entra-only PostgreSQL, the alerts an
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -207,3 +208,39 @@ def test_the_workbook_shows_every_panel_from_its_query_file():
     } <= set(panels)
     main = load("main.bicep")
     assert {"alerts", "workbook"} <= set(main.modules)
+
+
+# The regions offering Flex Consumption, as Microsoft's quickstart allows them for `location`
+# (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep).
+QUICKSTART_REGIONS = """
+australiaeast australiasoutheast brazilsouth canadacentral centralindia centralus eastasia eastus eastus2
+eastus2euap francecentral germanywestcentral italynorth japaneast koreacentral northcentralus northeurope
+norwayeast southafricanorth southcentralus southeastasia southindia spaincentral swedencentral uaenorth uksouth
+ukwest westcentralus westeurope westus westus2 westus3
+""".split()
+
+
+def _allowed(parameter: dict) -> list | None:
+    return next((d["argument"] for d in parameter.get("decorators", []) if d["type"] == "allowed"), None)
+
+
+def test_location_is_limited_to_the_regions_that_offer_flex_consumption():
+    location = load("main.bicep").tree["parameters"]["location"]
+
+    assert _allowed(location) == QUICKSTART_REGIONS
+    assert {"type": "metadata", "argument": {"azd": {"type": "location"}}} in location["decorators"]
+
+
+def test_postgres_has_a_location_of_its_own_defaulting_to_the_apps():
+    main = load("main.bicep")
+    postgres_location = main.tree["parameters"]["postgresLocation"]
+    placed = main.modules["postgres"]["config"]["params"]["location"]["operator"]
+
+    assert (postgres_location["type"], postgres_location["default"], _allowed(postgres_location)) == ("string", "", None)
+    assert placed["type"] == "conditional"
+    assert placed["operands"]["condition"] == {"function": {"type": "empty", "parameters": {"item_to_test": "postgresLocation"}}}
+    assert (placed["operands"]["true_value"], placed["operands"]["false_value"]) == ("location", "postgresLocation")
+    others = [name for name, module in main.modules.items() if name != "postgres"]
+    assert {expression(main.modules[name]["config"]["params"].get("location", "location")) for name in others} == {"location"}
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["postgresLocation"] == {"value": "${AZURE_POSTGRES_LOCATION=}"}
