@@ -15,6 +15,12 @@ param skuName string = 'Standard_D2ds_v5'
 ])
 param skuTier string = 'GeneralPurpose'
 param storageSizeGB int = 32
+@description('Disabled with vnetEnabled: only the private endpoint reaches the server (the postprovision hook opens it to the deployer for its own run only).')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Disabled'
 
 // Azure offers the built-in PgBouncer on General Purpose and Memory Optimized only.
 var pgBouncerEnabled = skuTier != 'Burstable'
@@ -47,14 +53,15 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
       mode: 'Disabled'
     }
     network: {
-      publicNetworkAccess: 'Enabled'
+      publicNetworkAccess: publicNetworkAccess
     }
   }
 }
 
-// Flex Consumption apps without a virtual network have no fixed outbound addresses: admit Azure's own ranges.
-// The server still requires TLS and an Entra token for every login.
-resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = {
+// Without the virtual network, a Flex Consumption app has no fixed outbound address: admit Azure's own ranges.
+// The server still requires TLS and an Entra token for every login. With it, the app comes through the
+// private endpoint and no rule is needed.
+resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = if (publicNetworkAccess == 'Enabled') {
   parent: server
   name: 'AllowAllAzureServicesAndResourcesWithinAzureIps'
   properties: {
@@ -94,3 +101,4 @@ output host string = server.properties.fullyQualifiedDomainName
 output databaseName string = database.name
 output appPort int = pgBouncerEnabled ? 6432 : 5432
 output pgBouncerEnabled bool = pgBouncerEnabled
+output publicNetworkAccess string = publicNetworkAccess

@@ -103,10 +103,16 @@ class Az:
         out = self.run(*args, "-o", "json")
         return json.loads(out) if out else None
 
-    def arm(self, method: str, resource_id: str, api_version: str, body: dict | None = None) -> Any:
-        """One ARM request through `az rest`, retried while the resource is busy. The body goes through a
-        file: on Windows, az.cmd passes its arguments through cmd.exe, which mangles JSON quotes."""
+    def arm(
+        self, method: str, resource_id: str, api_version: str, body: dict | None = None, *, busy_retry: bool = True
+    ) -> Any:
+        """One ARM request through `az rest`, retried while the resource is busy (unless `busy_retry` is off:
+        where a 409 means something else, e.g. a soft-deleted Key Vault secret). The body goes through a file,
+        so no value shows on a command line, and because on Windows az.cmd passes its arguments through
+        cmd.exe, which mangles JSON quotes."""
         url = f"{ARM}{resource_id}?api-version={api_version}"
+        if not busy_retry:
+            return self._rest(method, url, body)
         what = f"{method.upper()} {resource_id.rsplit('/providers/', 1)[-1]}"
         return self.retrying(what, lambda: self._rest(method, url, body))
 

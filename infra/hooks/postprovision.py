@@ -1,4 +1,4 @@
-"""azd postprovision hook: the deployer becomes a PostgreSQL administrator, migrates, and gives the app its rows.
+"""azd postprovision hook: the deployer becomes a PostgreSQL administrator, migrates, gives the app its rows.
 
 Runs on the machine of the person running `azd up`, signed in with `az login`, with the Bicep outputs in the
 environment (azd passes them). In order:
@@ -6,13 +6,14 @@ environment (azd passes them). In order:
 1. make the signed-in user (or service principal) a Microsoft Entra administrator of the PostgreSQL server,
    and wait until the server has applied it; take the app's identity off the administrators if an earlier
    release put it there (the server has no password login at all);
-2. reach the server: from inside the virtual network (its name resolves to a private address) directly;
+2. create the Hunter webhook secret in Key Vault if it does not exist (webhook_secret.py);
+3. reach the server: from inside the virtual network (its name resolves to a private address) directly;
    otherwise through a firewall rule for this machine's public address, with public network access turned
    on for the duration if the server is private (vnetEnabled), and both undone at the end;
-3. as the deployer, with an Entra token (`az account get-access-token --resource-type oss-rdbms`) as the
+4. as the deployer, with an Entra token (`az account get-access-token --resource-type oss-rdbms`) as the
    password, on port 5432: create the app's role for its managed identity, run the migrations, grant the
    app's role its rows (database_setup.py);
-4. print how to register the managed identity as an application user in Dataverse (docs/deploy.md).
+5. print how to register the managed identity as an application user in Dataverse (docs/deploy.md).
 
 Every ARM call is retried while the server is busy with another change, and every change is waited for
 (azcli.py, flexible_server.py). Every step is safe to repeat: `azd provision` runs the hook again.
@@ -33,6 +34,7 @@ import psycopg2
 from azcli import Az, AzError
 from database_setup import Server, SetupError, ensure_app_role, grant, migrate
 from flexible_server import FlexibleServer, Principal
+from webhook_secret import SECRET_NAME, ensure_webhook_secret
 
 FIREWALL_RULE = "azd-postprovision"
 PUBLIC_ADDRESS_URL = "https://api.ipify.org"
@@ -49,6 +51,8 @@ NEEDED = (
     "AZURE_MANAGED_IDENTITY_NAME",
     "AZURE_MANAGED_IDENTITY_CLIENT_ID",
     "AZURE_MANAGED_IDENTITY_PRINCIPAL_ID",
+    "AZURE_KEY_VAULT_NAME",
+    "AZURE_FUNCTION_APP_NAME",
     "DATAVERSE_URL",
 )
 # What infra/main.bicep wants the server's public network access to be once the hook is done.
@@ -88,6 +92,12 @@ def run(
         print("postprovision: administrator added and applied")
     if server.remove_administrator(env["AZURE_MANAGED_IDENTITY_PRINCIPAL_ID"]):
         print(f"postprovision: {env['AZURE_MANAGED_IDENTITY_NAME']} is no longer an administrator")
+    if ensure_webhook_secret(
+        az,
+        _resource_id(env, "Microsoft.KeyVault/vaults", env["AZURE_KEY_VAULT_NAME"]),
+        _resource_id(env, "Microsoft.Web/sites", env["AZURE_FUNCTION_APP_NAME"]),
+    ):
+        print(f"postprovision: {SECRET_NAME} created in {env['AZURE_KEY_VAULT_NAME']}; the app restarted to read it")
     access = deployer_access(
         server,
         env["AZURE_POSTGRES_HOST"],
@@ -181,9 +191,13 @@ def _close_quietly(server: FlexibleServer, wanted_public_access: str) -> None:
 
 
 def server_id(env: Mapping[str, str]) -> str:
+    return _resource_id(env, "Microsoft.DBforPostgreSQL/flexibleServers", env["AZURE_POSTGRES_SERVER_NAME"])
+
+
+def _resource_id(env: Mapping[str, str], resource_type: str, name: str) -> str:
     return (
         f"/subscriptions/{env['AZURE_SUBSCRIPTION_ID']}/resourceGroups/{env['AZURE_RESOURCE_GROUP']}"
-        f"/providers/Microsoft.DBforPostgreSQL/flexibleServers/{env['AZURE_POSTGRES_SERVER_NAME']}"
+        f"/providers/{resource_type}/{name}"
     )
 
 

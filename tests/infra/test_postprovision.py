@@ -135,3 +135,4 @@ def test_the_hook_reads_only_outputs_main_bicep_declares():
     outputs = set(load("main.bicep").tree["outputs"])
 
     assert set(hook.NEEDED) - {"AZURE_SUBSCRIPTION_ID"} <= outputs
+    assert hook.PUBLIC_ACCESS_OUTPUT in outputs

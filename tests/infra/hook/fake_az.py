@@ -23,6 +23,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 STATE = Path(os.environ["FAKE_AZ_STATE"])
+VAULT_SECRET = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.KeyVault/vaults/([^/]+)/secrets/([^/]+)$", re.I
+)
+SITE_RESTART = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Web/sites/([^/]+)/restart$", re.I
+)
 SERVER_PATH = re.compile(
     r"^(/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.DBforPostgreSQL/flexibleServers/[^/]+)(.*)$",
     re.I,
@@ -105,9 +111,18 @@ def _body(args: list[str]) -> dict | None:
 
 def _rest(state: dict, method: str, url: str, body: dict | None) -> object:
     parts = urlsplit(url)
-    match = SERVER_PATH.match(parts.path)
-    if parts.netloc != "management.azure.com" or not match or "api-version=" not in parts.query:
+    if parts.netloc != "management.azure.com" or "api-version=" not in parts.query:
         raise _Fail("Bad Request", "InvalidRequest", f"unexpected url {url}")
+    secret = VAULT_SECRET.match(parts.path)
+    if secret:
+        return _vault_secret(state, method, secret.group(1), secret.group(2), body)
+    restart = SITE_RESTART.match(parts.path)
+    if restart and method == "post" and restart.group(1) == state["site"]["name"]:
+        state["site"]["restarts"] += 1
+        return None
+    match = SERVER_PATH.match(parts.path)
+    if not match:
+        raise _Fail("Not Found", "ResourceNotFound", f"no resource {parts.path}")
     if match.group(1) != state["server"]["id"]:
         raise _Fail("Not Found", "ResourceNotFound", f"no server {match.group(1)}")
     child = match.group(2).strip("/").split("/") if match.group(2).strip("/") else []
@@ -117,6 +132,21 @@ def _rest(state: dict, method: str, url: str, body: dict | None) -> object:
     if state.get("operation") is not None:
         raise _Fail("Conflict", "ServerBusy", "The server is busy processing another operation. Retry later.")
     return _change(state, method, child, body)
+
+
+def _vault_secret(state: dict, method: str, vault: str, name: str, body: dict | None) -> object:
+    """ARM's view of a secret: whether it exists and its attributes, never its value."""
+    if vault != state["vault"]["name"]:
+        raise _Fail("Not Found", "ResourceNotFound", f"no vault {vault}")
+    secrets = state["vault"]["secrets"]
+    if method == "get":
+        if name not in secrets:
+            raise _Fail("Not Found", "ResourceNotFound", f"secret {name} not found")
+        return {"name": name, "properties": {"contentType": secrets[name]["contentType"]}}
+    if method == "put":
+        secrets[name] = {"value": body["properties"]["value"], "contentType": body["properties"].get("contentType")}
+        return {"name": name, "properties": {"contentType": secrets[name]["contentType"]}}
+    raise _Fail("Method Not Allowed", "MethodNotAllowed", method)
 
 
 def _scripted_failure(state: dict, method: str, path: str) -> None:

@@ -139,6 +139,8 @@ def deployment(postgres_server, tmp_path, monkeypatch):
             "principalType": "ServicePrincipal", "principalName": app_role, "objectId": app_oid,
             "tenantId": "tenant-1", "provisioningState": "Succeeded"}}},
         "firewallRules": {},
+        "vault": {"name": f"kv-{token}", "secrets": {}},
+        "site": {"name": f"func-{token}", "restarts": 0},
         "busy_for": 4,
         "operation_calls": 3,
         "operation": None,
@@ -157,6 +159,8 @@ def deployment(postgres_server, tmp_path, monkeypatch):
         "AZURE_MANAGED_IDENTITY_NAME": app_role,
         "AZURE_MANAGED_IDENTITY_CLIENT_ID": str(uuid.uuid4()),
         "AZURE_MANAGED_IDENTITY_PRINCIPAL_ID": app_oid,
+        "AZURE_KEY_VAULT_NAME": f"kv-{token}",
+        "AZURE_FUNCTION_APP_NAME": f"func-{token}",
         "DATAVERSE_URL": "https://contoso.crm4.dynamics.com",
         "AZURE_POSTGRES_PUBLIC_NETWORK_ACCESS": "Disabled",
     }
@@ -196,8 +200,8 @@ def test_the_hook_succeeds_against_a_busy_server_and_leaves_it_as_the_template_w
     assert state["firewallRules"] == {}
     assert state["server"]["publicNetworkAccess"] == "Disabled"
     # Each change was asked only once it could be accepted, or refused busy and asked again.
-    accepted = len(_changes(state["calls"])) - len(refused)
-    assert accepted == 6  # admin put, app admin delete, access on, rule put, rule delete, access off
+    server_changes = [change for change in _changes(state["calls"]) if "/flexibleServers/" in change[1]]
+    assert len(server_changes) - len(refused) == 6  # admin put, app admin delete, access on/off, rule put/delete
     assert "firewall rule azd-postprovision for 203.0.113.7" in capsys.readouterr().out
 
 
@@ -224,7 +228,8 @@ def test_from_inside_the_virtual_network_the_server_is_not_opened(deployment):
 
     state = deployment.state
     assert _changes(state["calls"], "/firewallRules") == []
-    assert [url for _, url in _changes(state["calls"]) if "/administrators" not in url] == []
+    server_changes = [url for _, url in _changes(state["calls"], "/flexibleServers/")]
+    assert [url for url in server_changes if "/administrators" not in url] == []
     assert state["server"]["publicNetworkAccess"] == "Disabled"
 
 
@@ -283,6 +288,31 @@ def test_the_az_executable_is_found_through_path_lookup(tmp_path, monkeypatch):
 
     with pytest.raises(azcli.AzError, match="not on PATH"):
         azcli.Az().run("account", "show")
+
+
+def test_the_webhook_secret_is_created_once_through_arm_and_never_shown(deployment, capsys):
+    deployment.run()
+    first = deployment.state
+    (secret,) = first["vault"]["secrets"].values()
+
+    deployment.run()
+
+    assert len(secret["value"]) >= 43  # 32 random bytes, base64url
+    assert deployment.state["vault"]["secrets"] == first["vault"]["secrets"]  # a rerun keeps it
+    assert deployment.state["site"]["restarts"] == 1  # once, so the app's Key Vault reference resolves
+    assert secret["value"] not in capsys.readouterr().out
+    # through a file, never on az's command line
+    assert not [call for call in deployment.state["calls"] if secret["value"] in " ".join(call)]
+
+
+def test_an_existing_webhook_secret_is_left_alone(deployment):
+    deployment.script(vault={"name": deployment.env["AZURE_KEY_VAULT_NAME"],
+                             "secrets": {"hunter-webhook-secret": {"value": "given-to-hunter", "contentType": None}}})
+
+    deployment.run()
+
+    assert deployment.state["vault"]["secrets"]["hunter-webhook-secret"]["value"] == "given-to-hunter"
+    assert deployment.state["site"]["restarts"] == 0
 
 
 # --- the PostgreSQL half -------------------------------------------------------------------------
