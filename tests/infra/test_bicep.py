@@ -391,3 +391,11 @@ def test_azure_services_are_admitted_to_postgres_only_without_the_virtual_networ
         "postgres.outputs.publicNetworkAccess"
     )
     assert postgres.tree["outputs"]["publicNetworkAccess"]["value"] == "publicNetworkAccess"
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_resource_uses_a_ga_api_version(path):
+    versions = {resource["type"]: resource["api_version"] for resource in (parse(path).get("resources") or {}).values()}
+
+    assert versions, f"{path.name} declares no resource"
+    assert {kind: version for kind, version in versions.items() if "preview" in version} == {}
