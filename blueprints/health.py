@@ -22,13 +22,20 @@ def blueprint(container: Container) -> func.Blueprint:
     @bp.function_name("health")
     @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def health(req: func.HttpRequest) -> func.HttpResponse:
+        unresolved = list(container.settings.unresolved_settings)
         checks = {
             "database": _check(lambda: container.store.ping()),
             "queue": _check(lambda: container.queues.ping()),
             "dataverse": _dataverse(container),
+            "settings": "unresolved" if unresolved else "ok",
         }
         healthy = all(result == "ok" for result in checks.values())
-        return json_response(200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks})
+        body: dict = {"status": "ok" if healthy else "unavailable", "checks": checks}
+        if unresolved:
+            # names only: a reference's text is configuration, and no secret value is ever known here
+            logger.warning("health_settings_unresolved: %s", ", ".join(unresolved))
+            body["unresolved_settings"] = unresolved
+        return json_response(200 if healthy else 503, body)
 
     @bp.function_name("openapi")
     @bp.route(route="openapi.yaml", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -24,8 +24,8 @@ def blueprint(container: Container) -> func.Blueprint:
     bp = func.Blueprint()
 
     @bp.function_name("read_metrics")
-    # On start-up too (a few cheap reads): the gauges report nothing until the first reading.
-    @bp.timer_trigger(arg_name="timer", schedule=METRICS_SCHEDULE, run_on_startup=True)
+    # Not on start-up: every scale-out would read again. The gauges report nothing until the first minute.
+    @bp.timer_trigger(arg_name="timer", schedule=METRICS_SCHEDULE)
     def read_metrics(timer: func.TimerRequest) -> None:
         # Each reading on its own: a database outage must not also blind the queue depths.
         try:

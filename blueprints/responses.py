@@ -31,6 +31,18 @@ def unavailable(what: str) -> func.HttpResponse:
     )
 
 
+def unresolved_setting(name: str) -> func.HttpResponse:
+    """503 while a setting's Key Vault reference is unresolved: nothing was accepted; retry after the fix."""
+    return json_response(
+        503,
+        {
+            "error": "Service Unavailable",
+            "problems": [{"field": name, "reason": "unresolved Key Vault reference; retry later"}],
+        },
+        headers={"Retry-After": "60"},
+    )
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()

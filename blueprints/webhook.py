@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from blueprints.responses import json_response, unavailable
+from blueprints.responses import json_response, unavailable, unresolved_setting
 from shared.intake import IntakeError, body_digest, delivery_id, parse_leads, verify_signature
 from shared.model.errors import TransientError
 from shared.observability.telemetry import current_traceparent, record_leads_accepted
 from shared.runtime.container import Container
+from shared.runtime.settings import WEBHOOK_SECRET_SETTING
 from shared.usecases.accept import accept_leads
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,10 @@ def blueprint(container: Container) -> func.Blueprint:
     @bp.function_name("receive_leads")
     @bp.route(route="leads", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
     def receive_leads(req: func.HttpRequest) -> func.HttpResponse:
+        if settings.webhook_secret_unresolved or not (settings.hunter_webhook_secret or settings.hunter_allow_unsigned):
+            # Its reference's text is no secret: nothing is authenticated with it, unsigned calls neither.
+            logger.error("webhook_secret_unresolved: %s is an unresolved Key Vault reference", WEBHOOK_SECRET_SETTING)
+            return unresolved_setting(WEBHOOK_SECRET_SETTING)
         body = req.get_body()
         received_at = datetime.now(UTC)
         try:

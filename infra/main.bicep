@@ -8,8 +8,44 @@ targetScope = 'subscription'
 @description('Name of the azd environment; used in resource names and tags.')
 param environmentName string
 
+// The regions that offer Flex Consumption, as Microsoft's quickstart lists them
+// (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep); azd offers only these.
 @minLength(1)
-@description('Region of every resource (one that offers Flex Consumption).')
+@description('Region of the Function App and every other resource but PostgreSQL (one that offers Flex Consumption).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -17,14 +53,16 @@ param environmentName string
 })
 param location string
 
+@description('Region of the PostgreSQL server; empty = `location`. Subscriptions are often refused PostgreSQL in some regions (LocationIsOfferRestricted): pick another here and keep the rest where it is (docs/deploy.md).')
+param postgresLocation string = ''
+
 @description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com')
 param dataverseUrl string
 
-@secure()
-@description('Shared secret Hunter signs webhook bodies with; stored in Key Vault only.')
-param hunterWebhookSecret string
+@description('Private networking, as in the quickstart: a virtual network the Function App integrates with, private endpoints for storage, Key Vault and PostgreSQL, public network access off on all three (docs/deploy.md: what it costs, and how the postprovision hook reaches PostgreSQL).')
+param vnetEnabled bool = true
 
-@description('Upper bound of Function App instances. With host.json batchSize 16 + newBatchThreshold 8 each instance runs at most 24 pushes at once; 2 instances stay under Dataverse\'s 52 concurrent requests per user (docs/deploy.md).')
+@description('Upper bound of Function App instances. With host.json batchSize 16 + newBatchThreshold 8 each instance runs at most 24 pushes at once; 2 instances stay under Dataverse\'s 52 concurrent requests per user. Where a region refuses a cap this low, 40 with batchSize 1 and newBatchThreshold 0 does too (docs/deploy.md).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 2
@@ -70,6 +108,7 @@ var tags = {
 }
 var functionAppName = '${abbrs.webSitesFunctions}leadpush-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+var publicNetworkAccess = vnetEnabled ? 'Disabled' : 'Enabled'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -107,6 +146,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     leadQueueName: leadQueueName
+    publicNetworkAccess: publicNetworkAccess
   }
 }
 
@@ -117,7 +157,7 @@ module keyVault 'app/keyvault.bicep' = {
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
-    webhookSecret: hunterWebhookSecret
+    publicNetworkAccess: publicNetworkAccess
   }
 }
 
@@ -126,12 +166,36 @@ module postgres 'app/postgres.bicep' = {
   scope: rg
   params: {
     name: '${abbrs.dBforPostgreSQLServers}${resourceToken}'
-    location: location
+    location: empty(postgresLocation) ? location : postgresLocation
     tags: tags
     skuName: postgresSkuName
     skuTier: postgresSkuTier
-    appIdentityName: identity.outputs.name
-    appIdentityPrincipalId: identity.outputs.principalId
+    publicNetworkAccess: publicNetworkAccess
+  }
+}
+
+module network 'app/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: '${abbrs.networkVirtualNetworks}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module privateEndpoints 'app/private-endpoints.bicep' = if (vnetEnabled) {
+  name: 'private-endpoints'
+  scope: rg
+  params: {
+    namePrefix: '${abbrs.networkPrivateEndpoints}${resourceToken}-'
+    location: location
+    tags: tags
+    vnetId: vnetEnabled ? network.outputs.id : ''
+    subnetId: vnetEnabled ? network.outputs.privateEndpointSubnetId : ''
+    storageAccountId: storage.outputs.id
+    keyVaultId: keyVault.outputs.id
+    postgresServerId: postgres.outputs.id
   }
 }
 
@@ -170,10 +234,13 @@ module api 'app/api.bicep' = {
     leadQueueName: leadQueueName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
   }
-  // The identity must hold its roles before the host starts (storage) and resolves the Key Vault reference.
+  // The identity must hold its roles before the host starts (storage) and resolves the Key Vault reference;
+  // with vnetEnabled, the host reaches storage and the vault only through their private endpoints.
   dependsOn: [
     rbac
+    privateEndpoints
   ]
 }
 
@@ -216,5 +283,6 @@ output AZURE_POSTGRES_SERVER_NAME string = postgres.outputs.name
 output AZURE_POSTGRES_HOST string = postgres.outputs.host
 output AZURE_POSTGRES_DATABASE string = postgres.outputs.databaseName
 output AZURE_POSTGRES_APP_PORT int = postgres.outputs.appPort
+output AZURE_POSTGRES_PUBLIC_NETWORK_ACCESS string = postgres.outputs.publicNetworkAccess
 output DATAVERSE_URL string = dataverseUrl
 output LEAD_QUEUE_NAME string = leadQueueName

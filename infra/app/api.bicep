@@ -32,6 +32,8 @@ param leadLeaseSeconds int = 120
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 2
+@description('Subnet the app integrates with (vnetEnabled); empty = none.')
+param virtualNetworkSubnetId string = ''
 @allowed([
   512
   2048
@@ -76,6 +78,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identityId
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'

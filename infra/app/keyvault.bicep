@@ -1,12 +1,18 @@
-// Key Vault with Azure RBAC (no access policies) holding the Hunter webhook secret.
+// Key Vault with Azure RBAC (no access policies) for the Hunter webhook secret. The secret itself is not
+// declared here: the postprovision hook creates it through ARM only when it does not exist yet, so a
+// provision never replaces it and nothing has to read the vault's data plane (private with vnetEnabled).
 param name string
 param location string = resourceGroup().location
 param tags object = {}
 param webhookSecretName string = 'hunter-webhook-secret'
+@description('Disabled with vnetEnabled: only the private endpoint reaches the vault.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Disabled'
 
-@secure()
-@description('Shared secret Hunter signs webhook bodies with (azd: generated once, then read back from this vault).')
-param webhookSecret string
+var privateOnly = publicNetworkAccess == 'Disabled'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -21,20 +27,11 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: privateOnly ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
     }
-  }
-}
-
-resource webhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
-  name: webhookSecretName
-  properties: {
-    value: webhookSecret
-    contentType: 'text/plain'
   }
 }
 
@@ -42,3 +39,4 @@ output name string = vault.name
 output id string = vault.id
 // Versionless: the app setting's Key Vault reference follows rotations (resolved again within a day, or on restart).
 output webhookSecretUri string = '${vault.properties.vaultUri}secrets/${webhookSecretName}'
+output webhookSecretName string = webhookSecretName

@@ -32,7 +32,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   }
 }
 
-resource poisonQueueNotEmpty 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource poisonQueueNotEmpty 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'leadpush-poison-queue-not-empty'
   location: location
   tags: tags
@@ -79,7 +79,7 @@ resource poisonQueueNotEmpty 'Microsoft.Insights/scheduledQueryRules@2023-03-15-
   }
 }
 
-resource failedPushShare 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource failedPushShare 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'leadpush-failed-push-share'
   location: location
   tags: tags
@@ -117,7 +117,7 @@ resource failedPushShare 'Microsoft.Insights/scheduledQueryRules@2023-03-15-prev
   }
 }
 
-resource queueStalled 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource queueStalled 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'leadpush-queue-growing-without-success'
   location: location
   tags: tags
@@ -154,7 +154,7 @@ resource queueStalled 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview
   }
 }
 
-resource dataverseThrottling 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource dataverseThrottling 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'leadpush-dataverse-throttling'
   location: location
   tags: tags

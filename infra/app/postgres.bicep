@@ -1,5 +1,7 @@
 // Azure Database for PostgreSQL Flexible Server: Microsoft Entra authentication only (no password login exists),
-// the app's managed identity as an Entra administrator, built-in PgBouncer on port 6432 where the tier offers it.
+// built-in PgBouncer on port 6432 where the tier offers it. The app's managed identity is deliberately not an
+// Entra administrator (one could create roles and grant itself anything): the postprovision hook, as the
+// deploying administrator, creates its role with pgaadauth_create_principal_with_oid and grants it its rows.
 param name string
 param location string = resourceGroup().location
 param tags object = {}
@@ -13,10 +15,12 @@ param skuName string = 'Standard_D2ds_v5'
 ])
 param skuTier string = 'GeneralPurpose'
 param storageSizeGB int = 32
-@description('Name of the app\'s user-assigned identity: the PostgreSQL role the app signs in as.')
-param appIdentityName string
-@description('Object (principal) id of that identity.')
-param appIdentityPrincipalId string
+@description('Disabled with vnetEnabled: only the private endpoint reaches the server (the postprovision hook opens it to the deployer for its own run only).')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Disabled'
 
 // Azure offers the built-in PgBouncer on General Purpose and Memory Optimized only.
 var pgBouncerEnabled = skuTier != 'Burstable'
@@ -49,14 +53,15 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
       mode: 'Disabled'
     }
     network: {
-      publicNetworkAccess: 'Enabled'
+      publicNetworkAccess: publicNetworkAccess
     }
   }
 }
 
-// Flex Consumption apps without a virtual network have no fixed outbound addresses: admit Azure's own ranges.
-// The server still requires TLS and an Entra token for every login.
-resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = {
+// Without the virtual network, a Flex Consumption app has no fixed outbound address: admit Azure's own ranges.
+// The server still requires TLS and an Entra token for every login. With it, the app comes through the
+// private endpoint and no rule is needed.
+resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = if (publicNetworkAccess == 'Enabled') {
   parent: server
   name: 'AllowAllAzureServicesAndResourcesWithinAzureIps'
   properties: {
@@ -90,23 +95,10 @@ resource pgBouncer 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@202
   ]
 }
 
-resource appIdentityAdministrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
-  parent: server
-  name: appIdentityPrincipalId
-  properties: {
-    principalType: 'ServicePrincipal'
-    principalName: appIdentityName
-    tenantId: subscription().tenantId
-  }
-  dependsOn: [
-    database
-    pgBouncer
-  ]
-}
-
 output name string = server.name
 output id string = server.id
 output host string = server.properties.fullyQualifiedDomainName
 output databaseName string = database.name
 output appPort int = pgBouncerEnabled ? 6432 : 5432
 output pgBouncerEnabled bool = pgBouncerEnabled
+output publicNetworkAccess string = publicNetworkAccess

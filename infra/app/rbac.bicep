@@ -1,5 +1,5 @@
 // Every role the app's identity holds, each on the one resource that needs it, plus the deploying user's
-// Key Vault role (to hand the webhook secret to Hunter, and so azd can read it back on the next provision).
+// Key Vault role (to read or set the webhook secret for Hunter where the vault's data plane is reachable).
 param storageAccountName string
 param applicationInsightsName string
 param keyVaultName string

@@ -7,7 +7,9 @@
   connection string's IngestionEndpoint; OTEL_METRIC_EXPORT_INTERVAL (ms) sets the metric export
   interval (the SDK's periodic reader reads it). Locally the exporter's own usage statistics
   (statsbeat, sent to a fixed Microsoft endpoint) are off unless the environment says otherwise,
-  and live metrics are on only when the connection string names a LiveEndpoint.
+  and live metrics are on only when the connection string names a LiveEndpoint. Traces are sampled
+  as the deployment samples them (every trace, the OTEL_TRACES_SAMPLER* settings of
+  infra/app/api.bicep) unless the environment names a sampler of its own: `sample_as_deployed`.
 - `traced(spec, argument, call)`: what the host does around each invocation with telemetryMode
   OpenTelemetry: a request span (HTTP: `POST /api/leads`, continuing an incoming `traceparent`;
   other triggers: the function's name), current while the function runs, as the worker attaches
@@ -39,6 +41,10 @@ logger = logging.getLogger(__name__)
 ENABLE_SETTING = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 LOGGER_NAME_SETTING = "PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"
+SAMPLER_SETTING = "OTEL_TRACES_SAMPLER"
+# As infra/app/api.bicep sets them in Azure. Without them the distro keeps about 5 traces a second and drops
+# most pushes of a batch, so `make run` would show less than the deployment records.
+DEPLOYED_SAMPLER = {SAMPLER_SETTING: "microsoft.fixed_percentage", f"{SAMPLER_SETTING}_ARG": "1.0"}
 
 _tracer = trace.get_tracer("local.funchost")
 _propagator = TraceContextTextMapPropagator()
@@ -47,6 +53,15 @@ _configured = False
 
 def telemetry_enabled(environ: Mapping[str, str]) -> bool:
     return environ.get(ENABLE_SETTING, "").strip().lower() in ("true", "1")
+
+
+def sample_as_deployed(environ: MutableMapping[str, str]) -> bool:
+    """Keep every trace, as the deployment does, unless `environ` names a sampler (OTEL_TRACES_SAMPLER or
+    its _ARG); True when the deployment's sampler was set."""
+    if any(name.startswith(SAMPLER_SETTING) for name in environ):
+        return False
+    environ.update(DEPLOYED_SAMPLER)
+    return True
 
 
 def configure_worker_telemetry(environ: MutableMapping[str, str]) -> bool:
@@ -63,6 +78,7 @@ def configure_worker_telemetry(environ: MutableMapping[str, str]) -> bool:
 
     environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_functions")
     environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
+    sample_as_deployed(environ)  # the distro reads it from the environment
     # Live metrics talk to the connection string's LiveEndpoint, else to a public default that a
     # local stand-in for ingestion cannot answer: on only when one is named.
     configure_azure_monitor(

@@ -1,4 +1,10 @@
-"""Typed reading of app settings that collects every problem, so one error names them all."""
+"""Typed reading of app settings that collects every problem, so one error names them all.
+
+A setting whose value is a Key Vault reference (`@Microsoft.KeyVault(...)`) reached the app unresolved:
+App Service passes the reference's own text when it cannot read the secret (the identity's role still
+propagating, a wrong URI, the vault out of reach). Such a value is never used: it reads as missing, and the
+reader remembers the setting's name (`unresolved`) so start-up, health and the webhook can say which.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,20 @@ _E = TypeVar("_E", bound=Enum)
 _COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+
+
+def is_key_vault_reference(value: str) -> bool:
+    """`value` is a Key Vault reference's text (case and surrounding whitespace aside)."""
+    return value.strip().lower().startswith(_KEY_VAULT_REFERENCE)
+
+
+def unresolved_problem(name: str) -> str:
+    return (
+        f"{name} holds an unresolved Key Vault reference: the platform could not read the secret (the app "
+        "identity's Key Vault role, the secret URI, the vault's network access), so it is treated as missing; "
+        "fix the cause and restart the app"
+    )
 
 
 class SettingsError(Exception):
@@ -29,13 +49,23 @@ class EnvReader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.unresolved: set[str] = set()  # settings read whose value is an unresolved Key Vault reference
 
     def raise_if_problems(self) -> None:
         if self.problems:
-            raise SettingsError(self.problems)
+            # a setting reported missing (in whatever words) because its reference did not resolve says so
+            reasons = [unresolved_problem(n) for n in sorted(self.unresolved) if any(n in p for p in self.problems)]
+            raise SettingsError(self.problems + reasons)
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is not None and is_key_vault_reference(value):
+            self.unresolved.add(name)
+            return None
+        return value
 
     def _get(self, name: str) -> str | None:
-        value = self.env.get(name)
+        value = self._raw(name)
         return value.strip() if value and value.strip() else None
 
     def optional(self, name: str, default: str | None = None) -> str | None:
@@ -97,7 +127,7 @@ class EnvReader:
         return value
 
     def columns(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.env.get(name)
+        value = self._raw(name)
         if value is None:
             return default
         if value.strip().lower() in ("", "none", "off"):

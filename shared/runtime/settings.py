@@ -2,6 +2,12 @@
 
 `Settings.from_env(os.environ)` collects every missing or malformed variable and raises one
 `SettingsError` that names all of them, so a misconfigured deployment says everything at once.
+
+A setting holding an unresolved Key Vault reference reads as missing (shared.runtime.env). One is not
+fatal: HUNTER_WEBHOOK_SECRET. A start-up error would make every function answer an opaque 500 (the health
+check included); instead the app starts, names it in `unresolved_settings`, /api/health answers 503 naming
+it and the webhook refuses every call with 503 until a restart resolves it. Any other required setting in
+that state stops start-up with a problem naming it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ DEFAULT_STUCK_AFTER_SECONDS = 900
 DEFAULT_LEAD_LEASE_SECONDS = 120
 MIN_LEAD_LEASE_SECONDS = 4
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
+WEBHOOK_SECRET_SETTING = "HUNTER_WEBHOOK_SECRET"
 
 _COLUMN_PATTERN = re.compile(r"^[a-z_*?][a-z0-9_*?]*$")
 # 3-56 characters: Storage allows 63, and the poison queue adds "-poison" (7).
@@ -68,10 +75,17 @@ class Settings:
     hunter_owned_columns: tuple[str, ...] = DEFAULT_HUNTER_OWNED
     closed_leads: ClosedLeads = ClosedLeads.LEAVE
     deleted_leads: DeletedLeads = DeletedLeads.LEAVE
+    # settings the app reads whose Key Vault reference did not resolve (read as missing)
+    unresolved_settings: tuple[str, ...] = ()
 
     @property
     def poison_queue_name(self) -> str:
         return f"{self.lead_queue_name}-poison"
+
+    @property
+    def webhook_secret_unresolved(self) -> bool:
+        """The webhook secret is configured but unreadable: no call may be accepted, signed or not."""
+        return WEBHOOK_SECRET_SETTING in self.unresolved_settings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, host_json: Path = HOST_JSON) -> Settings:
@@ -83,7 +97,7 @@ class Settings:
             dataverse=read_dataverse(reader),
             database_auth=reader.choice("DATABASE_AUTH", DatabaseAuth, DatabaseAuth.PASSWORD),
             lead_queue_name=_queue_name(reader, "LEAD_QUEUE_NAME"),
-            hunter_webhook_secret=reader.optional("HUNTER_WEBHOOK_SECRET"),
+            hunter_webhook_secret=reader.optional(WEBHOOK_SECRET_SETTING),
             hunter_allow_unsigned=reader.flag("HUNTER_ALLOW_UNSIGNED"),
             hunter_signature_tolerance_seconds=reader.number(
                 "HUNTER_SIGNATURE_TOLERANCE_SECONDS", DEFAULT_SIGNATURE_TOLERANCE_SECONDS, int
@@ -96,6 +110,7 @@ class Settings:
             hunter_owned_columns=_column_patterns(reader, "D365_HUNTER_OWNED_COLUMNS", DEFAULT_HUNTER_OWNED),
             closed_leads=reader.choice("D365_CLOSED_LEADS", ClosedLeads, ClosedLeads.LEAVE),
             deleted_leads=reader.choice("D365_DELETED_LEADS", DeletedLeads, DeletedLeads.LEAVE),
+            unresolved_settings=tuple(sorted(reader.unresolved)),
         )
         if settings.database_pool_max < 1:
             reader.problems.append(f"DATABASE_POOL_MAX must be at least 1, got {settings.database_pool_max}")
@@ -105,7 +120,7 @@ class Settings:
                 f"functionTimeout ({settings.queue_runtime.function_timeout_seconds:.0f} s), "
                 f"got {settings.lead_lease_seconds}"
             )
-        if not settings.hunter_webhook_secret and not settings.hunter_allow_unsigned:
+        if not (settings.hunter_webhook_secret or settings.hunter_allow_unsigned or settings.webhook_secret_unresolved):
             reader.problems.append(
                 "HUNTER_WEBHOOK_SECRET is missing: the secret Hunter signs webhook bodies with "
                 "(HUNTER_ALLOW_UNSIGNED=true accepts unsigned calls, for local work only)"

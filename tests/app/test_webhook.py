@@ -182,7 +182,7 @@ def test_unknown_lead_status_is_404_and_health_is_ok(host):
     assert requests.get(f"{host.url}/api/leads/987654", timeout=10).status_code == 404
     health = requests.get(f"{host.url}/api/health", timeout=10)
     assert health.status_code == 200
-    assert health.json()["checks"] == {"database": "ok", "queue": "ok", "dataverse": "ok"}
+    assert health.json()["checks"] == {"database": "ok", "queue": "ok", "dataverse": "ok", "settings": "ok"}
 
 
 def test_health_names_the_failing_part(app_env, dataverse, local_host):

@@ -3,11 +3,12 @@ role on the app's identity, local auth off, Entra-only PostgreSQL, the alerts an
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
-from tests.infra.bicep_model import INFRA, bicep_files, expression, load, parse
+from tests.infra.bicep_model import INFRA, bicep_files, expression, load, parse, unwrap
 
 # Built-in role definition ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
@@ -33,10 +34,17 @@ def test_main_composes_every_module_and_each_exists():
         assert (INFRA / relative).is_file()
 
 
-@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
-def test_loaded_files_exist(path):
-    for relative in re.findall(r"load(?:Text|Json)Content\('([^']+)'\)", path.read_text()):
-        assert (path.parent / relative).is_file(), relative
+def test_loaded_files_exist():
+    loads = {
+        (path.relative_to(INFRA).as_posix(), relative)
+        for path in bicep_files()
+        for relative in re.findall(r"load(?:Text|Json)Content\('([^']+)'\)", path.read_text())
+    }
+
+    # the abbreviations, every alert query and every workbook panel are loaded: none of them may be missing
+    assert {file for file, _ in loads} >= {"main.bicep", "app/monitoring-alerts.bicep", "app/workbook.bicep"}
+    assert len(loads) >= 1 + len(list((INFRA / "monitoring" / "queries").glob("*.kql")))
+    assert [(file, relative) for file, relative in sorted(loads) if not ((INFRA / file).parent / relative).is_file()] == []
 
 
 FORBIDDEN = [
@@ -119,37 +127,44 @@ def test_storage_holds_the_lead_queue_and_its_poison_queue():
     assert sorted(storage.resolve(body["name"]) for body in queues.values()) == ["lead-push", "lead-push-poison"]
 
 
-def test_postgres_allows_entra_sign_in_only_and_knows_the_apps_identity():
+def test_postgres_allows_entra_sign_in_only():
     postgres = load("app/postgres.bicep")
     (server,) = postgres.of_type("Microsoft.DBforPostgreSQL/flexibleServers").values()
-    (admin,) = postgres.of_type("Microsoft.DBforPostgreSQL/flexibleServers/administrators").values()
     pgbouncer = postgres.of_type("Microsoft.DBforPostgreSQL/flexibleServers/configurations")
 
     assert server["properties"]["authConfig"]["passwordAuth"] == "Disabled"
     assert server["properties"]["authConfig"]["activeDirectoryAuth"] == "Enabled"
     assert "administratorLogin" not in server["properties"]
-    assert (admin["name"], admin["properties"]["principalType"], admin["properties"]["principalName"]) == (
-        "appIdentityPrincipalId",
-        "ServicePrincipal",
-        "appIdentityName",
-    )
     assert [body["name"] for body in pgbouncer.values()] == ["pgbouncer.enabled"]
+
+
+def test_the_apps_identity_is_no_postgres_administrator():
+    """An Entra administrator can create roles and grant itself anything: the hook gives the app's role its
+    rows instead (tests/infra/hook/)."""
+    for path in bicep_files():
+        template = load(str(path.relative_to(INFRA)))
+        assert template.of_type("Microsoft.DBforPostgreSQL/flexibleServers/administrators") == {}, path.name
     call = load("main.bicep").modules["postgres"]["config"]["params"]
-    assert (expression(call["appIdentityName"]), expression(call["appIdentityPrincipalId"])) == (
-        "identity.outputs.name",
-        "identity.outputs.principalId",
-    )
+    assert not [name for name in call if "identity" in str(expression(call[name])).lower()]
 
 
-def test_key_vault_uses_rbac_and_holds_the_webhook_secret():
+def test_key_vault_uses_rbac_and_no_template_carries_the_webhook_secret():
+    """The postprovision hook creates the secret through ARM when it is missing (tests/infra/hook/): a
+    provision never replaces it, and nothing reads the vault's data plane, which vnetEnabled makes private."""
     vault = load("app/keyvault.bicep")
     (body,) = vault.of_type("Microsoft.KeyVault/vaults").values()
-    secrets = vault.of_type("Microsoft.KeyVault/vaults/secrets")
 
     assert body["properties"]["enableRbacAuthorization"] is True
     assert "accessPolicies" not in body["properties"]
-    assert [vault.resolve(secret["name"]) for secret in secrets.values()] == ["hunter-webhook-secret"]
-    assert {d["type"] for d in vault.tree["parameters"]["webhookSecret"]["decorators"]} >= {"secure"}
+    assert vault.tree["outputs"]["webhookSecretName"]["value"] == "webhookSecretName"
+    assert vault.resolve("webhookSecretName") == "hunter-webhook-secret"
+    for path in bicep_files():
+        template = load(str(path.relative_to(INFRA)))
+        assert template.of_type("Microsoft.KeyVault/vaults/secrets") == {}, path.name
+        secure = [name for name, p in (template.tree.get("parameters") or {}).items()
+                  if {"type": "secure"} in [{"type": d["type"]} for d in p.get("decorators", [])]]
+        assert secure == [], path.name
+    assert "secretOrRandomPassword" not in (INFRA / "main.parameters.json").read_text()
 
 
 ALERT_QUERIES = {
@@ -208,3 +223,179 @@ def test_the_workbook_shows_every_panel_from_its_query_file():
     } <= set(panels)
     main = load("main.bicep")
     assert {"alerts", "workbook"} <= set(main.modules)
+
+
+# The regions offering Flex Consumption, as Microsoft's quickstart allows them for `location`
+# (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep).
+QUICKSTART_REGIONS = """
+australiaeast australiasoutheast brazilsouth canadacentral centralindia centralus eastasia eastus eastus2
+eastus2euap francecentral germanywestcentral italynorth japaneast koreacentral northcentralus northeurope
+norwayeast southafricanorth southcentralus southeastasia southindia spaincentral swedencentral uaenorth uksouth
+ukwest westcentralus westeurope westus westus2 westus3
+""".split()
+
+
+def _allowed(parameter: dict) -> list | None:
+    return next((d["argument"] for d in parameter.get("decorators", []) if d["type"] == "allowed"), None)
+
+
+def test_location_is_limited_to_the_regions_that_offer_flex_consumption():
+    location = load("main.bicep").tree["parameters"]["location"]
+
+    assert _allowed(location) == QUICKSTART_REGIONS
+    assert {"type": "metadata", "argument": {"azd": {"type": "location"}}} in location["decorators"]
+
+
+def test_postgres_has_a_location_of_its_own_defaulting_to_the_apps():
+    main = load("main.bicep")
+    postgres_location = main.tree["parameters"]["postgresLocation"]
+    placed = main.modules["postgres"]["config"]["params"]["location"]["operator"]
+
+    assert (postgres_location["type"], postgres_location["default"], _allowed(postgres_location)) == ("string", "", None)
+    assert placed["type"] == "conditional"
+    assert placed["operands"]["condition"] == {"function": {"type": "empty", "parameters": {"item_to_test": "postgresLocation"}}}
+    assert (placed["operands"]["true_value"], placed["operands"]["false_value"]) == ("location", "postgresLocation")
+    others = [unwrap(module["config"]) for name, module in main.modules.items() if name != "postgres"]
+    assert {expression(module["params"].get("location", "location")) for module in others} == {"location"}
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["postgresLocation"] == {"value": "${AZURE_POSTGRES_LOCATION=}"}
+
+
+# --- private networking (vnetEnabled) ------------------------------------------------------------
+
+
+def test_vnet_enabled_is_the_default_and_azd_can_turn_it_off():
+    main = load("main.bicep")
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+
+    assert (main.tree["parameters"]["vnetEnabled"]["type"], main.tree["parameters"]["vnetEnabled"]["default"]) == (
+        "bool",
+        True,
+    )
+    assert parameters["vnetEnabled"] == {"value": "${VNET_ENABLED=true}"}
+
+
+def test_the_network_and_the_private_endpoints_exist_only_with_vnet_enabled():
+    main = load("main.bicep")
+
+    conditional = {name: module["config"].get("condition") for name, module in main.modules.items()}
+    assert {name for name, condition in conditional.items() if condition == "vnetEnabled"} == {
+        "network",
+        "privateEndpoints",
+    }
+    endpoints = unwrap(main.modules["privateEndpoints"]["config"])["params"]
+    assert {key: expression(endpoints[key]) for key in ("storageAccountId", "keyVaultId", "postgresServerId")} == {
+        "storageAccountId": "storage.outputs.id",
+        "keyVaultId": "keyVault.outputs.id",
+        "postgresServerId": "postgres.outputs.id",
+    }
+    # the app starts only once storage and the vault are reachable the only way they are
+    assert {"rbac", "privateEndpoints"} <= set(unwrap(main.modules["api"]["config"])["dependsOn"])
+
+
+def test_storage_queue_blob_table_key_vault_and_postgres_each_have_an_endpoint_and_a_dns_zone():
+    template = load("app/private-endpoints.bicep")
+    endpoints = template.variable("endpoints")
+    zones = unwrap(template.resources["zone"]["config"])
+    links = unwrap(template.resources["link"]["config"])
+    groups = unwrap(template.resources["zoneGroup"]["config"])
+
+    assert [(e["groupId"], e["targetId"]) for e in endpoints] == [
+        ("blob", "storageAccountId"),
+        ("queue", "storageAccountId"),
+        ("table", "storageAccountId"),
+        ("vault", "keyVaultId"),
+        ("postgresqlServer", "postgresServerId"),
+    ]
+    assert [template.resolve(e["dnsZoneName"]) for e in endpoints] == [
+        "privatelink.blob.<environment().suffixes.storage>",
+        "privatelink.queue.<environment().suffixes.storage>",
+        "privatelink.table.<environment().suffixes.storage>",
+        "privatelink.vaultcore.azure.net",
+        "privatelink.postgres.database.azure.com",
+    ]
+    for symbol in ("zone", "link", "privateEndpoint", "zoneGroup"):
+        assert template.resources[symbol]["config"]["loop_type"]["detail"]["array_name"] == "endpoints", symbol
+    assert zones["location"] == "global"
+    assert links["properties"] == {"virtualNetwork": {"id": "vnetId"}, "registrationEnabled": False}
+    zone_id = groups["properties"]["privateDnsZoneConfigs"][0]["properties"]["privateDnsZoneId"]["operator"]
+    assert (zone_id["operands"]["operand_1"]["operator"]["operands"], zone_id["operands"]["operand_2"]) == (
+        {"operand_1": "zone", "operand_2": "i"},
+        "id",
+    )
+
+
+def test_the_function_app_integrates_with_a_subnet_delegated_to_flex_consumption():
+    network = load("app/network.bicep")
+    (vnet,) = network.of_type("Microsoft.Network/virtualNetworks").values()
+    subnets = {network.resolve(subnet["name"]): subnet["properties"] for subnet in vnet["properties"]["subnets"]}
+    (site,) = load("app/api.bicep").of_type("Microsoft.Web/sites").values()
+    call = unwrap(load("main.bicep").modules["api"]["config"])["params"]
+
+    assert subnets["app"]["delegations"][0]["properties"]["serviceName"] == "Microsoft.App/environments"
+    assert subnets["app"]["defaultOutboundAccess"] is True  # Dataverse, Entra ID, Application Insights
+    assert subnets["private-endpoints"]["privateEndpointNetworkPolicies"] == "Disabled"
+    assert site["properties"]["virtualNetworkSubnetId"]["operator"]["operands"]["false_value"] == (
+        "virtualNetworkSubnetId"
+    )
+    chosen = call["virtualNetworkSubnetId"]["operator"]["operands"]
+    assert (chosen["condition"], expression(chosen["true_value"]), chosen["false_value"]) == (
+        "vnetEnabled",
+        "network.outputs.appSubnetId",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "resource_type"),
+    [
+        ("storage", "Microsoft.Storage/storageAccounts"),
+        ("keyVault", "Microsoft.KeyVault/vaults"),
+        ("postgres", "Microsoft.DBforPostgreSQL/flexibleServers"),
+    ],
+)
+def test_public_network_access_is_off_with_vnet_enabled(module, resource_type):
+    main = load("main.bicep")
+    path = main.modules[module]["detail"]["path"]
+    assert main.variable("publicNetworkAccess") == {
+        "operator": {
+            "type": "conditional",
+            "operands": {"condition": "vnetEnabled", "true_value": "Disabled", "false_value": "Enabled"},
+        }
+    }
+    assert unwrap(main.modules[module]["config"])["params"]["publicNetworkAccess"] == "publicNetworkAccess"
+
+    private = load(path, {"publicNetworkAccess": "Disabled"})
+    (body,) = private.of_type(resource_type).values()
+    properties = body["properties"]
+    assert private.resolve(properties.get("network", properties)["publicNetworkAccess"]) == "Disabled"
+    if "networkAcls" in properties:  # storage and Key Vault: deny whatever is not a private endpoint
+        default_action = properties["networkAcls"]["defaultAction"]["operator"]["operands"]
+        assert (default_action["condition"], default_action["true_value"]) == ("privateOnly", "Deny")
+        assert private.variable("privateOnly") == {
+            "operator": {"type": "equals", "operands": {"operand_1": "publicNetworkAccess", "operand_2": "Disabled"}}
+        }
+
+
+def test_azure_services_are_admitted_to_postgres_only_without_the_virtual_network():
+    postgres = load("app/postgres.bicep")
+    (rule,) = [r for r in postgres.resources.values() if r["type"].endswith("/firewallRules")]
+    main = load("main.bicep")
+
+    assert rule["config"]["condition"] == {
+        "operator": {"type": "equals", "operands": {"operand_1": "publicNetworkAccess", "operand_2": "Enabled"}}
+    }
+    assert rule["config"]["config"]["properties"] == {"startIpAddress": "0.0.0.0", "endIpAddress": "0.0.0.0"}
+    # the hook restores what the template wants after opening the server to the deployer
+    assert expression(main.tree["outputs"]["AZURE_POSTGRES_PUBLIC_NETWORK_ACCESS"]["value"]) == (
+        "postgres.outputs.publicNetworkAccess"
+    )
+    assert postgres.tree["outputs"]["publicNetworkAccess"]["value"] == "publicNetworkAccess"
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_resource_uses_a_ga_api_version(path):
+    versions = {resource["type"]: resource["api_version"] for resource in (parse(path).get("resources") or {}).values()}
+
+    assert versions, f"{path.name} declares no resource"
+    assert {kind: version for kind, version in versions.items() if "preview" in version} == {}

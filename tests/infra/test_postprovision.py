@@ -1,10 +1,9 @@
-"""The postprovision hook's database half against a real PostgreSQL: the migrations run as `shared.postgres.migrate`
-does for the hook, and grant_app_role.sql gives the app's role the rows of every table (and of tables a later
-migration adds) but not the schema. The Azure half (az, Entra administrators, firewall) needs Azure."""
+"""grant_app_role.sql against a real PostgreSQL: the app's role gets the rows of every table (and of tables a
+later migration adds) but not the schema, nor the migrations' ledger. The whole hook, against a fake `az` and
+with the app's own statements, is tested in tests/infra/hook/."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import secrets
@@ -17,17 +16,11 @@ import pytest
 from psycopg2 import sql
 
 from local import services
-from tests.infra.bicep_model import INFRA, ROOT, load
+from tests.infra.bicep_model import ROOT, load
+from tests.infra.hook.hook_modules import database_setup
+from tests.infra.hook.hook_modules import postprovision as hook
 
-
-def _load_hook():
-    spec = importlib.util.spec_from_file_location("postprovision", INFRA / "hooks" / "postprovision.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hook = _load_hook()
+MIGRATIONS_LEDGER = "schema_migration"
 
 
 @pytest.fixture
@@ -71,10 +64,11 @@ def test_grants_give_the_app_role_every_tables_rows_and_nothing_more(migrated_da
     assert set(_privileges(migrated_database, app_role).values()) == {False}
 
     with psycopg2.connect(migrated_database) as connection, connection.cursor() as cursor:
-        cursor.execute(hook.grant_statements(app_role))
+        cursor.execute(database_setup.grant_statements(app_role))
 
     privileges = _privileges(migrated_database, app_role)
     assert "lead_sync" in privileges
+    assert privileges.pop(MIGRATIONS_LEDGER) is False
     assert set(privileges.values()) == {True}
     with psycopg2.connect(migrated_database) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT has_schema_privilege(%(role)s, 'public', 'CREATE')", {"role": app_role})
@@ -83,7 +77,7 @@ def test_grants_give_the_app_role_every_tables_rows_and_nothing_more(migrated_da
 
 def test_tables_a_later_migration_creates_are_granted_too(migrated_database, app_role):
     with psycopg2.connect(migrated_database) as connection, connection.cursor() as cursor:
-        cursor.execute(hook.grant_statements(app_role))
+        cursor.execute(database_setup.grant_statements(app_role))
         cursor.execute("CREATE TABLE later_migration (id int PRIMARY KEY)")
 
     assert _privileges(migrated_database, app_role)["later_migration"] is True
@@ -91,10 +85,26 @@ def test_tables_a_later_migration_creates_are_granted_too(migrated_database, app
 
 def test_grants_are_safe_to_repeat(migrated_database, app_role):
     with psycopg2.connect(migrated_database) as connection, connection.cursor() as cursor:
-        cursor.execute(hook.grant_statements(app_role))
-        cursor.execute(hook.grant_statements(app_role))
+        cursor.execute(database_setup.grant_statements(app_role))
+        cursor.execute(database_setup.grant_statements(app_role))
 
-    assert set(_privileges(migrated_database, app_role).values()) == {True}
+    privileges = _privileges(migrated_database, app_role)
+    assert privileges.pop(MIGRATIONS_LEDGER) is False
+    assert set(privileges.values()) == {True}
+
+
+def test_sequences_are_usable_but_not_settable(migrated_database, app_role):
+    with psycopg2.connect(migrated_database) as connection, connection.cursor() as cursor:
+        cursor.execute(sql.SQL("GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}").format(
+            sql.Identifier(app_role)))  # what an earlier release granted
+        cursor.execute(database_setup.grant_statements(app_role))
+        cursor.execute(
+            "SELECT has_sequence_privilege(%(role)s, 'sync_attempt_id_seq', 'USAGE'),"
+            " has_sequence_privilege(%(role)s, 'sync_attempt_id_seq', 'SELECT'),"
+            " has_sequence_privilege(%(role)s, 'sync_attempt_id_seq', 'UPDATE')",
+            {"role": app_role},
+        )
+        assert cursor.fetchone() == (True, False, False)
 
 
 def test_the_dataverse_step_names_the_identitys_client_id():
@@ -125,3 +135,4 @@ def test_the_hook_reads_only_outputs_main_bicep_declares():
     outputs = set(load("main.bicep").tree["outputs"])
 
     assert set(hook.NEEDED) - {"AZURE_SUBSCRIPTION_ID"} <= outputs
+    assert hook.PUBLIC_ACCESS_OUTPUT in outputs

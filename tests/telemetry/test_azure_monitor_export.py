@@ -100,10 +100,11 @@ def run(azurite, database_url, identity) -> Iterator[Run]:
             what="all three leads pushed",
         )
         result = Run(ingestion, emulator, env, response.json()["correlation_id"], host)
-        # Exported every second (OTEL_METRIC_EXPORT_INTERVAL); spans and logs in batches of 200 ms.
+        # Exported every second (OTEL_METRIC_EXPORT_INTERVAL); spans and logs in batches of 200 ms. The gauges
+        # come from the metrics timer, which runs at the start of each minute (not on start-up).
         wait_for(
             lambda: set(result.names().metrics) >= METRICS and _push_requests(result),
-            timeout=30,
+            timeout=75,
             what="the custom metrics and both push requests at the ingestion endpoint",
         )
         NAMES_FILE.parent.mkdir(parents=True, exist_ok=True)
