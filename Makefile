@@ -31,7 +31,7 @@ test: setup
 # The inner loop (about half a minute): lint, types, the layer rules, and every test that runs on the
 # fakes or the in-process emulators (the contract tests' fake side, the decision table, a short
 # simulation). `make test` is the whole suite on real components, and what CI runs.
-CHECK_TESTS := tests/test_code_quality.py tests/structure tests/push tests/simulation tests/intake tests/d365 tests/contract
+CHECK_TESTS := tests/test_code_quality.py tests/structure tests/push tests/crm tests/simulation tests/intake tests/d365 tests/contract
 check: setup
 	SIM_SEEDS=$${SIM_SEEDS:-300} $(PY) -m pytest -q $(CHECK_TESTS) -k "not real" $(ARGS)
 

@@ -135,6 +135,7 @@ def _real_store(database_url: str) -> Iterator[StoreHarness]:
 
     sql("DELETE FROM dataverse_throttle", {})  # an earlier test's throttling is not ours
     sql("DELETE FROM pipeline_pause", {})
+    sql("UPDATE crm_outcome_reader SET lease_token = NULL, lease_until = NULL, modified_since = NULL", {})
     try:
         yield StoreHarness(store, "real", expire, age, attempts, column, now)
     finally:

@@ -7,7 +7,8 @@ import pytest
 
 from shared.model.messages import LeadMessage
 from shared.model.errors import StoreRefused
-from shared.model.sync import Attempt, ClaimStatus
+from shared.model.crm import ColumnMemory, CrmOutcome, CrmState
+from shared.model.sync import Attempt, ClaimStatus, Synced
 from tests.contract.conftest import StoreHarness, new_company_id
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -495,3 +496,93 @@ def test_a_paused_push_is_audited_as_paused_without_counting_an_attempt(store_si
     state = store_side.store.lead_state(company)
     assert (state["status"], state["attempts"]) == ("queued", 0)
     assert [a["outcome"] for a in store_side.attempts(company)] == ["paused"]
+
+
+# --- the CRM's outcomes --------------------------------------------------------------------------
+
+
+def _synced_at(side: StoreHarness, record_id: str, **synced) -> int:
+    company = queued(side)
+    held = claim(side, company)
+    assert side.store.finish_synced(company, held.token, ok(d365_lead_id=record_id), version=T0, etag="e",
+                                    fingerprint="f", warnings=[], synced=Synced(**synced))
+    return company
+
+
+def _record_id(company: int, n: int = 0) -> str:
+    return f"{ID_A[:-12]}{(company * 10 + n) % 10**12:012d}"
+
+
+def test_a_write_remembers_what_it_sent_and_what_the_crm_showed(store_side: StoreHarness) -> None:
+    company = new_company_id()
+    record = _record_id(company)
+    store_side.store.record_queued([message(company)])
+    held = claim(store_side, company)
+    memory = ColumnMemory({"subject": "Hunter: c.example", "hnt_score": 7}, frozenset({"companyname"}))
+    crm = CrmOutcome(CrmState.QUALIFIED, status_code=3, owner_id="5a5e0000-0000-4000-8000-00000000a001")
+    assert store_side.store.finish_synced(company, held.token, ok(d365_lead_id=record), version=T0, etag="e",
+                                          fingerprint="f", warnings=[], synced=Synced(memory, crm))
+
+    again = claim(store_side, company).state
+    assert again.memory == memory and again.crm_state is CrmState.QUALIFIED and not again.force_write
+    state = store_side.store.lead_state(company)
+    assert (state["crm_state"], state["crm_status_code"], state["crm_owner_id"]) == (
+        "qualified", 3, "5a5e0000-0000-4000-8000-00000000a001")
+    assert state["crm_seen_at"] is not None
+
+
+def test_the_outcome_reader_is_held_by_one_instance_and_moves_forward_only(store_side: StoreHarness) -> None:
+    first, second = "00000000-0000-4000-8000-0000000000a1", "00000000-0000-4000-8000-0000000000a2"
+    leased, since = store_side.store.lease_outcome_reader(first, lease_seconds=60)
+    assert leased
+    assert store_side.store.lease_outcome_reader(second, lease_seconds=60) == (False, None)
+    assert store_side.store.advance_outcome_reader(first, T0 + timedelta(minutes=5))
+    assert store_side.store.advance_outcome_reader(first, T0)  # never back
+    assert not store_side.store.advance_outcome_reader(second, T0 + timedelta(days=1))
+    store_side.store.release_outcome_reader(first)
+
+    leased, since = store_side.store.lease_outcome_reader(second, lease_seconds=60)
+    assert leased and since >= T0 + timedelta(minutes=5)
+    store_side.store.release_outcome_reader(second)
+
+
+def test_an_outcome_lands_on_the_lead_holding_the_record_and_a_reopened_lead_is_due(store_side: StoreHarness) -> None:
+    company = new_company_id()
+    record = _record_id(company)
+    store_side.store.record_queued([message(company)])
+    held = claim(store_side, company)
+    store_side.store.finish_synced(company, held.token, ok(d365_lead_id=record), version=T0, etag="e",
+                                   fingerprint="f", warnings=[], synced=Synced(crm=CrmOutcome(CrmState.OPEN, 1)))
+
+    assert store_side.store.record_crm_outcome(record.upper(), CrmOutcome(CrmState.QUALIFIED, 3)) is None
+    assert store_side.store.lead_state(company)["crm_state"] == "qualified"
+    due = store_side.store.record_crm_outcome(record, CrmOutcome(CrmState.OPEN, 2))
+
+    assert due is not None and due.company_id == company
+    state = store_side.store.lead_state(company)
+    assert (state["crm_state"], state["crm_status_code"], state["status"]) == ("open", 2, "queued")
+    assert store_side.store.record_crm_outcome("00000000-0000-4000-8000-00000000dead",
+                                               CrmOutcome(CrmState.OPEN)) is None
+
+
+def test_a_merge_is_followed_to_a_free_master_and_named_when_another_lead_holds_it(store_side: StoreHarness) -> None:
+    company, other = new_company_id(), new_company_id()
+    record, master, others_record = _record_id(company, 1), _record_id(company, 2), _record_id(other, 3)
+    for cid, rid in ((company, record), (other, others_record)):
+        store_side.store.record_queued([message(cid)])
+        held = claim(store_side, cid)
+        store_side.store.finish_synced(cid, held.token, ok(d365_lead_id=rid), version=T0, etag="e",
+                                       fingerprint="f", warnings=[])
+
+    store_side.store.record_crm_outcome(record, CrmOutcome(CrmState.DISQUALIFIED, 7, merged_into=master))
+    assert store_side.store.lead_state(company)["d365_lead_id"] == master
+
+    store_side.store.record_crm_outcome(master, CrmOutcome(CrmState.DISQUALIFIED, 7, merged_into=others_record))
+    state = store_side.store.lead_state(company)
+    assert (state["d365_lead_id"], state["crm_state"], state["crm_merged_into"]) == (master, "merged", others_record)
+
+
+def test_a_replayed_lead_is_forced_through_once(store_side: StoreHarness) -> None:
+    company = _synced_at(store_side, _record_id(new_company_id()), crm=CrmOutcome(CrmState.DELETED))
+    store_side.store.reset_for_replay(company)
+    assert claim(store_side, company).state.force_write
