@@ -126,6 +126,8 @@ var appSettings = {
   DATABASE_POOL_MAX: string(databasePoolMax)
   LEAD_LEASE_SECONDS: string(leadLeaseSeconds)
   LEAD_QUEUE_NAME: leadQueueName
+  // the timer that reads what became of the leads in the CRM (the host resolves %CRM_OUTCOME_SCHEDULE%)
+  CRM_OUTCOME_SCHEDULE: '0 */5 * * * *'
   D365_URL: dataverseUrl
   D365_AUTH_MODE: 'managed_identity'
   D365_MANAGED_IDENTITY_CLIENT_ID: identityClientId

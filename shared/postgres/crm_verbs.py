@@ -25,9 +25,10 @@ class CrmVerbs:
     def release_outcome_reader(self, token: str) -> None:
         self._execute("release_outcome_reader", {"token": token})
 
-    def record_crm_outcome(self, d365_lead_id: str, outcome: CrmOutcome) -> LeadRef | None:
+    def record_crm_outcome(self, d365_lead_id: str, outcome: CrmOutcome) -> tuple[int, LeadRef | None] | None:
         """Store what the CRM shows of the record a lead holds (following a merge to a free master).
-        Returns the lead's reference when it was closed and is open again: its newest version is due."""
+        Returns the lead's company id, and its reference when it was closed and is open again (its
+        newest version is due); None when no lead holds the record."""
         row = self._execute(
             "record_crm_outcome",
             {
@@ -39,9 +40,12 @@ class CrmVerbs:
             },
             fetch="one",
         )
-        if row is None or not row["reopened"]:
+        if row is None:
             return None
-        return LeadRef(row["company_id"], row["queued_version"], row["correlation_id"] or "")
+        due = (
+            LeadRef(row["company_id"], row["queued_version"], row["correlation_id"] or "") if row["reopened"] else None
+        )
+        return row["company_id"], due
 
     def count_by_crm_state(self) -> dict[str, int]:
         return {row["crm_state"]: row["leads"] for row in self._execute("count_by_crm_state", fetch="all")}

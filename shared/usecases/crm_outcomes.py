@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from shared.model.crm import CrmOutcome
 from shared.model.messages import LeadRef
 from shared.model.ports import LeadQueuePort, LeadTable, SyncStore
 from shared.writes.ownership import crm_outcome, merged_into
@@ -54,8 +55,12 @@ def read_crm_outcomes(
                 master = merged_into(record)
                 if master is not None:
                     outcome = replace(outcome, merged_into=master)
-                reopened = store.record_crm_outcome(str(record["leadid"]), outcome)
+                held = store.record_crm_outcome(str(record["leadid"]), outcome)
+                if held is None:  # not a lead of ours
+                    continue
                 stored += 1
+                company_id, reopened = held
+                _log_outcome(company_id, outcome)
                 if reopened is not None:
                     due.append(reopened)
             if page and not store.advance_outcome_reader(token, _parse_time(page[-1]["modifiedon"])):
@@ -73,6 +78,17 @@ def read_crm_outcomes(
         extra={"pages": pages, "records": records, "reopened": len(due)},
     )
     return OutcomeRead(pages, records, stored, len(due))
+
+
+def _log_outcome(company_id: int, outcome: CrmOutcome) -> None:
+    """One line per lead seen changed: with the push's own events, what KQL joins for conversion."""
+    logger.info(
+        "crm_outcome company_id=%s crm_state=%s status_code=%s",
+        company_id,
+        outcome.state,
+        outcome.status_code,
+        extra={"company_id": company_id, "crm_state": str(outcome.state), "crm_status_code": outcome.status_code},
+    )
 
 
 def _odata_time(moment: datetime | None) -> str | None:

@@ -554,11 +554,11 @@ def test_an_outcome_lands_on_the_lead_holding_the_record_and_a_reopened_lead_is_
     store_side.store.finish_synced(company, held.token, ok(d365_lead_id=record), version=T0, etag="e",
                                    fingerprint="f", warnings=[], synced=Synced(crm=CrmOutcome(CrmState.OPEN, 1)))
 
-    assert store_side.store.record_crm_outcome(record.upper(), CrmOutcome(CrmState.QUALIFIED, 3)) is None
+    assert store_side.store.record_crm_outcome(record.upper(), CrmOutcome(CrmState.QUALIFIED, 3)) == (company, None)
     assert store_side.store.lead_state(company)["crm_state"] == "qualified"
-    due = store_side.store.record_crm_outcome(record, CrmOutcome(CrmState.OPEN, 2))
+    stored = store_side.store.record_crm_outcome(record, CrmOutcome(CrmState.OPEN, 2))
 
-    assert due is not None and due.company_id == company
+    assert stored is not None and stored[1] is not None and stored[1].company_id == company
     state = store_side.store.lead_state(company)
     assert (state["crm_state"], state["crm_status_code"], state["status"]) == ("open", 2, "queued")
     assert store_side.store.record_crm_outcome("00000000-0000-4000-8000-00000000dead",

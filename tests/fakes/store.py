@@ -454,10 +454,10 @@ class FakeLeadStore:
 
         self._call("release_outcome_reader", apply)
 
-    def record_crm_outcome(self, d365_lead_id: str, outcome: CrmOutcome) -> LeadRef | None:
+    def record_crm_outcome(self, d365_lead_id: str, outcome: CrmOutcome) -> tuple[int, LeadRef | None] | None:
         """queries.sql record_crm_outcome."""
 
-        def apply() -> LeadRef | None:
+        def apply() -> tuple[int, LeadRef | None] | None:
             lead_id, master = _uuid_text(d365_lead_id), _uuid_text(outcome.merged_into)
             row = next((r for r in self.rows.values() if r.d365_lead_id == lead_id), None)
             if row is None:
@@ -476,7 +476,8 @@ class FakeLeadStore:
             if reopened:
                 row.status, row.synced_version, row.enqueued_at = "queued", None, now
             row.updated_at = now
-            return LeadRef(row.company_id, row.queued_version, row.correlation_id or "") if reopened else None
+            due = LeadRef(row.company_id, row.queued_version, row.correlation_id or "") if reopened else None
+            return row.company_id, due
 
         return self._call("record_crm_outcome", apply)
 

@@ -166,3 +166,15 @@ def test_worker_threads_match_the_messages_host_json_hands_each_instance():
     assert int(bicep_app_settings()["PYTHON_THREADPOOL_THREAD_COUNT"]) == (
         queues["batchSize"] + queues["newBatchThreshold"]
     )
+
+
+def test_every_app_setting_a_binding_names_is_set():
+    """A `%NAME%` in a trigger that the host cannot resolve stops the function from loading."""
+    import re
+    from pathlib import Path
+
+    named = set()
+    for path in (Path(__file__).resolve().parents[2] / "blueprints").glob("*.py"):
+        named |= set(re.findall(r'"%([A-Za-z0-9_]+)%"', path.read_text()))
+    assert named, "no binding names an app setting: the check checks nothing"
+    assert named <= set(bicep_app_settings()), named - set(bicep_app_settings())

@@ -22,6 +22,7 @@ from shared.usecases.failures import Failure, classify
 from shared.usecases.push.attempts import AttemptClock
 from shared.usecases.push.batch import BatchPush, BatchResult, MappedItem, bulk_synced
 from shared.usecases.push.decision import Decision, already_written, decide, is_final, leased_delay
+from shared.usecases.push.dimensions import lead_dimensions
 from shared.usecases.push.mapper import LeadMapper, warning_texts
 from shared.usecases.push.pause import PauseRules
 from shared.usecases.push.recorder import FailureRecorder
@@ -133,6 +134,7 @@ class LeadPusher:
         context: dict[str, Any],
     ) -> PushResult:
         company_id = ref.company_id
+        context.update(lead_dimensions(state.lead.lead))
         decision = decide(state, ref.version, throttled_for=throttled_for, inline_wait=self._inline_wait)
         if not decision.write:
             assert decision.outcome is not None
