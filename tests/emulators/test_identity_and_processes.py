@@ -59,22 +59,25 @@ def _whoami(server: DataverseServer, token: str) -> requests.Response:
 
 def test_dataverse_process_prints_one_ready_line_and_stops_on_sigterm(processes: list[Process]) -> None:
     process = Process("local.emulators.dataverse", "--host", "127.0.0.1", "--port", "0", "--profile", "full",
-                      "--alternate-key", "hnt_domain")
+                      "--alternate-key", "hnt_domain", "--max-page-size", "7")
     processes.append(process)
 
     assert process.ready_line.rstrip("\n").startswith("ready http://127.0.0.1:")
     keys = requests.get(f"{process.url}/_emulator/schema", timeout=5).json()["keys"]
     assert keys == [{"name": "hnt_domain_key", "columns": ["hnt_domain"], "status": "Active"}]
+    assert requests.get(f"{process.url}/_emulator/paging", timeout=5).json() == {"max_page_size": 7}
     assert process.stop() == 0
 
 
-def test_dataverse_process_refuses_a_bad_key_column() -> None:
+@pytest.mark.parametrize(("options", "named"), [(["--profile", "bare", "--alternate-key", "hnt_domain"], "hnt_domain"),
+                                               (["--max-page-size", "5001"], "page size")])
+def test_dataverse_process_refuses_a_bad_option(options: list[str], named: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "local.emulators.dataverse", "--profile", "bare", "--alternate-key", "hnt_domain"],
+        [sys.executable, "-m", "local.emulators.dataverse", *options],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )
 
-    assert result.returncode == 2 and "hnt_domain" in result.stderr and result.stdout == ""
+    assert result.returncode == 2 and named in result.stderr and result.stdout == ""
 
 
 @pytest.fixture(scope="module")
