@@ -43,6 +43,8 @@ POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "lead-push"
 DEFAULT_POOL_MAX = 4
+# A silently dropped network (a failover, a NAT idle timeout) is noticed within about a minute.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 class DatabaseTokenUnavailable(StoreUnavailable):
@@ -89,7 +91,11 @@ class PostgresConnector:
 
     def connect(self) -> Any:
         """A new psycopg2 connection. Raises DatabaseTokenUnavailable, psycopg2.Error."""
-        options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": APPLICATION_NAME}
+        options: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": APPLICATION_NAME,
+            **KEEPALIVES,
+        }
         if self._password is not None:
             options |= {"password": self._password.get(), **self._sslmode}
         # The cursor factory is the connection's, not each cursor's: the psycopg2 instrumentation

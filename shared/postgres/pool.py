@@ -18,6 +18,12 @@ from shared.model.errors import StoreRefused, StoreUnavailable
 logger = logging.getLogger(__name__)
 
 DROPPED = (psycopg2.OperationalError, psycopg2.InterfaceError)
+# No statement or lock wait outlives a push's budget. Set with each statement, in its own implicit
+# transaction: through PgBouncer in transaction mode a connection's settings would reach whichever
+# server connection happens to serve it, and a startup `options` is refused by PgBouncer.
+STATEMENT_TIMEOUT_MS = 15_000
+LOCK_TIMEOUT_MS = 5_000
+_BOUNDED = f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET lock_timeout = {LOCK_TIMEOUT_MS}; "
 
 
 class ConnectionPool:
@@ -102,9 +108,10 @@ class Database:
 
 def _execute(cur: Any, statement: str, params: dict[str, Any] | None, fetch: str | None, rows: Any) -> Any:
     if rows is not None:
+        cur.execute(_BOUNDED.rstrip("; "))
         psycopg2.extras.execute_batch(cur, statement, rows, page_size=100)
         return None
-    cur.execute(statement, params or {})
+    cur.execute(_BOUNDED + statement, params or {})
     if fetch == "one":
         return cur.fetchone()
     if fetch == "all":

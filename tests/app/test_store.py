@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import psycopg2
 import pytest
@@ -12,6 +12,7 @@ from local import services
 from shared.model.messages import LeadMessage, LeadRef
 from shared.runtime.settings import Settings, SettingsError
 from shared.postgres.store import LeadStore
+from shared.postgres.queries import MIGRATIONS_DIR
 from shared.usecases.sweep import requeue_stuck_leads
 from tests.app.helpers import lead
 
@@ -33,10 +34,12 @@ def test_migrations_apply_once_when_workers_start_together(empty_database):
     for t in threads:
         t.join()
 
-    assert sorted(len(a) for a in applied) == [0, 0, 0, 2]
+    every = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+    assert len(every) >= 4
+    assert sorted(len(a) for a in applied) == [0, 0, 0, len(every)]
     with psycopg2.connect(empty_database) as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM schema_migration ORDER BY version")
-        assert [r[0] for r in cur.fetchall()] == ["001_lead_sync", "002_leases"]
+        assert [r[0] for r in cur.fetchall()] == every
     for s in stores:
         s.close()
 
@@ -91,3 +94,27 @@ def test_sweeper_leaves_alone_a_lead_whose_message_may_still_wait_in_the_queue(e
     queues.main.clear_messages()
     assert requeue_stuck_leads(store=store, queues=queues, age_seconds=0) == 1
     store.close()
+
+
+def test_a_statement_waiting_on_a_lock_gives_up_instead_of_hanging(database_url):
+    """A push must never outlive its function's timeout waiting for PostgreSQL: a lock held elsewhere
+    (a stuck transaction, a migration) makes the statement fail, as the database being unavailable."""
+    from shared.model.errors import StoreUnavailable
+
+    company = 8_700_000 + secrets.randbelow(100_000)
+    store = LeadStore(database_url, pool_max=1)
+    store.record_queued([LeadMessage(lead=lead(company), correlation_id="c", received_at=datetime.now(UTC))])
+    holder = psycopg2.connect(database_url)
+    release = threading.Timer(60, holder.rollback)  # without a bound, the claim would get the lead then
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM lead_sync WHERE company_id = %s FOR UPDATE", (company,))
+        release.start()
+        with pytest.raises(StoreUnavailable):
+            store.claim(company, lease_seconds=60)
+    finally:
+        release.cancel()
+        holder.rollback()
+        holder.close()
+        store.close()
+    assert LeadStore(database_url, pool_max=1).claim(company, lease_seconds=60).token
