@@ -192,10 +192,67 @@ resource dataverseThrottling 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
   }
 }
 
+// Fires within 5 minutes of a pause opening. The `pipeline_paused` event is logged as the pause opens and its batch
+// is exported within about a second (the log processor's 1 s schedule); Application Insights makes telemetry
+// queryable typically 20 s to 3 minutes after it arrives; the rule runs every minute. So: about 1 s + at most
+// ~3 min + at most 1 min, about 4 minutes in the worst typical case. The 5-minute window still holds an event that
+// arrived 3 minutes late at the next run, and holds one of the gauge's minute-by-minute readings of 1 for as long as
+// the pause lasts, so the alert stays fired and resolves about 5 minutes after the pause lifts. The gauge alone
+// would be too slow to open it: up to 60 s to the timer's next reading and 60 s to the next metric export, then the
+// same ingestion and evaluation, about 6 minutes.
+// Severity 0 (critical): no lead reaches Dataverse until a person fixes the configuration (README: the pause).
+resource pipelinePaused 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'leadpush-pipeline-paused'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'lead push: pipeline paused'
+    description: 'An org-level Dataverse failure paused the pipeline: every lead waits (none fails) until the configuration is fixed. The dimension `reason` says what to fix (README, "When Dataverse\'s configuration breaks: the pause").'
+    severity: 0
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT1M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../monitoring/queries/alert-pipeline-paused.kql')
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'paused'
+          dimensions: [
+            {
+              name: 'reason'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 output actionGroupId string = actionGroup.id
 output alertNames array = [
   poisonQueueNotEmpty.name
   failedPushShare.name
   queueStalled.name
   dataverseThrottling.name
+  pipelinePaused.name
 ]

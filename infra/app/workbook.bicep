@@ -1,5 +1,5 @@
-// An Azure Monitor workbook over the app's telemetry: throughput, outcomes, push duration, queue depths, failed
-// leads with their reasons, Dataverse errors. Queries come from ../monitoring/queries; the time range picker
+// An Azure Monitor workbook over the app's telemetry: the pipeline's pauses, throughput, outcomes, push duration,
+// queue depths, failed leads with their reasons, Dataverse errors, and what became of the pushed leads in the CRM. Queries come from ../monitoring/queries; the time range picker
 // applies to each of them (timeContextFromParameter), so the query files stay plain KQL.
 param location string = resourceGroup().location
 param tags object = {}
@@ -24,7 +24,7 @@ var content = {
       type: 1
       name: 'intro'
       content: {
-        json: '## lead push\nHunter leads into Dataverse: what came in, what was written, what failed and why. Metrics come from the app\'s OpenTelemetry meter `leadpush`; failed leads from its `d365_push_failed` log events.'
+        json: '## lead push\nHunter leads into Dataverse: what came in, what was written, what failed and why. Metrics come from the app\'s OpenTelemetry meter `leadpush`; failed leads, pauses and CRM outcomes from its log events.'
       }
     }
     {
@@ -48,6 +48,7 @@ var content = {
                 { durationMs: 86400000 }
                 { durationMs: 259200000 }
                 { durationMs: 604800000 }
+                { durationMs: 2592000000 }
               ]
             }
           }
@@ -56,6 +57,17 @@ var content = {
         queryType: 0
         resourceType: 'microsoft.insights/components'
       }
+    }
+    {
+      type: 3
+      name: 'pipeline-paused'
+      content: union(sources, {
+        version: 'KqlItem/1.0'
+        title: 'Pipeline paused: reason, since when, leads waiting (empty resumed_at: paused now)'
+        query: loadTextContent('../monitoring/queries/workbook-pipeline-paused.kql')
+        visualization: 'table'
+        size: 0
+      })
     }
     {
       type: 3
@@ -130,6 +142,28 @@ var content = {
         version: 'KqlItem/1.0'
         title: 'Dataverse error codes'
         query: loadTextContent('../monitoring/queries/workbook-dataverse-error-codes.kql')
+        visualization: 'table'
+        size: 0
+      })
+    }
+    {
+      type: 3
+      name: 'crm-states'
+      content: union(sources, {
+        version: 'KqlItem/1.0'
+        title: 'Pushed → qualified / disqualified: leads by CRM state (per hour)'
+        query: loadTextContent('../monitoring/queries/workbook-crm-states.kql')
+        visualization: 'timechart'
+        size: 0
+      })
+    }
+    {
+      type: 3
+      name: 'conversion'
+      content: union(sources, {
+        version: 'KqlItem/1.0'
+        title: 'Pushed → qualified / disqualified: conversion by Hunter segment and score band'
+        query: loadTextContent('../monitoring/queries/workbook-conversion.kql')
         visualization: 'table'
         size: 0
       })

@@ -172,6 +172,7 @@ ALERT_QUERIES = {
     "alert-failed-share.kql",
     "alert-queue-stalled.kql",
     "alert-dataverse-throttling.kql",
+    "alert-pipeline-paused.kql",
 }
 
 
@@ -204,6 +205,25 @@ def test_the_failed_share_and_throttling_alerts_use_their_parameters():
     assert periods == {"numberOfEvaluationPeriods": "throttledWindows", "minFailingPeriodsToAlert": "throttledWindows"}
 
 
+def test_the_pause_alert_is_critical_and_runs_every_minute_over_five_minutes_per_reason():
+    alerts = load("app/monitoring-alerts.bicep")
+    paused = alerts.of_type("Microsoft.Insights/scheduledQueryRules")["pipelinePaused"]["properties"]
+    (criterion,) = paused["criteria"]["allOf"]
+
+    # an event exported within seconds, ingested within ~3 minutes, seen by the next run: inside 5 minutes
+    assert (paused["evaluationFrequency"], paused["windowSize"], paused["severity"]) == ("PT1M", "PT5M", 0)
+    assert (criterion["metricMeasureColumn"], criterion["timeAggregation"]) == ("paused", "Maximum")
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 0)
+    assert [d["name"] for d in criterion["dimensions"]] == ["reason"]
+    assert paused["autoMitigate"] is True
+
+
+def test_every_alert_rule_uses_the_same_ga_api_version():
+    text = (INFRA / "app" / "monitoring-alerts.bicep").read_text()
+
+    assert set(re.findall(r"'Microsoft\.Insights/scheduledQueryRules@([\w-]+)'", text)) == {"2023-12-01"}
+
+
 def test_the_workbook_shows_every_panel_from_its_query_file():
     workbook = load("app/workbook.bicep")
     (body,) = workbook.of_type("Microsoft.Insights/workbooks").values()
@@ -220,6 +240,9 @@ def test_the_workbook_shows_every_panel_from_its_query_file():
         "workbook-queue-depth.kql",
         "workbook-failed-leads.kql",
         "workbook-dataverse-errors.kql",
+        "workbook-pipeline-paused.kql",
+        "workbook-crm-states.kql",
+        "workbook-conversion.kql",
     } <= set(panels)
     main = load("main.bicep")
     assert {"alerts", "workbook"} <= set(main.modules)

@@ -24,6 +24,8 @@ METRICS = {
     "leadpush.dataverse.requests",
     "leadpush.queue.depth",
     "leadpush.leads.by_status",
+    "leadpush.pipeline.paused",
+    "leadpush.leads.by_crm_state",
 }
 DIMENSIONS = {
     # metric attributes
@@ -32,6 +34,8 @@ DIMENSIONS = {
     "status_code",
     "queue",
     "status",
+    "reason",
+    "crm_state",
     # log record fields
     "event",
     "company_id",
@@ -43,6 +47,9 @@ DIMENSIONS = {
     "error_code",
     "service_request_id",
     "retry_after",
+    "pause_reason",
+    "segment",
+    "score_band",
 }
 OUTCOMES = {"created", "updated", "unchanged", "skipped", "deferred", "error", "failed", "leased"}
 KQL_WORDS = {
@@ -83,7 +90,13 @@ KQL_WORDS = {
     "avg",
     "join",
     "inner",
+    "leftouter",
     "on",
+    "union",
+    "dcountif",
+    "isnull",
+    "datetime",
+    "null",
 }
 
 APP_SOURCE = "\n".join(
@@ -127,7 +140,7 @@ def test_query_reads_only_emitted_tables_and_columns(path):
 def test_query_names_only_emitted_metrics_outcomes_and_events(path):
     literals = set(_strings(path.read_text()))
     metrics = {value for value in literals if value.startswith("leadpush.")}
-    events = {value for value in literals if re.fullmatch(r"d365_\w+", value)}
+    events = {value for value in literals if re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", value)}
     outcomes = literals & OUTCOMES
 
     assert metrics <= METRICS
@@ -162,7 +175,18 @@ def test_failed_leads_panel_shows_the_reason_fields():
         ("alert-failed-share.kql", 'outcome == "failed"'),
         ("alert-queue-stalled.kql", '"leadpush.queue.depth"'),
         ("alert-dataverse-throttling.kql", '== "429"'),
+        ("alert-pipeline-paused.kql", '"leadpush.pipeline.paused"'),
+        ("alert-pipeline-paused.kql", '== "pipeline_paused"'),
     ],
 )
 def test_alert_queries_look_for_their_condition(name, needle):
     assert needle in Path(INFRA / "monitoring" / "queries" / name).read_text()
+
+
+def test_the_conversion_panel_runs_the_readmes_query():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## A CRM where people work") :]
+    (block,) = re.findall(r"```kusto\n(.*?)```", section[: section.index("\n## ", 3)], re.S)
+    panel = re.sub(r"//[^\n]*\n", "", (INFRA / "monitoring" / "queries" / "workbook-conversion.kql").read_text())
+
+    assert panel.strip() == block.strip()

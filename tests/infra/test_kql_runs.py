@@ -252,3 +252,123 @@ def test_duration_panel_runs_or_names_the_one_aggregate_the_translator_lacks():
         assert any(name in str(exc) for name in NOT_TRANSLATED), exc
         return
     assert [(row["outcome"], row["pushes"], row["mean_ms"]) for row in rows] == [("created", 5, 180.0)]
+
+
+def _paused(minutes: int, event: str, reason: str, company_id: str | None = None):
+    dimensions = {"event": event, "pause_reason": reason} | ({"company_id": company_id} if company_id else {})
+    return trace(minutes, f"{event} reason={reason}", dimensions)
+
+
+def test_pause_alert_fires_on_the_event_before_the_gauge_reads_it():
+    rows = run(
+        "alert-pipeline-paused.kql",
+        metrics=[metric(0, "leadpush.pipeline.paused", 0, {"reason": reason}) for reason in ("privilege", "credentials")],
+        traces=[
+            _paused(1, "pipeline_paused", "privilege", "86"),
+            trace(1, "d365_push_success company_id=87", {"event": "d365_push_success", "company_id": "87"}),
+        ],
+    )
+
+    assert [(row["reason"], row["paused"]) for row in rows] == [("privilege", 1.0)]
+
+
+def test_pause_alert_stays_fired_on_the_gauge_while_nothing_is_logged():
+    rows = run(
+        "alert-pipeline-paused.kql",
+        metrics=[
+            metric(minute, "leadpush.pipeline.paused", int(reason == "credentials"), {"reason": reason})
+            for minute in (10, 11)
+            for reason in ("privilege", "credentials", "application_user", "org_unavailable")
+        ],
+    )
+
+    assert sorted((row["reason"], row["paused"]) for row in rows) == [("credentials", 1.0), ("credentials", 1.0)]
+
+
+def test_pause_alert_is_silent_when_every_reading_is_zero():
+    rows = run(
+        "alert-pipeline-paused.kql",
+        metrics=[metric(3, "leadpush.pipeline.paused", 0, {"reason": "privilege"})],
+        traces=[_paused(2, "pipeline_resumed", "privilege")],
+    )
+
+    assert rows == []
+
+
+def test_pause_panel_shows_each_pause_with_its_reason_since_when_and_the_leads_that_waited():
+    rows = run(
+        "workbook-pipeline-paused.kql",
+        traces=[
+            _paused(1, "pipeline_paused", "privilege", "86"),
+            _paused(2, "d365_push_paused", "privilege", "87"),
+            _paused(3, "d365_push_paused", "privilege", "87"),
+            _paused(3, "d365_push_paused", "privilege", "88"),
+            _paused(4, "pipeline_resumed", "privilege"),
+            _paused(10, "pipeline_paused", "credentials", "89"),
+            _paused(12, "health_pipeline_paused", "credentials"),
+            trace(13, "d365_push_success company_id=90", {"event": "d365_push_success", "company_id": "90"}),
+        ],
+    )
+
+    assert [
+        (row["reason"], row["paused_since"], row["resumed_at"], row["leads_waiting"], row["state"]) for row in rows
+    ] == [
+        ("credentials", T0 + timedelta(minutes=10), None, 1, "paused now"),
+        ("privilege", T0 + timedelta(minutes=1), T0 + timedelta(minutes=4), 3, "resumed"),
+    ]
+    assert rows[0]["last_seen"] == T0 + timedelta(minutes=12)
+
+
+def test_crm_states_panel_reads_the_gauge_per_hour():
+    rows = run(
+        "workbook-crm-states.kql",
+        metrics=[
+            metric(0, "leadpush.leads.by_crm_state", 5, {"crm_state": "open"}),
+            metric(5, "leadpush.leads.by_crm_state", 1, {"crm_state": "qualified"}),
+            metric(65, "leadpush.leads.by_crm_state", 3, {"crm_state": "open"}),
+            metric(65, "leadpush.leads.by_crm_state", 3, {"crm_state": "qualified"}),
+            metric(65, "leadpush.leads.by_status", 9, {"status": "synced"}),
+        ],
+    )
+
+    assert sorted((row["crm_state"], row["timestamp"].hour, row["leads"]) for row in rows) == [
+        ("open", 5, 5.0),
+        ("open", 6, 3.0),
+        ("qualified", 5, 1.0),
+        ("qualified", 6, 3.0),
+    ]
+
+
+def _pushed(minutes: int, company_id: str, segment: str, score_band: str):
+    dimensions = {"event": "d365_push_success", "company_id": company_id, "segment": segment, "score_band": score_band}
+    return trace(minutes, f"d365_push_success company_id={company_id}", dimensions)
+
+
+def _outcome(minutes: int, company_id: str, crm_state: str):
+    dimensions = {"event": "crm_outcome", "company_id": company_id, "crm_state": crm_state}
+    return trace(minutes, f"crm_outcome company_id={company_id} crm_state={crm_state}", dimensions)
+
+
+def test_conversion_panel_counts_each_pushed_lead_once_by_its_last_segment_band_and_state():
+    rows = run(
+        "workbook-conversion.kql",
+        traces=[
+            _pushed(1, "1", "enterprise", "60-79"),
+            _pushed(2, "1", "enterprise", "80-100"),  # a newer version moved it to the top band
+            _pushed(1, "2", "enterprise", "80-100"),
+            _pushed(1, "3", "enterprise", "80-100"),
+            _pushed(1, "4", "smb", "0-39"),
+            _outcome(3, "1", "open"),
+            _outcome(4, "1", "qualified"),
+            _outcome(4, "2", "disqualified"),
+            _outcome(5, "9", "qualified"),  # not a lead this range pushed
+        ],
+    )
+
+    assert [
+        (row["segment"], row["score_band"], row["pushed"], row["qualified"], row["disqualified"], row["conversion"])
+        for row in rows
+    ] == [
+        ("enterprise", "80-100", 3, 1, 1, 33.3),
+        ("smb", "0-39", 1, 0, 0, 0.0),
+    ]
