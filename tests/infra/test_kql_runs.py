@@ -262,7 +262,9 @@ def _paused(minutes: int, event: str, reason: str, company_id: str | None = None
 def test_pause_alert_fires_on_the_event_before_the_gauge_reads_it():
     rows = run(
         "alert-pipeline-paused.kql",
-        metrics=[metric(0, "leadpush.pipeline.paused", 0, {"reason": reason}) for reason in ("privilege", "credentials")],
+        metrics=[
+            metric(0, "leadpush.pipeline.paused", 0, {"reason": reason}) for reason in ("privilege", "credentials")
+        ],
         traces=[
             _paused(1, "pipeline_paused", "privilege", "86"),
             trace(1, "d365_push_success company_id=87", {"event": "d365_push_success", "company_id": "87"}),
