@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -63,6 +64,7 @@ PIPELINE_PAUSED = "leadpush.pipeline.paused"
 LEADS_BY_CRM_STATE = "leadpush.leads.by_crm_state"
 CRM_STATES = ("open", "qualified", "disqualified", "merged", "deleted")
 PUSH_SPAN = "push_lead"
+STALE_AFTER_SECONDS = 150.0  # a gauge read every minute: two readings missed
 
 OUTCOMES = ("created", "updated", "unchanged", "skipped", "deferred", "paused", "error", "failed")
 PAUSE_REASONS = ("credentials", "application_user", "privilege", "org_unavailable")
@@ -98,20 +100,24 @@ def record_leads_accepted(count: int) -> None:
 
 
 class _LastReading:
-    """Values read elsewhere (the timer function) and observed by the SDK when it collects."""
+    """Values read elsewhere (a timer function) and observed by the SDK when it collects. A reading
+    older than `STALE_AFTER_SECONDS` is no longer reported: the timer runs on one instance at a time,
+    and an instance that stopped reading must not keep reporting what it saw last (an old pause)."""
 
     def __init__(self, attribute: str) -> None:
         self._attribute = attribute
         self._values: dict[str, int] = {}
+        self._read_at = float("-inf")
         self._lock = threading.Lock()
 
     def replace(self, values: Mapping[str, int]) -> None:
         with self._lock:
             self._values = dict(values)
+            self._read_at = time.monotonic()
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
-            values = dict(self._values)
+            values = dict(self._values) if time.monotonic() - self._read_at < STALE_AFTER_SECONDS else {}
         return [Observation(value, {self._attribute: key}) for key, value in values.items()]
 
 
