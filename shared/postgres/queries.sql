@@ -217,9 +217,10 @@ FROM lead_sync WHERE company_id = %(company_id)s;
 
 -- name: reset_for_replay
 -- A replayed lead starts over: queued, attempts counted afresh, its last failure no longer final, and
--- its next push forced through what it would leave alone (a lead deleted or closed in the CRM).
+-- its next push forced through what it would leave alone (a lead deleted or closed in the CRM),
+-- written even if its payload did not change.
 UPDATE lead_sync SET status = 'queued', attempts = 0, failed_version = NULL, enqueued_at = now(),
-                     force_write = true, updated_at = now()
+                     synced_version = NULL, synced_fingerprint = NULL, force_write = true, updated_at = now()
 WHERE company_id = %(company_id)s;
 
 -- name: claim_stuck

@@ -83,17 +83,35 @@ def test_older_version_is_skipped_and_newer_data_kept(pipeline, dataverse, datab
     assert sync_rows(database_url, [1004])[1004]["status"] == "synced"
 
 
-def test_record_deleted_in_dataverse_is_recreated(pipeline, dataverse, database_url):
+def test_record_deleted_in_the_crm_is_not_created_again_unless_replayed(pipeline, dataverse, database_url):
     emulator = dataverse("mvp")
     p = pipeline(emulator)
     first = p.push(lead(1005))
     emulator.control("DELETE", f"leads/{first.d365_lead_id}")
 
-    result = p.push(lead(1005, readiness_score=42, updated_at="2026-11-27T10:00:00Z"))
+    left = p.push(lead(1005, readiness_score=42, updated_at="2026-11-27T10:00:00Z"))
+
+    assert left.outcome == "skipped" and records(emulator, 1005) == []
+    assert p.container.store.lead_state(1005)["crm_state"] == "deleted"
+
+    # an operator forces it through
+    p.container.store.reset_for_replay(1005)
+    forced = p.push(lead(1005, readiness_score=42, updated_at="2026-11-27T10:00:00Z"))
+
+    assert forced.outcome == "created" and len(records(emulator, 1005)) == 1
+
+
+def test_record_deleted_in_dataverse_is_recreated_when_configured(pipeline, dataverse, database_url):
+    emulator = dataverse("mvp")
+    p = pipeline(emulator, D365_DELETED_LEADS="recreate")
+    first = p.push(lead(1013))
+    emulator.control("DELETE", f"leads/{first.d365_lead_id}")
+
+    result = p.push(lead(1013, readiness_score=42, updated_at="2026-11-27T10:00:00Z"))
 
     assert result.outcome == "created"
-    assert len(records(emulator, 1005)) == 1
-    assert str(sync_rows(database_url, [1005])[1005]["d365_lead_id"]) == result.d365_lead_id
+    assert len(records(emulator, 1013)) == 1
+    assert str(sync_rows(database_url, [1013])[1013]["d365_lead_id"]) == result.d365_lead_id
 
 
 def test_existing_lead_found_by_email_is_updated_not_duplicated(pipeline, dataverse, identity):

@@ -75,6 +75,7 @@ def test_metadata_throttled_on_a_cold_host_defers_every_lead_for_its_retry_after
     ids = list(range(8380, 8380 + LEADS))
     fresh(database_url, *ids)
     emulator = dataverse("mvp")
+    emulator.reset()  # the emulator serves the session: another test's records are not ours
     env = app_env(emulator, D365_INLINE_RETRY_AFTER_SECONDS="1")
     host = local_host(env)
     emulator.set_faults(every={"status": 429, "retry_after": 6})

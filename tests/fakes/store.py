@@ -526,6 +526,7 @@ class FakeLeadStore:
             row = self.rows.get(company_id)
             if row is not None:
                 row.status, row.attempts, row.failed_version, row.force_write = "queued", 0, None, True
+                row.synced_version = row.synced_fingerprint = None
                 row.enqueued_at = row.updated_at = self._now()
 
         self._call("reset_for_replay", apply)
