@@ -197,14 +197,7 @@ class LeadPusher:
         row = attempt(Outcome.SKIPPED, d365_lead_id=written.lead_id, dataverse_requests=written.requests)
         kept = replace(own, fingerprint=state.synced_fingerprint or "", warnings=[])
         self._finish(company_id, token, kept, row, etag=state.d365_etag, synced=Synced(crm=crm))
-        logger.info(
-            "d365_push_left_alone company_id=%s d365_lead_id=%s crm_state=%s: %s",
-            company_id,
-            written.lead_id,
-            crm.state if crm else None,
-            "a person's work in the CRM is not undone",
-            extra={**context, "d365_lead_id": written.lead_id, "crm_state": crm.state if crm else None},
-        )
+        _log_left_alone(company_id, written, context)
         return PushResult(Action.DONE, Outcome.SKIPPED, d365_lead_id=written.lead_id)
 
     def _due_others(self, company_id: int, token: str) -> list[LeadState]:
@@ -296,6 +289,17 @@ class LeadPusher:
             refused = failure.http_status is not None
             return PushResult(Action.POISON, Outcome.FAILED, failure.reason, refused_by_dataverse=refused)
         return PushResult(Action.RETRY, outcome, failure.reason)
+
+
+def _log_left_alone(company_id: int, written: WriteResult, context: dict[str, Any]) -> None:
+    state = written.crm.state if written.crm else None
+    logger.info(
+        "d365_push_left_alone company_id=%s d365_lead_id=%s crm_state=%s: a person's work in the CRM is not undone",
+        company_id,
+        written.lead_id,
+        state,
+        extra={**context, "d365_lead_id": written.lead_id, "crm_state": state},
+    )
 
 
 def _log_not_written(decision: Decision, company_id: int, context: dict[str, Any]) -> None:
