@@ -118,9 +118,12 @@ class KnownRecordWriter:
             payload = self._ownership.hunters_only(payload)
         people = memory.people if force else self._ownership.changed_by_people(payload, memory, record)
         sent = self._ownership.sendable(payload, people)
-        new_etag, answer = self._client.update_lead_returning(
-            lead_id, sent, etag=record.get("@odata.etag"), select=CRM_COLUMNS
-        )
+        try:
+            new_etag, answer = self._client.update_lead_returning(
+                lead_id, sent, etag=record.get("@odata.etag"), select=CRM_COLUMNS
+            )
+        except D365NotFoundError:  # deleted between the read and the write
+            return self._deleted(lead_id, force, requests=requests + 1)
         return KnownWrite(lead_id, new_etag, requests + 1, crm_outcome(answer) or seen, remember(sent, memory, people))
 
     def _follow(

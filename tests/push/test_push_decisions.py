@@ -223,6 +223,20 @@ def closed_by_rep(action: str) -> Callable[[World], LeadRef]:
     return given
 
 
+def deleted_between_read_and_write(w: World) -> LeadRef:
+    lead_id = w.synced(0)
+    w.dv.edit(lead_id, {"subject": "typed by a rep"})
+    read = w.dv.get_lead
+
+    def read_then_delete(*args: Any, **kwargs: Any) -> dict:
+        record = read(*args, **kwargs)
+        w.dv.delete(lead_id)
+        return record
+
+    w.dv.get_lead = read_then_delete  # type: ignore[method-assign]
+    return w.accept(1, provider="Google")
+
+
 def known_closed(w: World) -> LeadRef:
     w.dv.qualify(w.synced(0))
     assert w.push(w.accept(1, provider="Google")).outcome == "skipped"
@@ -527,6 +541,9 @@ ROWS: dict[str, Row] = {
     "closed: known to be closed -> left alone without a request": Row(
         known_closed, Action.DONE, "skipped", "synced", ["created", "skipped", "skipped"], {},
         then=left_alone("qualified", hnt_provider="M365")),
+    "deleted: deleted between the read and the write -> treated as deleted, not failed": Row(
+        deleted_between_read_and_write, Action.DONE, "skipped", "synced", ["created", "skipped"],
+        {"update_lead": 2, "get_lead": 1}, then=deleted_left_alone),
     "deleted: deleted in the CRM -> not created again": Row(
         stored_id_deleted, Action.DONE, "skipped", "synced", ["created", "skipped"], {"update_lead": 1},
         then=deleted_left_alone),
