@@ -11,6 +11,7 @@ only when the benchmark itself fails. The app's own logs go to .local/logs/bench
   g  cost of telemetry: per-lead time and host memory, on and off
   h  backfill: changed leads under scaled service-protection limits, bulk against single writes
   i  scale-out: 1, 2, 4 hosts through PgBouncer; server connections; 429s with and without shared back-off
+  j  a CRM where people work (requests with 10% edited, the outcome reader) and the pause check's cost
 """
 from __future__ import annotations
 
@@ -21,13 +22,23 @@ import signal
 import sys
 import time
 
-from local.bench import backfill, dataverse_requests, delivery, faults, imports, scaleout, telemetry_cost, throughput
+from local.bench import (
+    backfill,
+    dataverse_requests,
+    delivery,
+    faults,
+    imports,
+    living_crm,
+    scaleout,
+    telemetry_cost,
+    throughput,
+)
 from local.bench.report import Section, render, render_summary
 from local.bench.stack import running_stack
 from local.services import LOG_DIR
 from shared.observability.logging_setup import configure_logging
 
-SECTIONS = "abcdefghi"
+SECTIONS = "abcdefghij"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="leads per run in (i) with Dataverse limited to 8 concurrent requests")
     parser.add_argument("--telemetry-leads", type=int, default=300, help="leads timed per mode in (g)")
     parser.add_argument("--telemetry-host-leads", type=int, default=500, help="leads end to end per mode in (g)")
+    parser.add_argument("--crm-leads", type=int, default=300, help="leads per mode in (j)")
+    parser.add_argument("--crm-changed", type=int, default=10_000, help="leads changed in the CRM for (j)'s reader")
+    parser.add_argument("--claims", type=int, default=500, help="claims timed per statement in (j)")
     backfill.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -89,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                                       batch=args.batch, connections=args.connections))
                 if "h" in args.only:
                     show(backfill.run(stack, backfill_options))
+                if "j" in args.only:
+                    show(living_crm.run(stack, count=args.crm_leads, changed_in_crm=args.crm_changed,
+                                        claims=args.claims))
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
