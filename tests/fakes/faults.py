@@ -48,3 +48,23 @@ def throttled(retry_after: float = 1.0) -> Fault:
 
 def unavailable(status: int = 503) -> Fault:
     return Fault(status, "", "The service is temporarily unavailable.")
+
+
+# --- org-level answers: the configuration is broken for every lead (shared/usecases/failure_scope.py) ---
+
+
+def privilege_missing(privilege: str = "prvWriteLead") -> Fault:
+    """The application user's security role lacks a privilege (docs/dataverse.md 11.6)."""
+    return Fault(403, "0x80040220", f"Principal user (Id=00000000-0000-0000-0000-00000000a001, type=8) is missing "
+                                    f"{privilege} privilege on OTC=4 for entity 'lead'.")
+
+
+def not_a_member() -> Fault:
+    """No application user for the app's identity in this environment."""
+    return Fault(403, "0x80072560", "The user is not a member of the organization.")
+
+
+def admin_mode() -> Fault:
+    """The environment is in administration mode: only admins may sign in."""
+    return Fault(403, "0x80040220", "User does not have required privileges (or role membership) to access the org "
+                                    "when it is in Admin Only mode.")

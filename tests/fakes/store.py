@@ -112,12 +112,14 @@ class FakeLeadStore:
 
     def _call(self, kind: str, apply: Callable[[], Any]) -> Any:
         fault = self.step(f"store.{kind}")
+        # A dropped connection's text, unless the fault names another (the server down: connection refused).
+        lost = f"PostgreSQL unavailable: {fault.message or 'server closed the connection unexpectedly'}" if fault else ""
         if fault is not None and fault.drop == "before":
-            raise StoreUnavailable("PostgreSQL unavailable: server closed the connection unexpectedly")
+            raise StoreUnavailable(lost)
         with self._lock:
             result = apply()
         if fault is not None and fault.drop == "after_commit":
-            raise StoreUnavailable("PostgreSQL unavailable: server closed the connection unexpectedly")
+            raise StoreUnavailable(lost)
         if fault is not None and fault.status is not None:
             raise ValueError(f"a store call cannot answer HTTP {fault.status}")
         return result

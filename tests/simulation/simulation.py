@@ -11,13 +11,19 @@ Actors, all on the fakes of tests/fakes and one fake clock:
 
 Phase one is chaos: at every port call the scheduler may switch job, move the clock (a little, or
 past a lease), crash the caller, or answer a fault (429, 503, a dropped connection before or after
-the write committed, a lost PostgreSQL or queue answer). Phase two is calm: no more faults, the
-clock moves only to the next due message or sweep, until everything has settled.
+the write committed, a lost PostgreSQL or queue answer). In some seeds an outage (issue 17,
+tests/simulation/outages.py) breaks Dataverse's configuration or PostgreSQL for minutes of
+simulated time, then ends. Phase two is calm: no more faults, the clock moves only to the next due
+message or sweep (or to the end of an outage still on), until everything has settled.
 
 Invariants, while it runs: no Dataverse write lands after its writer's lease ended (or without
-one), no write puts an older version over a newer one, no record changes company. At the end:
-one record per company holding its newest accepted version when the store says synced, and only
-then; failed only with a reason and a poison message; nothing left queued, processing or in error.
+one), no write puts an older version over a newer one, no record changes company; a message goes
+to the poison queue only when Dataverse refused its lead itself, or when deliveries that met no
+outage used it up; no attempt is counted against a lead by a delivery that met an outage, and
+while paused no lead is marked failed but one Dataverse refused. At the end: one record per company
+holding its newest accepted version when the store says synced, and only then; failed only with a
+reason and a poison message, and only when Dataverse refused its newest version (or chaos used up
+a message's deliveries); nothing left queued, processing or in error; the pause closed.
 """
 from __future__ import annotations
 
@@ -39,7 +45,8 @@ from shared.usecases.accept import accept_leads
 from shared.usecases.delivery import Delivery, RetryLater, backoff_seconds, handle_delivery
 from shared.model.errors import TransientError
 from shared.model.messages import LeadRef, MalformedMessage
-from shared.usecases.push import LeadPusher
+from shared.model.outcomes import Outcome
+from shared.usecases.push import Action, LeadPusher, PushResult
 from shared.usecases.sweep import requeue_stuck_leads
 from tests.fakes.clock import FakeClock
 from tests.fakes.dataverse import FakeDataverse, Write
@@ -48,6 +55,7 @@ from tests.fakes.leads import hunter_lead
 from tests.fakes.queues import Dequeued, FakeLeadQueues
 from tests.fakes.store import FakeLeadStore
 from tests.fakes.wiring import LEASE_SECONDS, MAX_DEQUEUE_COUNT, build_pusher, throttle_gate
+from tests.simulation.outages import DATABASE, OutagePlan, Outages, OutageTokens, draw_outages
 from tests.simulation.scheduler import Crash, Job, Scheduler
 
 MESSAGE_LEASE_SECONDS = 330.0      # the runtime hides a message it runs for functionTimeout + 30 s
@@ -55,6 +63,7 @@ VISIBILITY_TIMEOUT_SECONDS = 10.0  # host.json: a failed message comes back afte
 STUCK_AFTER_SECONDS = 900
 SHARED_EMAIL = "info@msp.example"
 REJECTED = "Rejected"              # a provider the org's rule refuses: that version can never be written
+REFUSAL_CODE = "0x80040265"        # the rule's answer: Dataverse refuses that lead itself
 _VERSION = re.compile(r"^version (\d+)$")
 # Dataverse's concurrency limit (docs/dataverse.md 6): the client cuts this process's concurrency and shares the cut.
 TOO_MANY_AT_ONCE = Fault(429, "0x80072326", "Number of concurrent requests exceeded the limit of 52.", retry_after=1)
@@ -119,6 +128,7 @@ class Plan:
     bulk_size: int
     bulk_supported: bool
     column_removed: bool
+    outages: list[OutagePlan] = field(default_factory=list)
 
     @classmethod
     def draw(cls, rng: random.Random) -> Plan:
@@ -168,7 +178,9 @@ class Simulation:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.plan = Plan.draw(self.rng)
+        self.plan.outages = draw_outages(self.seed, self.plan.chaos_actions)
         self.clock = FakeClock()
+        self.outages = Outages(self.plan.outages, self.clock)
         self.started = self.clock()
         self.scheduler = Scheduler()
         step = self.scheduler.step
@@ -176,8 +188,9 @@ class Simulation:
         self.store.on_claim = self._on_claim
         self.queues = FakeLeadQueues(self.clock, step=step)
         self.dataverse = FakeDataverse(self.clock, max_retries=self.plan.dataverse_retries, step=step,
-                                       retry_fault=self._retry_fault, seed=self.seed)
-        self.dataverse.add_rule("hnt_provider", REJECTED, status=400, code="0x80040265",
+                                       retry_fault=self._retry_fault, seed=self.seed,
+                                       tokens=OutageTokens(self.outages, self._token_refused))
+        self.dataverse.add_rule("hnt_provider", REJECTED, status=400, code=REFUSAL_CODE,
                                 message="Plug-in rejected the record: provider")
         self.dataverse.on_write = self._on_write
         self.dataverse.bulk_supported = self.plan.bulk_supported
@@ -190,6 +203,12 @@ class Simulation:
         self.record_company: dict[str, int] = {}
         self.chaos = True
         self.next_sweep = self.clock() + STUCK_AFTER_SECONDS
+        # Invariants of the outages: the message ids a delivery that met an outage counted against,
+        # by outage; the companies a message of which used up its deliveries; the audit rows checked.
+        self.outage_counted: dict[str, str] = {}
+        self.used_up: set[int] = set()
+        self.audited = 0
+        self.pauses_opened: list[str] = []
         if self.plan.hand_made:
             self.hand_made_id = self.dataverse.add_record({"subject": "typed by hand", "lastname": "Someone",
                                                            "emailaddress1": SHARED_EMAIL.upper()})
@@ -201,7 +220,8 @@ class Simulation:
         self.scheduler.decide = self._decide
         self.scheduler.keep_turn = lambda job, kind: self.rng.random() < 0.5
         try:
-            for _ in range(self.plan.chaos_actions):
+            for action in range(self.plan.chaos_actions):
+                self._begin_outages(action)
                 self._chaos_action()
             self.chaos = False
             self._settle()
@@ -225,7 +245,8 @@ class Simulation:
                 f"rejected={[(q.company_id, q.minutes) for q in p.posts if q.lead['provider'] == REJECTED]} "
                 f"hand_made={p.hand_made} retries={p.dataverse_retries} bulk={p.bulk_size}"
                 f"{'' if p.bulk_supported else ' ($batch)'} faults(store={p.p_store_fault}, "
-                f"dataverse={p.p_dataverse_fault}, queue={p.p_queue_fault}, crash={p.p_crash})")
+                f"dataverse={p.p_dataverse_fault}, queue={p.p_queue_fault}, crash={p.p_crash})"
+                + "".join(f" outage({o.text})" for o in p.outages))
 
     def _log(self, text: str) -> None:
         self.events.append(Event(self.clock() - self.started, text))
@@ -264,19 +285,22 @@ class Simulation:
             self._start_sweep()
 
     def _settle(self) -> None:
-        """No more faults: run until every message is handled and the sweeper finds nothing."""
+        """No more faults (an outage still on goes on to its end): run until every message is handled
+        and the sweeper finds nothing."""
         for _ in range(20_000):
             running = self.scheduler.running
             idle = [w for w in self.workers if not w.busy]
             if running:
                 self._resume(self.rng.choice(running))
-            elif self.pending:
+            elif self.pending and not self.outages.on(DATABASE):
                 self._start_post(self.pending.pop(0))
             elif idle and self.queues.main.visible():
                 self._start_delivery(self.rng.choice(idle))
             elif self.queues.main.messages:
                 due = min(m.visible_at for m in self.queues.main.messages.values())
                 self.clock.advance(max(0.0, (due - self.clock.now()).total_seconds()) + 0.001)
+            elif self.outages.ongoing():  # Hunter's posts wait for the webhook to answer again
+                self.clock.advance(self.outages.seconds_left() + 0.001)
             elif any(row.status in ("queued", "processing", "error") for row in self.store.rows.values()):
                 self.clock.advance(STUCK_AFTER_SECONDS + LEASE_SECONDS + 1)
                 self._start_sweep()
@@ -287,7 +311,12 @@ class Simulation:
     # --- jobs ----------------------------------------------------------------------------------------------
 
     def _resume(self, job: Job) -> None:
+        paused_before = self.store.paused is not None
         self.scheduler.resume(job)
+        self._check_attempts(job, paused=paused_before or self.store.paused is not None)
+        if self.store.paused is not None and not paused_before:
+            self.pauses_opened.append(self.store.paused.reason)
+            self._log(f"{job.name} opened the pause: {self.store.paused.reason}")
         if not job.finished:
             return
         if job.worker is not None:
@@ -333,6 +362,9 @@ class Simulation:
                                      max_dequeue_count=MAX_DEQUEUE_COUNT)
         except RetryLater as retry:
             self._log(f"{self._job_name()} retry later: {retry}")
+            outage = self.outages.caused(str(retry))
+            if outage is not None:
+                self.outage_counted.setdefault(message.id, outage)
             if message.dequeue_count >= MAX_DEQUEUE_COUNT:
                 self._to_poison(message)
             else:
@@ -343,10 +375,27 @@ class Simulation:
             self.violations.append(f"handle_delivery raised {type(exc).__name__}: {exc}")
             return
         self._log(f"{self._job_name()} {result.action.value} {result.outcome} {result.reason or ''}")
+        if result.action is Action.POISON:
+            self._check_refused(message, result)
         self._runtime(lambda: self.queues.delete(message.id, message.pop_receipt))
 
+    def _check_refused(self, message: Dequeued, result: PushResult) -> None:
+        """(a) A lead the push sends to the poison queue is one Dataverse refused itself (or the message
+        of a version that failed before, which was checked when it failed)."""
+        refused = result.refused_by_dataverse and REFUSAL_CODE in (result.reason or "")
+        if not (refused or result.outcome is Outcome.SKIPPED):
+            self.violations.append(f"{_describe(message)} went to the poison queue, but Dataverse did not refuse "
+                                   f"the lead itself: {result.outcome} ({result.reason})")
+
     def _to_poison(self, message: Dequeued) -> None:
+        """(a) The runtime's move of a message that used up its deliveries: never an outage's doing."""
         self._log(f"runtime moves {_describe(message)} to the poison queue")
+        outage = self.outage_counted.get(message.id)
+        if outage is not None:
+            self.violations.append(f"{_describe(message)} used up its deliveries, one of them counted against it "
+                                   f"by the outage ({outage})")
+        with suppress(MalformedMessage):
+            self.used_up.add(LeadRef.from_wire(message.text.encode()).company_id)
 
         def move() -> None:
             self.queues.send_to_poison(message.text)
@@ -396,8 +445,10 @@ class Simulation:
     # --- the scheduler's choices at each port call ------------------------------------------------------
 
     def _decide(self, job: Job, kind: str) -> Fault | None:
-        if not self.chaos:
-            return None
+        fault = self._chaos_fault(job, kind) if self.chaos else None
+        return self._outage_fault(job, kind) or fault
+
+    def _chaos_fault(self, job: Job, kind: str) -> Fault | None:
         plan, rng = self.plan, self.rng
         if rng.random() < plan.p_latency:
             self.clock.advance(rng.expovariate(2.0))
@@ -410,6 +461,23 @@ class Simulation:
         if fault is not None:
             self._log(f"{job.name}: {kind} meets {_fault_text(fault)}")
         return fault
+
+    def _outage_fault(self, job: Job | None, kind: str) -> Fault | None:
+        if kind.startswith("dataverse.") and d365.deadline.expired():
+            return None  # the request is not sent: the client stops it at its deadline (EmulatorTransport.send)
+        met = self.outages.fault(kind)
+        if met is None:
+            return None
+        outage, fault = met
+        self._log(f"{job.name if job else 'main'}: {kind} meets the outage ({outage})")
+        return fault
+
+    def _token_refused(self) -> None:
+        self._log(f"{self._job_name()}: the token is refused")
+
+    def _begin_outages(self, action: int) -> None:
+        for window in self.outages.begin(action):
+            self._log(f"outage begins: {window.plan.kind}, for {window.plan.seconds:.0f} s")
 
     def _fault(self, kind: str) -> Fault | None:
         plan, rng = self.plan, self.rng
@@ -430,7 +498,8 @@ class Simulation:
                                 DROP_BEFORE, COMMIT_THEN_DROP])
 
     def _retry_fault(self, kind: str) -> Fault | None:
-        return self._dataverse_fault(f"dataverse.{kind}")
+        fault = self._dataverse_fault(f"dataverse.{kind}")
+        return self._outage_fault(self.scheduler.current(), f"dataverse.{kind}") or fault
 
     # --- invariants while it runs ------------------------------------------------------------------------
 
@@ -466,11 +535,32 @@ class Simulation:
         if owner is not None and company is not None and owner != company:
             self.violations.append(f"record {write.lead_id} of company {owner} was written for company {company}")
 
+    def _check_attempts(self, job: Job, *, paused: bool) -> None:
+        """(c) No attempt is counted against a lead because of an outage, and while the pipeline is
+        paused no lead is marked failed unless Dataverse refused it (or chaos used up its deliveries)."""
+        audit = self.store.audit
+        for row in audit[self.audited:]:
+            attempt = row.attempt
+            if attempt.outcome not in ("error", "failed"):
+                continue
+            where = f"{job.name}: company {row.company_id}'s attempt ended {attempt.outcome} ({attempt.error})"
+            outage = self.outages.caused(attempt.error)
+            if outage is not None:
+                self.violations.append(f"{where}: the outage ({outage}) counted against the lead")
+            elif (paused and attempt.outcome == "failed" and attempt.failure_class == "permanent"
+                  and attempt.error_code != REFUSAL_CODE):
+                self.violations.append(f"{where} while the pipeline was paused")
+        self.audited = len(audit)
+
     # --- invariants at the end -----------------------------------------------------------------------------
 
     def _check_end(self) -> None:
         poisoned = self._poisoned_companies()
         records = self.dataverse.records
+        refused = {(p.company_id, p.minutes) for p in self.plan.posts if p.lead["provider"] == REJECTED}
+        if self.store.paused is not None:
+            self.violations.append(f"the pipeline is still paused at the end ({self.store.paused.reason}: "
+                                   f"{self.store.paused.detail})")
         for company in self.plan.companies:
             row = self.store.rows.get(company)
             newest = self.newest[company]
@@ -501,6 +591,9 @@ class Simulation:
                 if holds_newest:
                     self.violations.append(f"{where}: failed ({row.last_error}), but its record holds the newest "
                                            f"version {newest}")
+                if (company, newest) not in refused and company not in self.used_up:
+                    self.violations.append(f"{where}: failed ({row.last_error}), but Dataverse did not refuse its "
+                                           f"newest version {newest}, and no message of it used up its deliveries")
             else:
                 self.violations.append(f"{where}: left {row.status} ({row.last_error})")
         if self.plan.hand_made:
