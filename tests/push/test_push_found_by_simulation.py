@@ -3,6 +3,7 @@ pinned as one short deterministic scenario over the fakes: delivery after delive
 `handle_delivery`, as the Functions runtime runs them (fixed in 2ff8e79; kept as regression tests)."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ import pytest
 from shared.usecases.delivery import Delivery, RetryLater, handle_delivery
 from shared.writes.lead_writer import deterministic_lead_id
 from shared.model.messages import LeadRef
+from shared.model.pause import PauseReason
 from shared.usecases.push import PushResult
 from tests.fakes.faults import COMMIT_THEN_DROP, DROP_BEFORE, Fault, unavailable
 from tests.fakes.queues import FakeLeadQueues
@@ -149,3 +151,51 @@ def test_bug_4_a_write_whose_success_could_not_be_recorded_is_not_left_failed() 
     assert world.record(deterministic_lead_id(C))["hnt_infrasummary"] == "version 0"
     row = world.store.rows[C]
     assert row.status != "failed", f"failed ({row.last_error}) though its record holds the newest version: docs/found-by-simulation.md #4"
+
+
+class WorkerDies(BaseException):
+    """The worker process dies at a port call (as the simulation's `Crash`: nothing in the app catches it)."""
+
+
+def _dies(kind: str) -> Callable[[str], Fault | None]:
+    def step(called: str) -> Fault | None:
+        if called == kind:
+            raise WorkerDies(kind)
+        return None
+
+    return step
+
+
+PROBE_LOSES_ITS_PASS = {
+    "the answer of recording the written lead is lost": (once("store.finish_synced", COMMIT_THEN_DROP), None),
+    "closing the pause meets a dropped connection": (once("store.close_pause", DROP_BEFORE), None),
+    "the worker dies before closing the pause": (_dies("store.close_pause"), None),
+    "the lead is refused, and closing the pause meets a dropped connection": (
+        once("store.close_pause", DROP_BEFORE), REFUSED),
+}
+
+
+@pytest.mark.parametrize("cause", PROBE_LOSES_ITS_PASS)
+def test_bug_5_a_probe_that_passed_leaves_no_pause_open(cause: str) -> None:
+    # given: the pipeline is paused (the application user's write privilege was removed, and is
+    # back), one lead waits, and the probe's Dataverse answer reaches the store but not the pause
+    step, answer = PROBE_LOSES_ITS_PASS[cause]
+    world = World()
+    runtime = Runtime(world)
+    world.store.open_pause(PauseReason.PRIVILEGE, "missing prvWriteLead", probe_seconds=30)
+    runtime.send(world.accept())
+    if answer is not None:
+        world.dv.fail_next(answer, kind="create_lead")
+    world.store.step = step
+
+    # when: the runtime delivers the message until the queue is empty (a dead worker's message
+    # comes back once its lease has passed)
+    for _ in range(2 * MAX_DEQUEUE_COUNT):
+        if not runtime.queues.main.messages:
+            break
+        with contextlib.suppress(WorkerDies):
+            runtime.deliver()
+
+    # then: the lead is settled, and the pause is lifted: no lead is left to probe it again
+    assert world.store.rows[C].status == ("failed" if answer else "synced")
+    assert world.store.paused is None, f"paused with nothing left to probe: docs/found-by-simulation.md #5 ({cause})"
