@@ -158,8 +158,11 @@ class WorkerDies(BaseException):
 
 
 def _dies(kind: str) -> Callable[[str], Fault | None]:
+    """A step hook under which the worker dies at the first call of `kind`."""
+    calls = itertools.count()
+
     def step(called: str) -> Fault | None:
-        if called == kind:
+        if called == kind and next(calls) == 0:
             raise WorkerDies(kind)
         return None
 
@@ -167,11 +170,11 @@ def _dies(kind: str) -> Callable[[str], Fault | None]:
 
 
 PROBE_LOSES_ITS_PASS = {
-    "the answer of recording the written lead is lost": (once("store.finish_synced", COMMIT_THEN_DROP), None),
-    "closing the pause meets a dropped connection": (once("store.close_pause", DROP_BEFORE), None),
-    "the worker dies before closing the pause": (_dies("store.close_pause"), None),
+    "the answer of recording the written lead is lost": (once("store.finish_synced", COMMIT_THEN_DROP), False),
+    "closing the pause meets a dropped connection": (once("store.close_pause", DROP_BEFORE), False),
+    "the worker dies before closing the pause": (_dies("store.close_pause"), False),
     "the lead is refused, and closing the pause meets a dropped connection": (
-        once("store.close_pause", DROP_BEFORE), REFUSED),
+        once("store.close_pause", DROP_BEFORE), True),
 }
 
 
@@ -179,13 +182,13 @@ PROBE_LOSES_ITS_PASS = {
 def test_bug_5_a_probe_that_passed_leaves_no_pause_open(cause: str) -> None:
     # given: the pipeline is paused (the application user's write privilege was removed, and is
     # back), one lead waits, and the probe's Dataverse answer reaches the store but not the pause
-    step, answer = PROBE_LOSES_ITS_PASS[cause]
+    step, refused = PROBE_LOSES_ITS_PASS[cause]
     world = World()
     runtime = Runtime(world)
     world.store.open_pause(PauseReason.PRIVILEGE, "missing prvWriteLead", probe_seconds=30)
-    runtime.send(world.accept())
-    if answer is not None:
-        world.dv.fail_next(answer, kind="create_lead")
+    if refused:
+        world.dv.add_rule("hnt_provider", "Rejected", status=REFUSED.status or 400, code=REFUSED.code)
+    runtime.send(world.accept(provider="Rejected" if refused else "Google"))
     world.store.step = step
 
     # when: the runtime delivers the message until the queue is empty (a dead worker's message
@@ -197,5 +200,5 @@ def test_bug_5_a_probe_that_passed_leaves_no_pause_open(cause: str) -> None:
             runtime.deliver()
 
     # then: the lead is settled, and the pause is lifted: no lead is left to probe it again
-    assert world.store.rows[C].status == ("failed" if answer else "synced")
+    assert world.store.rows[C].status == ("failed" if refused else "synced")
     assert world.store.paused is None, f"paused with nothing left to probe: docs/found-by-simulation.md #5 ({cause})"

@@ -15,6 +15,7 @@ from shared.usecases.failures import Failure, classify
 from shared.usecases.push.attempts import other_attempt
 from shared.usecases.push.decision import already_written
 from shared.usecases.push.mapper import LeadMapper, warning_texts
+from shared.usecases.push.pause import lift_pause
 from shared.usecases.push.recorder import FailureRecorder
 from shared.usecases.push.synced import finish_synced
 from shared.writes.bulk_crm import BatchCrm, Route, Verdict
@@ -79,6 +80,8 @@ class BatchPush:
         own_outcome: BulkOutcome | None = None
         if bulk:
             written, requests = self._write_bulk(company_id, token, bulk, verdicts, outcomes, context)
+            if any(outcome.error is None for outcome in written):
+                lift_pause(self._store, context, written=True)  # before any of them is recorded
             for outcome in written:
                 cid = outcome.lead.company_id
                 if cid == company_id:

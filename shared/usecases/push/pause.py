@@ -1,5 +1,6 @@
-"""The push's side of the pipeline's pause: waiting while another push probes, settling a probe,
-and not letting a remembered failure outlive its fix."""
+"""The push's side of the pipeline's pause: waiting while another push probes, lifting the pause
+when a probe passes, settling one that proved nothing, and not letting a remembered failure
+outlive its fix."""
 
 from __future__ import annotations
 
@@ -8,13 +9,34 @@ import random
 from typing import Any
 
 from d365.schema_cache import SchemaCache
+from shared.model.errors import StoreUnavailable
 from shared.model.outcomes import WRITTEN, Outcome
 from shared.model.ports import SyncStore
 from shared.model.sync import Claim
 from shared.usecases.failure_scope import pause_reason
 from shared.usecases.push.result import Action, PushResult
+from shared.usecases.push.synced import UnrecordedWrite
 
 logger = logging.getLogger(__name__)
+
+
+def lift_pause(store: SyncStore, context: dict[str, Any], *, written: bool) -> None:
+    """In a probing push (`context["probing"]`, set by `PauseRules.begin`), Dataverse took the probe's
+    request: a write, or its own refusal of the lead. The pause is lifted before that outcome is
+    recorded (docs/found-by-simulation.md #5): once the lead is recorded, no delivery of it sends a
+    request again, so a pause left open then (a lost answer, a dead worker) would have no lead left
+    to lift it. Raises UnrecordedWrite when the store cannot be reached after a write (the lead
+    stays unsynced, and the next probe writes it again), StoreUnavailable otherwise."""
+    if not context.get("probing"):
+        return
+    try:
+        reason = store.close_pause()
+    except StoreUnavailable as exc:
+        if written:
+            raise UnrecordedWrite(str(exc)) from exc
+        raise
+    context["probing"] = False  # lifted once; what follows in this push is ordinary work
+    logger.warning("pipeline_resumed reason=%s: the probe passed", reason, extra={**context, "pause_reason": reason})
 
 
 class PauseRules:
@@ -36,6 +58,12 @@ class PauseRules:
         )
         return PushResult(Action.DEFER, Outcome.PAUSED, claim.paused_reason, delay_seconds=delay)
 
+    def begin(self, claim: Claim, context: dict[str, Any]) -> None:
+        """Before a claimed push: mark a probe in its context (logged with each event, read by
+        `lift_pause`), and forget a remembered failure that was fixed."""
+        context["probing"] = claim.probing
+        self.forget_fixed_failure(claim)
+
     def forget_fixed_failure(self, claim: Claim) -> None:
         """A remembered org-level metadata failure must not outlive its fix: the probe reads the
         metadata afresh, and so does every push once the pause is lifted."""
@@ -43,13 +71,13 @@ class PauseRules:
         if remembered is not None and (claim.probing or (claim.paused_reason is None and pause_reason(remembered))):
             self._schema.forget_failure()
 
-    def settle_probe(self, result: PushResult, context: dict[str, Any]) -> None:
-        """The probe passed when Dataverse took a request (a write, or its own refusal of this lead);
-        it failed when it paused again; otherwise it proved nothing and the next claim probes."""
-        if result.outcome in WRITTEN or result.refused_by_dataverse:
-            reason = self._store.close_pause()
-            logger.warning(
-                "pipeline_resumed reason=%s: the probe passed", reason, extra={**context, "pause_reason": reason}
-            )
-        elif result.outcome is not Outcome.PAUSED:
+    def lift(self, context: dict[str, Any]) -> None:
+        """After the probe's own write landed (`lift_pause`)."""
+        lift_pause(self._store, context, written=True)
+
+    def settle_probe(self, claim: Claim, result: PushResult) -> None:
+        """After a probe: lifted if it passed (`lift_pause`), still paused if it met the failure again;
+        otherwise it proved nothing (no request, or no answer) and the next claim probes."""
+        passed = result.outcome in WRITTEN or result.refused_by_dataverse
+        if claim.probing and not passed and result.outcome is not Outcome.PAUSED:
             self._store.probe_again()

@@ -111,7 +111,7 @@ class LeadPusher:
             )
             return PushResult(Action.DEFER, Outcome.LEASED, delay_seconds=delay)
         assert claim.token is not None and claim.state is not None
-        self._pause.forget_fixed_failure(claim)
+        self._pause.begin(claim, context)
         attempt = AttemptClock(started, self._clock, ref.correlation_id, dequeue_count)
         try:
             result = self._push_claimed(ref, claim.token, claim.state, claim.throttled_for_seconds, attempt, context)
@@ -120,8 +120,7 @@ class LeadPusher:
             if isinstance(exc, UnrecordedWrite):
                 failure = replace(failure, unknown_outcome=True)
             result = self._failed(ref, claim.token, claim.state, failure, attempt, context, exc)
-        if claim.probing:
-            self._pause.settle_probe(result, context)
+        self._pause.settle_probe(claim, result)
         return result
 
     def _push_claimed(
@@ -171,6 +170,7 @@ class LeadPusher:
         )
         if written.left_alone:
             return self._left_alone(company_id, token, own, written, attempt, context)
+        self._pause.lift(context)
         outcome = Outcome.CREATED if written.created else Outcome.UPDATED
         self._finish(
             company_id,

@@ -13,6 +13,7 @@ from shared.model.outcomes import Outcome
 from shared.model.ports import SyncStore
 from shared.model.sync import Attempt
 from shared.usecases.failures import Failure
+from shared.usecases.push.pause import lift_pause
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class FailureRecorder:
             )
             return Outcome.DEFERRED
         outcome = Outcome.FAILED if final else Outcome.ERROR
+        if not failure.transient and failure.http_status is not None:
+            lift_pause(self._store, context, written=False)  # Dataverse refused the lead itself: a probe passed
         try:
             self._store.finish_failure(
                 company_id,
