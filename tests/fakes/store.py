@@ -113,7 +113,8 @@ class FakeLeadStore:
     def _call(self, kind: str, apply: Callable[[], Any]) -> Any:
         fault = self.step(f"store.{kind}")
         # A dropped connection's text, unless the fault names another (the server down: connection refused).
-        lost = f"PostgreSQL unavailable: {fault.message or 'server closed the connection unexpectedly'}" if fault else ""
+        cause = (fault.message if fault else "") or "server closed the connection unexpectedly"
+        lost = f"PostgreSQL unavailable: {cause}"
         if fault is not None and fault.drop == "before":
             raise StoreUnavailable(lost)
         with self._lock:

@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.usecases.delivery import Delivery, RetryLater, handle_delivery
-from shared.writes.lead_writer import deterministic_lead_id
 from shared.model.messages import LeadRef
 from shared.model.pause import PauseReason
+from shared.usecases.delivery import Delivery, RetryLater, handle_delivery
 from shared.usecases.push import PushResult
+from shared.writes.lead_writer import deterministic_lead_id
 from tests.fakes.faults import COMMIT_THEN_DROP, DROP_BEFORE, Fault, unavailable
 from tests.fakes.queues import FakeLeadQueues
 from tests.fakes.wiring import MAX_DEQUEUE_COUNT

@@ -20,14 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from d365.errors import D365AuthenticationError
-from tests.fakes.dataverse import FakeTokens
 from tests.fakes.clock import FakeClock
+from tests.fakes.dataverse import FakeTokens
 from tests.fakes.faults import Fault, admin_mode, not_a_member, privilege_missing
 
 DATABASE = "database down"
 TOKEN_REFUSED = "token refused"
-DATABASE_DOWN = Fault(drop="before", message="connection to server at \"10.0.0.4\", port 5432 failed: Connection refused")
-TOKEN_REFUSAL = ("invalid_client: AADSTS7000222: The provided client secret keys for app 'lead push' are expired.")
+DATABASE_DOWN = Fault(drop="before", message='connection to server at "10.0.0.4", port 5432 failed: refused')
+TOKEN_REFUSAL = "invalid_client: AADSTS7000222: The provided client secret keys for app 'lead push' are expired."
 # Configuration outages: the answer, and the request kinds it is given to (None: every request).
 WRITES = frozenset({"create_lead", "update_lead", "upsert_lead", "upsert_multiple", "batch"})
 ANSWERS: dict[str, tuple[Fault, frozenset[str] | None]] = {

@@ -41,11 +41,11 @@ from typing import Any
 import d365.deadline
 import shared.usecases.push.pusher
 from d365.throttle import ThrottleGate
-from shared.usecases.accept import accept_leads
-from shared.usecases.delivery import Delivery, RetryLater, backoff_seconds, handle_delivery
 from shared.model.errors import TransientError
 from shared.model.messages import LeadRef, MalformedMessage
 from shared.model.outcomes import Outcome
+from shared.usecases.accept import accept_leads
+from shared.usecases.delivery import Delivery, RetryLater, backoff_seconds, handle_delivery
 from shared.usecases.push import Action, LeadPusher, PushResult
 from shared.usecases.sweep import requeue_stuck_leads
 from tests.fakes.clock import FakeClock

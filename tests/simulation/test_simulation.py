@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 
+import shared.usecases.delivery
+import shared.usecases.failures
 import shared.usecases.push.pusher
 import tests.simulation.simulation as simulation
 from d365 import deadline
+from shared.model.messages import LeadRef
+from shared.usecases.failures import classify
+from shared.usecases.push import Action, PushResult
+from tests.simulation.outages import KINDS as OUTAGE_KINDS
 from tests.simulation.simulation import SimulationFailed, run_seed
 
 SEEDS = int(os.environ.get("SIM_SEEDS", "2000"))
@@ -27,9 +34,10 @@ SHOWN = 3
 def test_many_schedules_keep_the_invariants() -> None:
     failed: list[SimulationFailed] = []
     seeds: list[int] = []
+    outages: Counter[str] = Counter()  # by kind, the seeds in which an outage answered a call
     for seed in range(FIRST_SEED, FIRST_SEED + SEEDS):
         try:
-            run_seed(seed)
+            outages.update(run_seed(seed).outages.met.keys())
         except SimulationFailed as failure:
             seeds.append(seed)
             if len(failed) < SHOWN:
@@ -37,6 +45,9 @@ def test_many_schedules_keep_the_invariants() -> None:
     if seeds:
         pytest.fail(f"{len(seeds)} of {SEEDS} schedules broke an invariant: seeds {seeds[:50]}\n\n"
                     + "\n\n".join(str(f) for f in failed), pytrace=False)
+    if SEEDS >= 300:  # about one seed in thirty meets each kind
+        assert set(outages) == set(OUTAGE_KINDS), f"outages that met no call in {SEEDS} seeds: " \
+                                                  f"{set(OUTAGE_KINDS) - set(outages)}"
 
 
 def test_replay() -> None:
@@ -82,3 +93,43 @@ def test_the_simulation_catches_a_write_after_the_lease() -> None:
                 if "after its lease ended" in str(failure):
                     return
     pytest.fail("500 schedules of a push without a deadline and not one write after its lease was caught")
+
+
+def _first_caught(violation: str, seeds: int = 300) -> int | None:
+    """The first seed whose schedule breaks an invariant with `violation` in its words."""
+    for seed in range(seeds):
+        try:
+            run_seed(seed)
+        except SimulationFailed as failure:
+            if violation in str(failure):
+                return seed
+    return None
+
+
+def _fails_the_lead(exc: BaseException) -> None:
+    return None
+
+
+def _uses_up_deliveries(ref: LeadRef, exc: Exception, wire_text: str, dequeue_count: int) -> tuple[PushResult, str]:
+    return PushResult(Action.RETRY, "error", classify(exc).reason), wire_text
+
+
+MUTANTS: dict[str, tuple[object, str, Callable[..., object], str]] = {
+    # An org-level failure read as the lead's own: the lead fails at once, and goes to the poison queue.
+    "an outage fails the lead": (shared.usecases.failures, "pause_reason", _fails_the_lead,
+                                 "did not refuse the lead itself"),
+    # PostgreSQL unreachable at the claim retried as any failure: the outage uses up the deliveries.
+    "a database outage uses up the deliveries": (shared.usecases.delivery, "_not_pushed", _uses_up_deliveries,
+                                                 "used up its deliveries"),
+    # A probe that passes and leaves the pause open.
+    "the pause is never lifted": (shared.usecases.push.pusher.LeadPusher, "_lift_pause", lambda *_, **__: None,
+                                  "still paused at the end"),
+}
+
+
+@pytest.mark.parametrize("mutant", MUTANTS)
+def test_the_simulation_catches_an_outage_that_burns_leads(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The outage invariants are only worth their runs if breaking the pause or the outage back-off breaks them.
+    owner, name, replacement, violation = MUTANTS[mutant]
+    monkeypatch.setattr(owner, name, replacement)
+    assert _first_caught(violation) is not None, f"300 schedules where {mutant}, and no '{violation}' was caught"
