@@ -17,7 +17,10 @@ import pytest
 
 import shared.usecases.delivery
 import shared.usecases.failures
+import shared.usecases.push.batch
+import shared.usecases.push.pause
 import shared.usecases.push.pusher
+import shared.usecases.push.recorder
 import tests.simulation.simulation as simulation
 from d365 import deadline
 from shared.model.messages import LeadRef
@@ -114,22 +117,28 @@ def _uses_up_deliveries(ref: LeadRef, exc: Exception, wire_text: str, dequeue_co
     return PushResult(Action.RETRY, "error", classify(exc).reason), wire_text
 
 
-MUTANTS: dict[str, tuple[object, str, Callable[..., object], str]] = {
+def _never_lifts(*_: object, **__: object) -> None:
+    return None
+
+
+_LIFTS = [(shared.usecases.push.pause, "lift_pause"), (shared.usecases.push.recorder, "lift_pause"),
+          (shared.usecases.push.batch, "lift_pause")]
+MUTANTS: dict[str, tuple[list[tuple[object, str]], Callable[..., object], str]] = {
     # An org-level failure read as the lead's own: the lead fails at once, and goes to the poison queue.
-    "an outage fails the lead": (shared.usecases.failures, "pause_reason", _fails_the_lead,
+    "an outage fails the lead": ([(shared.usecases.failures, "pause_reason")], _fails_the_lead,
                                  "did not refuse the lead itself"),
     # PostgreSQL unreachable at the claim retried as any failure: the outage uses up the deliveries.
-    "a database outage uses up the deliveries": (shared.usecases.delivery, "_not_pushed", _uses_up_deliveries,
+    "a database outage uses up the deliveries": ([(shared.usecases.delivery, "_not_pushed")], _uses_up_deliveries,
                                                  "used up its deliveries"),
     # A probe that passes and leaves the pause open.
-    "the pause is never lifted": (shared.usecases.push.pusher.LeadPusher, "_lift_pause", lambda *_, **__: None,
-                                  "still paused at the end"),
+    "the pause is never lifted": (_LIFTS, _never_lifts, "still paused at the end"),
 }
 
 
 @pytest.mark.parametrize("mutant", MUTANTS)
 def test_the_simulation_catches_an_outage_that_burns_leads(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The outage invariants are only worth their runs if breaking the pause or the outage back-off breaks them.
-    owner, name, replacement, violation = MUTANTS[mutant]
-    monkeypatch.setattr(owner, name, replacement)
+    targets, replacement, violation = MUTANTS[mutant]
+    for owner, name in targets:
+        monkeypatch.setattr(owner, name, replacement)
     assert _first_caught(violation) is not None, f"300 schedules where {mutant}, and no '{violation}' was caught"
