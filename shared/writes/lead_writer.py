@@ -77,6 +77,7 @@ class LeadWriter:
         ownership: ColumnOwnership | None = None,
         crm_policy: CrmPolicy | None = None,
     ) -> None:
+        self.client = client
         self._client = client
         self._alternate_key = alternate_key
         self._match_columns = tuple(match_columns)

@@ -298,6 +298,12 @@ def probe_on_a_synced_lead(w: World) -> LeadRef:
     return ref(C, 0)
 
 
+def probe_on_a_synced_lead_refused(w: World) -> LeadRef:
+    given = probe_on_a_synced_lead(w)
+    w.dv.fail_next(Fault(403, "0x80072560", "The user is not a member of the organization."), kind="whoami")
+    return given
+
+
 def token_fails(error: Exception) -> Callable[[World], LeadRef]:
     def given(w: World) -> LeadRef:
         w.dv.tokens.failures.append(error)
@@ -463,12 +469,16 @@ def paused(reason: PauseReason) -> Callable[[World, PushResult], None]:
     return then
 
 
+def paused_again(reason: PauseReason) -> Callable[[World, PushResult], None]:
+    def then(w: World, result: PushResult) -> None:
+        assert w.store.paused is not None and w.store.paused.reason == reason
+        assert w.store.paused.probe_at > w.clock.now()
+
+    return then
+
+
 def pause_lifted(w: World, result: PushResult) -> None:
     assert w.store.paused is None
-
-
-def probe_due_now(w: World, result: PushResult) -> None:
-    assert w.store.paused is not None and w.store.paused.probe_at <= w.clock.now()
 
 
 def failed_version_set(w: World, result: PushResult) -> None:
@@ -621,9 +631,12 @@ ROWS: dict[str, Row] = {
     "paused: the probe meets the failure again -> still paused, next probe later": Row(
         probe_fails_again, Action.DEFER, "paused", "queued", ["paused"], {"find_leads": 1},
         then=paused(PauseReason.PRIVILEGE)),
-    "paused: the probe's lead needs no request -> inconclusive, the next claim probes": Row(
-        probe_on_a_synced_lead, Action.DONE, "unchanged", "synced", ["created", "unchanged"], {},
-        then=probe_due_now),
+    "paused: the probe's lead needs no request -> it asks WhoAmI, and the pause lifts": Row(
+        probe_on_a_synced_lead, Action.DONE, "unchanged", "synced", ["created", "unchanged"], {"whoami": 1},
+        then=pause_lifted),
+    "paused: the probe's lead needs no request and WhoAmI is refused -> still paused, next probe later": Row(
+        probe_on_a_synced_lead_refused, Action.DONE, "unchanged", "synced", ["created", "unchanged"], {"whoami": 1},
+        then=paused_again(PauseReason.APPLICATION_USER)),
     "classify: unknown column (0x0) -> schema invalidated, error": Row(
         fault(Fault(400, "0x0", "An error occurred while validating input parameters: Microsoft.Crm.CrmException: "
                                 "Invalid property 'hnt_provider' was found in entity 'Microsoft.Dynamics.CRM.lead'."),

@@ -8,10 +8,11 @@ import logging
 import random
 from typing import Any
 
+from d365.errors import D365Error
 from d365.schema_cache import SchemaCache
 from shared.model.errors import StoreUnavailable
 from shared.model.outcomes import WRITTEN, Outcome
-from shared.model.ports import SyncStore
+from shared.model.ports import LeadTable, SyncStore
 from shared.model.sync import Claim
 from shared.usecases.failure_scope import pause_reason
 from shared.usecases.push.result import Action, PushResult
@@ -40,11 +41,14 @@ def lift_pause(store: SyncStore, context: dict[str, Any], *, written: bool) -> N
 
 
 class PauseRules:
-    def __init__(self, store: SyncStore, schema: SchemaCache, probe_seconds: float, rng: random.Random) -> None:
+    def __init__(
+        self, store: SyncStore, schema: SchemaCache, probe_seconds: float, rng: random.Random, *, client: LeadTable
+    ) -> None:
         self._store = store
         self._schema = schema
         self._probe_seconds = probe_seconds
         self._rng = rng
+        self._client = client
 
     def wait(self, claim: Claim, context: dict[str, Any]) -> PushResult:
         """Another push probes: this lead waits, its message back soon after the next probe."""
@@ -75,9 +79,28 @@ class PauseRules:
         """After the probe's own write landed (`lift_pause`)."""
         lift_pause(self._store, context, written=True)
 
-    def settle_probe(self, claim: Claim, result: PushResult) -> None:
-        """After a probe: lifted if it passed (`lift_pause`), still paused if it met the failure again;
-        otherwise it proved nothing (no request, or no answer) and the next claim probes."""
+    def settle_probe(self, claim: Claim, result: PushResult, context: dict[str, Any]) -> None:
+        """After a probe: lifted if it passed (`lift_pause`), still paused if it met the failure again.
+        A probe whose lead needed no request (unchanged, left alone in the CRM) asks Dataverse who it
+        is, a harmless request through the same token, application user and org: were it the last
+        lead waiting, the pause would otherwise never lift. Anything else proved nothing: the next
+        claim probes."""
         passed = result.outcome in WRITTEN or result.refused_by_dataverse
-        if claim.probing and not passed and result.outcome is not Outcome.PAUSED:
+        if not claim.probing or passed or result.outcome is Outcome.PAUSED:
+            return
+        if result.outcome in (Outcome.UNCHANGED, Outcome.SKIPPED):
+            self._probe_by_request(context)
+        else:
             self._store.probe_again()
+
+    def _probe_by_request(self, context: dict[str, Any]) -> None:
+        try:
+            self._client.whoami()
+        except D365Error as exc:
+            reason = pause_reason(exc)
+            if reason is None:
+                self._store.probe_again()
+            else:
+                self._store.open_pause(reason, str(exc), probe_seconds=self._probe_seconds)
+            return
+        lift_pause(self._store, context, written=False)

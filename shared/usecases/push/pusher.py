@@ -70,7 +70,7 @@ class LeadPusher:
         self._rng = rng or random.Random()
         self._recorder = FailureRecorder(store, probe_seconds=probe_seconds)
         self._probe_seconds = probe_seconds
-        self._pause = PauseRules(store, self._mapper.schema, probe_seconds, self._rng)
+        self._pause = PauseRules(store, self._mapper.schema, probe_seconds, self._rng, client=writer.client)
         self._max_dequeue_count = max_dequeue_count
         self._lease_seconds = lease_seconds
         self._inline_wait = inline_wait_seconds
@@ -120,7 +120,7 @@ class LeadPusher:
             if isinstance(exc, UnrecordedWrite):
                 failure = replace(failure, unknown_outcome=True)
             result = self._failed(ref, claim.token, claim.state, failure, attempt, context, exc)
-        self._pause.settle_probe(claim, result)
+        self._pause.settle_probe(claim, result, context)
         return result
 
     def _push_claimed(
