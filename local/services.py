@@ -7,6 +7,7 @@ pipe nobody reads.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -165,7 +166,10 @@ def _drain(
         for line in stream:
             log_file.write(line)
             if echo_prefix is not None:
-                sys.stdout.write(echo_prefix + line)
+                try:
+                    sys.stdout.write(echo_prefix + line)
+                except (OSError, ValueError):  # the terminal went away: keep draining into the log
+                    echo_prefix = None
             if not found:
                 match = pattern.search(line)
                 if match:
@@ -191,6 +195,65 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One line of the process table: a process, its parent, process group and session."""
+
+    pid: int
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+
+
+def process_table() -> list[ProcessInfo]:
+    """Every process this user can see, read from /proc; empty where there is no /proc."""
+    table = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        fields = text[text.rindex(")") + 2:].split()
+        table.append(ProcessInfo(int(stat.parent.name), fields[0], int(fields[1]), int(fields[2]), int(fields[3])))
+    return table
+
+
+def stop_children(*, grace: float = _STOP_GRACE) -> list[int]:
+    """End every child of this process still running, each with its process group; returns their
+    pids. The safety net of a clean-up: a child whose start a signal interrupted has no owner yet."""
+    me = os.getpid()
+    children = [p for p in process_table() if p.ppid == me and p.state != "Z"]
+    for child in children:
+        log.warning("stopping child process %s left running", child.pid)
+        _signal_child(child, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        while _reap(child.pid) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_child(child, signal.SIGKILL)
+        _reap(child.pid, block=True)
+    return [child.pid for child in children]
+
+
+def _signal_child(child: ProcessInfo, sig: signal.Signals) -> None:
+    if child.pgid == child.pid:
+        _signal_group(child.pid, sig)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, sig)
+
+
+def _reap(pid: int, *, block: bool = False) -> int | None:
+    """The child's wait status once it has exited (None while it runs); -1 if already reaped elsewhere."""
+    try:
+        reaped, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return -1
+    return status if reaped else None
 
 
 def tail(path: Path, lines: int = 40) -> str:
