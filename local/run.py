@@ -64,6 +64,12 @@ class StopSignals:
         """From now on no signal interrupts."""
         self._cleaning_up = True
 
+    def ignore(self) -> None:
+        """Ignore them until exit: the interpreter's shutdown puts back the default handlers
+        (which end the process) but leaves ignored signals ignored."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
     def _handle(self, signum: int, frame: object) -> None:
         self.received.append(signum)
         if len(self.received) == 1 and not self._cleaning_up:
@@ -191,6 +197,7 @@ def main() -> int:
         if signals.received:
             names = ", ".join(signal.Signals(n).name for n in signals.received)
             log.info("stopped everything it started (signals received: %s)", names)
+        signals.ignore()
 
 
 if __name__ == "__main__":
