@@ -44,38 +44,6 @@ DEFAULT_PORTS = {
 }
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class StopSignals:
-    """The first stop signal interrupts the main thread (KeyboardInterrupt); later ones, and any
-    once the clean-up has begun, are counted and ignored."""
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-        self._cleaning_up = False
-
-    def install(self) -> None:
-        # Set explicitly: a shell starting us in the background hands down SIGINT ignored.
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._handle)
-
-    def cleaning_up(self) -> None:
-        """From now on no signal interrupts."""
-        self._cleaning_up = True
-
-    def ignore(self) -> None:
-        """Ignore them until exit: the interpreter's shutdown puts back the default handlers
-        (which end the process) but leaves ignored signals ignored."""
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received.append(signum)
-        if len(self.received) == 1 and not self._cleaning_up:
-            raise KeyboardInterrupt
-
-
 class Stack:
     """What `make run` started, stopped in reverse order."""
 
@@ -173,7 +141,7 @@ def instructions(env: dict[str, str], host_url: str) -> str:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
-    signals = StopSignals()
+    signals = services.StopSignals()
     signals.install()
     stack = Stack()
     try:

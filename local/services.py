@@ -256,6 +256,42 @@ def _reap(pid: int, *, block: bool = False) -> int | None:
     return status if reaped else None
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopSignals:
+    """The first stop signal interrupts the main thread (KeyboardInterrupt); later ones, and any
+    once the clean-up has begun, are counted and ignored, so that none cuts the clean-up short.
+
+    SIGINT is Ctrl-C; SIGTERM comes from `timeout`, a process supervisor and GNU make (which forwards
+    it to its child after the whole group got it); SIGHUP from a closing terminal.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._cleaning_up = False
+
+    def install(self) -> None:
+        # Set explicitly: a shell starting us in the background hands down SIGINT ignored.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def cleaning_up(self) -> None:
+        """From now on no signal interrupts."""
+        self._cleaning_up = True
+
+    def ignore(self) -> None:
+        """Ignore them until exit: the interpreter's shutdown puts back the default handlers
+        (which end the process) but leaves ignored signals ignored."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        if len(self.received) == 1 and not self._cleaning_up:
+            raise KeyboardInterrupt
+
+
 def tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -11,7 +11,6 @@ another lead's batch still run, and must cost no Dataverse request).
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import threading
 import time
@@ -30,7 +29,6 @@ from local.bench import leads
 from local.bench.report import Figure, Section
 from local.bench.stack import WEBHOOK_SECRET, Stack
 from local.emulators.dataverse.protection import Limits
-from shared.intake import sign
 from shared.postgres.migrate import migrate
 
 AIM_FEWER_REQUESTS = 10.0  # bulk sends at least 10x fewer requests than single writes
@@ -169,12 +167,7 @@ def _post(host_url: str, body: list[dict], options: Options) -> None:
     def post(batch: list[dict]) -> None:
         if not hasattr(per_thread, "session"):
             per_thread.session = requests.Session()
-        body = json.dumps({"leads": batch}).encode()
-        response = per_thread.session.post(
-            f"{host_url}/api/leads", data=body, timeout=POST_TIMEOUT_SECONDS,
-            headers={"Content-Type": "application/json", **sign(body, WEBHOOK_SECRET)})
-        if response.status_code != 202:
-            raise requests.HTTPError(f"webhook answered {response.status_code}: {response.text[:200]}")
+        leads.post(per_thread.session, host_url, batch, secret=WEBHOOK_SECRET, timeout=POST_TIMEOUT_SECONDS)
 
     with ThreadPoolExecutor(max_workers=options.connections) as pool:
         list(pool.map(post, batches))
