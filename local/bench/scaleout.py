@@ -17,6 +17,7 @@ import requests
 
 from local import services
 from local.bench import leads
+from local.bench.guard import drop_queues
 from local.bench.report import Figure, Section
 from local.bench.stack import WEBHOOK_SECRET, Stack
 
@@ -165,6 +166,7 @@ def _run(stack: Stack, database_url: str, *, hosts: int, count: int, batch: int,
             emulator.clear_protection()
             emulator.clear_faults()
         observer.close()
+        drop_queues(stack.storage)  # messages in hand when the hosts stopped would slow the next run
 
 
 def _post(urls: list[str], batches: list[list[dict[str, Any]]], connections: int) -> int:
