@@ -39,6 +39,7 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_START_TIMEOUT = 30.0
 _STOP_GRACE = 5.0
+FUNCHOST_STOP_GRACE = 12.0
 
 
 class ServiceError(Exception):
@@ -61,11 +62,13 @@ def port_in_use(port: int) -> bool:
 class ManagedProcess:
     """A child process that printed its ready line; `stop()` ends it and its children."""
 
-    def __init__(self, name: str, popen: subprocess.Popen[str], match: re.Match[str], log_path: Path) -> None:
+    def __init__(self, name: str, popen: subprocess.Popen[str], match: re.Match[str], log_path: Path,
+                 *, stop_grace: float = _STOP_GRACE) -> None:
         self.name = name
         self.popen = popen
         self.match = match
         self.log_path = log_path
+        self.stop_grace = stop_grace
 
     @property
     def pid(self) -> int:
@@ -86,9 +89,10 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, *, grace: float = _STOP_GRACE) -> None:
-        """SIGTERM to the process group, SIGKILL if it is still there after `grace` seconds."""
-        _terminate(self.popen, self.name, grace)
+    def stop(self, *, grace: float | None = None) -> None:
+        """SIGTERM to the process group, SIGKILL if it is still there after `grace` seconds (default:
+        the process's own `stop_grace`)."""
+        _terminate(self.popen, self.name, self.stop_grace if grace is None else grace)
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
@@ -366,10 +370,13 @@ def start_funchost(
 ) -> ManagedProcess:
     """The local Functions host serving this repository's function_app.py with `env` as its
     whole environment (port 0: a free one). Raises ServiceError."""
-    return start_module(
+    process = start_module(
         "local.funchost", "--app-dir", str(REPO), "--host", "127.0.0.1", "--port", str(port or free_port()),
         name=name, env=env, timeout=timeout, echo=echo,
     )
+    # Longer than the host's own wait for running invocations, after which it logs where they are.
+    process.stop_grace = FUNCHOST_STOP_GRACE
+    return process
 
 
 def migrate_database(env: Mapping[str, str]) -> None:

@@ -18,8 +18,10 @@ until that thread returns, and only then is handled as failed.
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import sys
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -119,6 +121,7 @@ class LocalHost:
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_SECONDS) -> None:
         """Stop taking work, then wait up to `timeout` seconds for running invocations."""
         deadline = time.monotonic() + timeout
+        logger.info("stopping: %d invocation(s) in flight", self._invoker.in_flight() if self._invoker else 0)
         for runner in [*self._listeners, *self._timers]:
             runner.request_stop()
         if self._server is not None:
@@ -128,7 +131,8 @@ class LocalHost:
         if self._invoker is not None:
             drained = self._invoker.wait_idle(max(0.0, deadline - time.monotonic())) and drained
         if not drained:
-            logger.warning("stopped with invocations still running after %.0fs", timeout)
+            logger.warning("stopped with invocations still running after %.0fs; where each thread is:", timeout)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
     def _timed_out(self, spec: FunctionSpec) -> None:
