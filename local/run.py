@@ -7,6 +7,12 @@ environment (AzureWebJobsStorage or its identity-based AzureWebJobsStorage__acco
 __queueServiceUri, DATABASE_URL, D365_URL, IDENTITY_ENDPOINT); every app setting
 can be overridden that way. Ports: AZURITE_PORT (10001), FUNCHOST_PORT (7071),
 DATAVERSE_EMULATOR_PORT (7072), IDENTITY_EMULATOR_PORT (7073).
+
+Whatever stops it stops what it started: SIGINT (Ctrl-C), SIGTERM (`timeout`, a process supervisor,
+and GNU make, which forwards it to its child after the group got it too) and SIGHUP (a closing
+terminal). The first of them ends the wait; any later one is ignored, so it cannot cut the clean-up
+short. The clean-up then stops every child process still running, also one whose start the signal
+interrupted.
 """
 from __future__ import annotations
 
@@ -135,10 +141,8 @@ def instructions(env: dict[str, str], host_url: str) -> str:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
-    # Ctrl-C, and `kill` too, stop everything in order; set explicitly because a shell starting
-    # us in the background hands down SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signals = services.StopSignals()
+    signals.install()
     stack = Stack()
     try:
         env, host_url = start(stack)
@@ -148,14 +152,20 @@ def main() -> int:
         log.error("%s exited with %s; log: %s", exited.name, exited.popen.returncode, exited.log_path)
         return 1
     except KeyboardInterrupt:
-        return 0
+        first = signals.received[0] if signals.received else signal.SIGINT
+        return 0 if first == signal.SIGINT else 128 + first
     except services.ServiceError as exc:
         log.error("%s", exc)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signals.cleaning_up()
         stack.stop()
+        # A child whose start the signal interrupted is in no stack yet.
+        services.stop_children()
+        if signals.received:
+            names = ", ".join(signal.Signals(n).name for n in signals.received)
+            log.info("stopped everything it started (signals received: %s)", names)
+        signals.ignore()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ pipe nobody reads.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -38,6 +39,7 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_START_TIMEOUT = 30.0
 _STOP_GRACE = 5.0
+FUNCHOST_STOP_GRACE = 12.0
 
 
 class ServiceError(Exception):
@@ -60,11 +62,13 @@ def port_in_use(port: int) -> bool:
 class ManagedProcess:
     """A child process that printed its ready line; `stop()` ends it and its children."""
 
-    def __init__(self, name: str, popen: subprocess.Popen[str], match: re.Match[str], log_path: Path) -> None:
+    def __init__(self, name: str, popen: subprocess.Popen[str], match: re.Match[str], log_path: Path,
+                 *, stop_grace: float = _STOP_GRACE) -> None:
         self.name = name
         self.popen = popen
         self.match = match
         self.log_path = log_path
+        self.stop_grace = stop_grace
 
     @property
     def pid(self) -> int:
@@ -85,9 +89,10 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, *, grace: float = _STOP_GRACE) -> None:
-        """SIGTERM to the process group, SIGKILL if it is still there after `grace` seconds."""
-        _terminate(self.popen, self.name, grace)
+    def stop(self, *, grace: float | None = None) -> None:
+        """SIGTERM to the process group, SIGKILL if it is still there after `grace` seconds (default:
+        the process's own `stop_grace`)."""
+        _terminate(self.popen, self.name, self.stop_grace if grace is None else grace)
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
@@ -165,7 +170,10 @@ def _drain(
         for line in stream:
             log_file.write(line)
             if echo_prefix is not None:
-                sys.stdout.write(echo_prefix + line)
+                try:
+                    sys.stdout.write(echo_prefix + line)
+                except (OSError, ValueError):  # the terminal went away: keep draining into the log
+                    echo_prefix = None
             if not found:
                 match = pattern.search(line)
                 if match:
@@ -191,6 +199,101 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One line of the process table: a process, its parent, process group and session."""
+
+    pid: int
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+
+
+def process_table() -> list[ProcessInfo]:
+    """Every process this user can see, read from /proc; empty where there is no /proc."""
+    table = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        fields = text[text.rindex(")") + 2:].split()
+        table.append(ProcessInfo(int(stat.parent.name), fields[0], int(fields[1]), int(fields[2]), int(fields[3])))
+    return table
+
+
+def stop_children(*, grace: float = _STOP_GRACE) -> list[int]:
+    """End every child of this process still running, each with its process group; returns their
+    pids. The safety net of a clean-up: a child whose start a signal interrupted has no owner yet."""
+    me = os.getpid()
+    children = [p for p in process_table() if p.ppid == me and p.state != "Z"]
+    for child in children:
+        log.warning("stopping child process %s left running", child.pid)
+        _signal_child(child, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        while _reap(child.pid) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_child(child, signal.SIGKILL)
+        _reap(child.pid, block=True)
+    return [child.pid for child in children]
+
+
+def _signal_child(child: ProcessInfo, sig: signal.Signals) -> None:
+    if child.pgid == child.pid:
+        _signal_group(child.pid, sig)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, sig)
+
+
+def _reap(pid: int, *, block: bool = False) -> int | None:
+    """The child's wait status once it has exited (None while it runs); -1 if already reaped elsewhere."""
+    try:
+        reaped, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return -1
+    return status if reaped else None
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopSignals:
+    """The first stop signal interrupts the main thread (KeyboardInterrupt); later ones, and any
+    once the clean-up has begun, are counted and ignored, so that none cuts the clean-up short.
+
+    SIGINT is Ctrl-C; SIGTERM comes from `timeout`, a process supervisor and GNU make (which forwards
+    it to its child after the whole group got it); SIGHUP from a closing terminal.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._cleaning_up = False
+
+    def install(self) -> None:
+        # Set explicitly: a shell starting us in the background hands down SIGINT ignored.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def cleaning_up(self) -> None:
+        """From now on no signal interrupts."""
+        self._cleaning_up = True
+
+    def ignore(self) -> None:
+        """Ignore them until exit: the interpreter's shutdown puts back the default handlers
+        (which end the process) but leaves ignored signals ignored."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        if len(self.received) == 1 and not self._cleaning_up:
+            raise KeyboardInterrupt
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -267,10 +370,13 @@ def start_funchost(
 ) -> ManagedProcess:
     """The local Functions host serving this repository's function_app.py with `env` as its
     whole environment (port 0: a free one). Raises ServiceError."""
-    return start_module(
+    process = start_module(
         "local.funchost", "--app-dir", str(REPO), "--host", "127.0.0.1", "--port", str(port or free_port()),
         name=name, env=env, timeout=timeout, echo=echo,
     )
+    # Longer than the host's own wait for running invocations, after which it logs where they are.
+    process.stop_grace = FUNCHOST_STOP_GRACE
+    return process
 
 
 def migrate_database(env: Mapping[str, str]) -> None:

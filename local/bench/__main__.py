@@ -2,8 +2,9 @@
 
 Starts what it needs (Azurite, a throwaway PostgreSQL database, the Dataverse and identity
 emulators, local Functions hosts) and stops it all at the end, also on Ctrl-C. Prints one table per
-section, each figure next to its aim, and a summary. Exits 0 whether or not aims are met; non-zero
-only when the benchmark itself fails. The app's own logs go to .local/logs/bench-<pid>.log.
+section, each figure next to its aim, and a summary. A section that fails (an error, a host that does
+not start) is shown as failed and the others still run. Exits 0 whether or not aims are met, 1 when a
+section failed (after the summary). The app's own logs go to .local/logs/bench-<pid>.log.
 
   a  import time of function_app vs its dependencies      d  Dataverse requests per lead
   b  time per lead in handle_delivery; mapping time       e  host peak memory during (c)
@@ -18,9 +19,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from local.bench import (
     backfill,
@@ -33,9 +35,10 @@ from local.bench import (
     telemetry_cost,
     throughput,
 )
+from local.bench.guard import failed_keys, guarded
 from local.bench.report import Section, render, render_summary
-from local.bench.stack import running_stack
-from local.services import LOG_DIR
+from local.bench.stack import Stack, running_stack
+from local.services import LOG_DIR, StopSignals, stop_children
 from shared.observability.logging_setup import configure_logging
 
 SECTIONS = "abcdefghij"
@@ -68,50 +71,58 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     log_path = _log_to_file()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
+    signals = StopSignals()  # Ctrl-C, `kill` or a closing terminal clean up, and a second one cannot stop that
+    signals.install()
     started = time.perf_counter()
     done: list[Section] = []
-
-    def show(section: Section) -> None:
-        done.append(section)
-        print(render(section) + "\n", flush=True)
-
     try:
-        if "a" in args.only:
-            show(imports.run(runs=args.import_runs))
-        if set(args.only) - {"a"}:
-            with running_stack() as stack:
-                if "b" in args.only:
-                    show(delivery.run(stack, count=args.delivery_leads))
-                if "d" in args.only:
-                    show(dataverse_requests.run(stack, count=args.request_leads))
-                baseline = None
-                if {"c", "e"} & set(args.only):
-                    measured, memory, baseline = throughput.run(
-                        stack, count=args.leads, batch=args.batch, connections=args.connections)
-                    for section in (measured, memory):
-                        if section.key in args.only:
-                            show(section)
-                if "f" in args.only:
-                    show(faults.run(stack, count=args.fault_leads, batch=args.batch, connections=args.connections,
-                                    baseline=baseline))
-                if "g" in args.only:
-                    show(telemetry_cost.run(stack, count=args.telemetry_leads, host_leads=args.telemetry_host_leads,
-                                            batch=args.batch, connections=args.connections))
-                if "i" in args.only:
-                    show(scaleout.run(stack, count=args.scaleout_leads, protected_count=args.protected_leads,
-                                      batch=args.batch, connections=args.connections))
-                if "h" in args.only:
-                    show(backfill.run(stack, backfill_options))
-                if "j" in args.only:
-                    show(living_crm.run(stack, count=args.crm_leads, changed_in_crm=args.crm_changed,
-                                        claims=args.claims))
+        _run_sections(args, backfill_options, done)
     except KeyboardInterrupt:
+        signals.cleaning_up()
+        stop_children()
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
+    finally:
+        signals.ignore()
     print(render_summary(done))
     print(f"whole run {time.perf_counter() - started:.0f} s; app logs in {log_path}")
-    return 0
+    return 1 if failed_keys(done) else 0
+
+
+def _run_sections(args: argparse.Namespace, backfill_options: backfill.Options, done: list[Section]) -> None:
+    """Each chosen section in turn; one that fails is reported as failed and the others still run."""
+    started: list[Stack] = []
+
+    def section(key: str, measure: Callable[[], Sequence[Section]]) -> None:
+        if key in args.only:
+            for measured in guarded(key, measure, stack=started[0] if started else None):
+                done.append(measured)
+                print(render(measured) + "\n", flush=True)
+
+    section("a", lambda: [imports.run(runs=args.import_runs)])
+    if not set(args.only) - {"a"}:
+        return
+    with running_stack() as s:
+        started.append(s)
+        batch, connections = args.batch, args.connections
+        section("b", lambda: [delivery.run(s, count=args.delivery_leads)])
+        section("d", lambda: [dataverse_requests.run(s, count=args.request_leads)])
+        baseline: list[Any] = [None]  # (c)'s run, for (f)
+
+        def throughput_sections() -> list[Section]:
+            measured, memory, baseline[0] = throughput.run(s, count=args.leads, batch=batch, connections=connections)
+            return [m for m in (measured, memory) if m.key in args.only]
+
+        section("c" if "c" in args.only else "e", throughput_sections)
+        section("f", lambda: [faults.run(s, count=args.fault_leads, batch=batch, connections=connections,
+                                         baseline=baseline[0])])
+        section("g", lambda: [telemetry_cost.run(s, count=args.telemetry_leads, host_leads=args.telemetry_host_leads,
+                                                 batch=batch, connections=connections)])
+        section("i", lambda: [scaleout.run(s, count=args.scaleout_leads, protected_count=args.protected_leads,
+                                           batch=batch, connections=connections)])
+        section("h", lambda: [backfill.run(s, backfill_options)])
+        section("j", lambda: [living_crm.run(s, count=args.crm_leads, changed_in_crm=args.crm_changed,
+                                             claims=args.claims)])
 
 
 def _sections(value: str) -> str:

@@ -11,7 +11,6 @@ another lead's batch still run, and must cost no Dataverse request).
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import threading
 import time
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg2
 import requests
@@ -30,7 +29,6 @@ from local.bench import leads
 from local.bench.report import Figure, Section
 from local.bench.stack import WEBHOOK_SECRET, Stack
 from local.emulators.dataverse.protection import Limits
-from shared.intake import sign
 from shared.postgres.migrate import migrate
 
 AIM_FEWER_REQUESTS = 10.0  # bulk sends at least 10x fewer requests than single writes
@@ -62,6 +60,7 @@ class Options:
 class Run:
     mode: str
     bulk_size: int
+    count: int
     first_load_seconds: float
     synced: int
     failed: int
@@ -71,6 +70,13 @@ class Run:
     left_in_queue: int         # messages still queued when measuring stopped
     attempts: dict[str, int]   # sync_attempt rows of the measured phase, by outcome
     stats: dict                # the emulator's /_emulator/stats over the measured phase, until drained
+    longest_wait: tuple[float, int] | None = None  # seconds from its post's 202 to synced, and which company
+    late: int = 0              # synced, but a delivery of theirs was received and never run first
+
+    @property
+    def lost(self) -> int:
+        """Leads neither synced nor failed when measuring stopped."""
+        return self.count - self.synced - self.failed
 
     @property
     def requests(self) -> int:
@@ -138,16 +144,19 @@ def _run_mode(stack: Stack, options: Options, mode: str, bulk_size: int) -> Run:
             emulator.control("POST", "stats/reset")
             since = _database_now(database_url)
             started = time.perf_counter()
-            _post(host.url, [leads.changed(cid) for cid in ids], options)
+            accepted = _post(host.url, [leads.changed(cid) for cid in ids], options)
             intake = time.perf_counter() - started
             synced, failed = _wait_synced(database_url, ids, version=NEW_VERSION)
+            longest_wait = _longest_wait(database_url, accepted, NEW_VERSION)
+            late = _late(database_url, ids, since)
             seconds = time.perf_counter() - started
             drained, left = _wait_drained(stack, env["LEAD_QUEUE_NAME"], started)
             stats = emulator.stats()
         emulator.clear_protection()
         _delete_queue(stack, env["LEAD_QUEUE_NAME"])
         attempts = _attempts_since(database_url, since)
-    return Run(mode, bulk_size, first_load, synced, failed, seconds, intake, drained, left, attempts, stats)
+    return Run(mode, bulk_size, len(ids), first_load, synced, failed, seconds, intake, drained, left, attempts, stats,
+               longest_wait, late)
 
 
 @contextmanager
@@ -162,22 +171,50 @@ def _fresh_database(stack: Stack) -> Iterator[str]:
         services.drop_database(stack.database_url, name)
 
 
-def _post(host_url: str, body: list[dict], options: Options) -> None:
+def _post(host_url: str, body: list[dict], options: Options) -> dict[int, datetime]:
+    """Post the leads in batches; when each company's post was answered 202."""
     batches = [body[i:i + options.batch] for i in range(0, len(body), options.batch)]
     per_thread = threading.local()
 
-    def post(batch: list[dict]) -> None:
+    def post(batch: list[dict]) -> dict[int, datetime]:
         if not hasattr(per_thread, "session"):
             per_thread.session = requests.Session()
-        body = json.dumps({"leads": batch}).encode()
-        response = per_thread.session.post(
-            f"{host_url}/api/leads", data=body, timeout=POST_TIMEOUT_SECONDS,
-            headers={"Content-Type": "application/json", **sign(body, WEBHOOK_SECRET)})
-        if response.status_code != 202:
-            raise requests.HTTPError(f"webhook answered {response.status_code}: {response.text[:200]}")
+        leads.post(per_thread.session, host_url, batch, secret=WEBHOOK_SECRET, timeout=POST_TIMEOUT_SECONDS)
+        answered = datetime.now(UTC)
+        return {lead["company_id"]: answered for lead in batch}
 
+    accepted: dict[int, datetime] = {}
     with ThreadPoolExecutor(max_workers=options.connections) as pool:
-        list(pool.map(post, batches))
+        for answered in pool.map(post, batches):
+            accepted |= answered
+    return accepted
+
+
+def _longest_wait(database_url: str, accepted: dict[int, datetime], version: str) -> tuple[float, int] | None:
+    """The longest time from a lead's post being answered to its version synced, and its company."""
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT company_id, last_success_at FROM lead_sync WHERE company_id = ANY(%(ids)s)"
+                    " AND status = 'synced' AND synced_version >= %(version)s",
+                    {"ids": list(accepted), "version": version})
+        waits = [((synced_at - accepted[cid]).total_seconds(), cid) for cid, synced_at in cur.fetchall()]
+    conn.close()
+    return max(waits, default=None)
+
+
+def _late(database_url: str, ids: range, since: datetime) -> int:
+    """Synced leads whose first try came on a later delivery: an earlier one was received (its dequeue
+    count spent) and never reached a function, so the message stayed hidden for the host's lease."""
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM (SELECT a.company_id FROM sync_attempt a JOIN lead_sync s USING (company_id)"
+            " WHERE a.company_id BETWEEN %(lo)s AND %(hi)s AND a.attempted_at >= %(since)s AND s.status = 'synced'"
+            " GROUP BY a.company_id HAVING min(a.dequeue_count) > 1) AS late",
+            {"lo": ids.start, "hi": ids.stop - 1, "since": since},
+        )
+        row = cur.fetchone()
+        assert row is not None
+    conn.close()
+    return int(row[0])
 
 
 def _wait_synced(database_url: str, ids: range, *, version: str | None) -> tuple[int, int]:
@@ -272,6 +309,8 @@ def _section(options: Options, single: Run, bulk: Run) -> Section:
             Figure(f"{name}: all synced", f"{run.seconds:.1f} s ({run.synced / run.seconds:.1f} leads/s; "
                                           f"{run.synced} synced, {run.failed} failed)"),
             Figure(f"{name}: webhook intake", f"{run.intake_seconds:.1f} s"),
+            Figure(f"{name}: longest wait of a lead (post answered -> synced)", _wait(run.longest_wait)),
+            Figure(f"{name}: late / lost leads", f"{run.late} / {run.lost}", "0 lost", run.lost == 0),
             Figure(f"{name}: queue drained", f"{run.drained_seconds:.1f} s" if run.drained_seconds is not None
                    else f"no: {run.left_in_queue} messages left {DRAIN_SECONDS:.0f} s after all were synced"),
             Figure(f"{name}: Dataverse requests (429s included)",
@@ -297,8 +336,15 @@ def _section(options: Options, single: Run, bulk: Run) -> Section:
                      "(LEAD_LEASE_SECONDS) and then finds its lead synced, at no Dataverse request")
     if not complete:
         notes.append("not every lead's new version was synced in both modes: the aims count as not met")
+    notes.append("late: synced, but first a delivery was received and never reached a function (it stayed hidden for "
+                 "the host's receive lease); lost: neither synced nor failed when measuring stopped "
+                 f"({STALL_SECONDS:.0f} s without progress, longer than the local host's 60 s lease)")
     return Section("h", f"backfill: {options.count} changed leads, bulk (D365_BULK_SIZE={options.bulk_size}) against "
                         "single writes, under scaled service-protection limits", tuple(figures), tuple(notes))
+
+
+def _wait(longest: tuple[float, int] | None) -> str:
+    return f"{longest[0]:.0f} s (company {longest[1]})" if longest else "none synced"
 
 
 def _by_limit(run: Run) -> str:

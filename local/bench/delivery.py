@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from d365.mapping import map_lead
 from d365.metadata import LeadSchema
@@ -9,6 +10,7 @@ from local.bench import leads
 from local.bench.report import Figure, Section, median, percentile
 from local.bench.stack import Stack
 from shared.runtime.container import Container
+from shared.usecases.accept import accept_leads
 from shared.usecases.delivery import Delivery, handle_delivery
 
 AIM_P50_MS = 10.0
@@ -18,9 +20,11 @@ PAGE = 32
 
 
 def run(stack: Stack, *, count: int) -> Section:
-    """Puts `count` new leads (plus one to warm up) on Azurite and hands each to handle_delivery."""
+    """Accepts `count` new leads (plus one to warm up) as the webhook does, and hands each message to
+    handle_delivery."""
     with stack.container(stack.app_env(stack.dataverse("mvp"))) as container:
-        container.queues.send(leads.wire(leads.lead(cid) for cid in stack.company_ids(count + 1)))
+        accept_leads([leads.lead(cid) for cid in stack.company_ids(count + 1)], store=container.store,
+                     queues=container.queues, received_at=datetime.now(UTC))
         durations = _deliver_all(container)
         mvp_schema = container.dataverse.read_lead_schema()
     with stack.container(stack.app_env(stack.dataverse("full"))) as container:

@@ -17,6 +17,7 @@ import requests
 
 from local import services
 from local.bench import leads
+from local.bench.guard import drop_queues
 from local.bench.report import Figure, Section
 from local.bench.stack import WEBHOOK_SECRET, Stack
 
@@ -51,6 +52,7 @@ class Run:
     seconds: float
     peak_server_connections: int
     dataverse_stats: dict[str, Any]
+    unavailable: int = 0  # webhook posts answered 503 (and posted again)
 
     @property
     def rate(self) -> float:
@@ -104,6 +106,8 @@ def run(stack: Stack, *, count: int, protected_count: int, batch: int, connectio
              f"'request window' {WINDOW}"]
     notes += [f"{label}: only {r.synced} of {r.count} leads were synced; the run stalled"
               for label, r in labelled if r.synced < r.count]
+    notes += [f"{label}: {r.unavailable} webhook posts answered 503 and were posted again after Retry-After"
+              for label, r in labelled if r.unavailable]
     return Section("i", f"scale-out through PgBouncer, {count} leads per host count", tuple(figures), tuple(notes))
 
 
@@ -115,7 +119,7 @@ def _combined(runs: list[Run]) -> Run:
             statuses[status] = statuses.get(status, 0) + n
     return Run(runs[0].hosts, sum(r.count for r in runs), sum(r.synced for r in runs),
                sum(r.seconds for r in runs), max(r.peak_server_connections for r in runs),
-               {"status_counts": statuses})
+               {"status_counts": statuses}, sum(r.unavailable for r in runs))
 
 
 @contextmanager
@@ -152,29 +156,31 @@ def _run(stack: Stack, database_url: str, *, hosts: int, count: int, batch: int,
             peak = _Peak(stack.database_url)
             with peak:
                 began = time.perf_counter()
-                _post(urls, batches, connections)
+                unavailable = _post(urls, batches, connections)
                 synced = _wait_synced(observer, ids)
                 seconds = time.perf_counter() - began
             stats = emulator.stats()
-        return Run(hosts, count, synced, seconds, peak.value, stats)
+        return Run(hosts, count, synced, seconds, peak.value, stats, unavailable)
     finally:
         if protection:
             emulator.clear_protection()
             emulator.clear_faults()
         observer.close()
+        drop_queues(stack.storage)  # messages in hand when the hosts stopped would slow the next run
 
 
-def _post(urls: list[str], batches: list[list[dict[str, Any]]], connections: int) -> None:
+def _post(urls: list[str], batches: list[list[dict[str, Any]]], connections: int) -> int:
+    """Post the batches spread over the hosts; how many posts were answered 503 (and posted again)."""
     per_thread = threading.local()
 
-    def post(numbered: tuple[int, list[dict[str, Any]]]) -> None:
+    def post(numbered: tuple[int, list[dict[str, Any]]]) -> int:
         n, body = numbered
         if not hasattr(per_thread, "session"):
             per_thread.session = requests.Session()
-        leads.post(per_thread.session, urls[n % len(urls)], body, secret=WEBHOOK_SECRET)
+        return leads.post(per_thread.session, urls[n % len(urls)], body, secret=WEBHOOK_SECRET)
 
     with ThreadPoolExecutor(max_workers=connections) as pool:
-        list(pool.map(post, enumerate(batches)))
+        return sum(pool.map(post, enumerate(batches)))
 
 
 def _wait_synced(conn: Any, ids: range) -> int:

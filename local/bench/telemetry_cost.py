@@ -27,7 +27,7 @@ import requests
 from local.bench import e2e, leads
 from local.bench.report import Figure, Section, median, percentile
 from local.bench.stack import WEBHOOK_SECRET, Stack
-from local.services import REPO
+from local.services import LOG_DIR, REPO, tail
 
 AIM_ADDED_P50_MS = 1.0
 AIM_ADDED_MB = 30.0
@@ -38,7 +38,7 @@ IDLE_SECONDS = 10.0  # the timing run stops when the queue stays empty this long
 
 
 def run(stack: Stack, *, count: int, host_leads: int, batch: int, connections: int) -> Section:
-    """Raises ServiceError if a host does not start, CalledProcessError if a timing run fails."""
+    """Raises ServiceError if a host does not start, RuntimeError if a timing run fails."""
     sink = _IngestionSink()
     try:
         timings: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -96,24 +96,16 @@ def _telemetry_env(mode: str, sink: _IngestionSink) -> dict[str, str]:
 def _time_in_child(stack: Stack, mode: str, count: int, sink: _IngestionSink) -> list[float]:
     ids = stack.company_ids(count + 1)
     env = {**os.environ, **stack.app_env(stack.dataverse("mvp")), **_telemetry_env(mode, sink)}
-    with open(os.devnull, "w") as devnull:  # the host's log lines, written as the host writes them
+    log_path = LOG_DIR / f"bench-telemetry-{mode}-{os.getpid()}-{ids.start}.log"
+    with open(log_path, "w") as log:  # the host's log lines, written as the host writes them
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "local.bench.telemetry_cost",
-                "--first-company-id",
-                str(ids.start),
-                "--count",
-                str(count + 1),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=devnull,
-            text=True,
-            check=True,
+            [sys.executable, "-m", "local.bench.telemetry_cost", "--first-company-id", str(ids.start),
+             "--count", str(count + 1)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
         )
+    if result.returncode != 0:
+        raise RuntimeError(f"the timing run (telemetry {mode}) exited with {result.returncode}; its log: {log_path}\n"
+                           f"{tail(log_path, 15)}")
     durations = json.loads(result.stdout.strip().splitlines()[-1])
     return durations[1:]  # the first pays for the token, the schema and the pools
 

@@ -22,6 +22,7 @@ class FunctionSpec:
     name: str
     trigger: Any  # an azure.functions.decorators binding: .type, .name and trigger-specific fields
     user_function: Callable[..., Any]
+    has_return: bool = False  # an output binding named $return (an HTTP function's response)
 
 
 def load_functions(app_dir: Path) -> list[FunctionSpec]:
@@ -71,4 +72,5 @@ def _spec(function: Any) -> FunctionSpec:
     extra = [p for p in inspect.signature(user_function).parameters if p != trigger.name]
     if extra:
         raise AppLoadError(f"function {name!r}: parameters {extra} are bindings the local host does not supply")
-    return FunctionSpec(name=name, trigger=trigger, user_function=user_function)
+    has_return = any(binding.name == "$return" for binding in function.get_bindings())
+    return FunctionSpec(name=name, trigger=trigger, user_function=user_function, has_return=has_return)

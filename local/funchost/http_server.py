@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,9 +24,11 @@ _STATUS_PATHS = ("/", "/admin/host/status")
 
 
 def build_http_server(
-    specs: list[FunctionSpec], *, invoker: Invoker, route_prefix: str, host: str, port: int
+    specs: list[FunctionSpec], *, invoker: Invoker, route_prefix: str, host: str, port: int,
+    listen_fd: int | None = None,
 ) -> ThreadingHTTPServer:
-    """A server (bound, not yet serving) for the HTTP-triggered functions in `specs`.
+    """A server (bound, not yet serving) for the HTTP-triggered functions in `specs`, on `listen_fd`
+    (a socket already listening) if given.
 
     Raises OSError when the address cannot be bound, RouteTemplateError for a bad route.
     """
@@ -44,7 +47,14 @@ def build_http_server(
         (_Handler,),
         {"routes": routes, "invoker": invoker, "prefix": f"/{route_prefix}/" if route_prefix else "/", "status": status},
     )
-    server = ThreadingHTTPServer((host, port), handler)
+    if listen_fd is None:
+        return ThreadingHTTPServer((host, port), handler)
+    server = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = socket.socket(fileno=listen_fd)
+    server.socket.set_inheritable(False)
+    server.server_address = server.socket.getsockname()
+    server.server_name, server.server_port = str(server.server_address[0]), int(server.server_address[1])
     return server
 
 

@@ -4,16 +4,19 @@
   and receive the next batch when fewer than newBatchThreshold + 1 are in flight.
 - Poll again within 100 ms after finding messages; when the queue is empty, double the wait up to
   maxPollingInterval.
-- A message is received with a lease of 10 minutes (longer when functionTimeout is longer). The
-  real host renews that lease while the function runs; here functionTimeout bounds the invocation
-  instead, so without a functionTimeout a function running past the lease may see its message
-  delivered a second time. The environment variable FUNCHOST_MESSAGE_LEASE_SECONDS (a host
-  setting for tests, not an app setting) shortens the lease, so the messages of a host killed
-  mid-run come back within seconds, as they would in Azure after 10 minutes.
+- A message is received invisible for 60 s, renewed while its function runs (`message_lease`). The
+  Functions host receives for 10 minutes and renews at half; the local host's lease is short so that
+  a receive whose answer is lost hides its messages for a minute, not ten: Azurite (one Node thread)
+  stalls for a minute and more under load, past the client's read timeout, and then still runs the
+  receive the client gave up on. A receive is therefore not retried by the SDK either: the next poll
+  asks again. FUNCHOST_MESSAGE_LEASE_SECONDS (a host setting for tests, not an app setting) sets the
+  lease, so the messages of a host killed mid-run come back within seconds.
 - Success: delete the message. Failure (an exception, a timeout, a body that is not base64):
   at maxDequeueCount copy it to `<queue>-poison` and delete it, else make it visible again after
-  visibilityTimeout. A message already dequeued more than maxDequeueCount times goes to the
-  poison queue without running.
+  visibilityTimeout. A function that ran past functionTimeout restarts the worker (see `local_host`);
+  where it cannot (an in-process host), its message stays leased until the abandoned thread ends, so
+  the message never comes back while the first run is still going. A message already dequeued more
+  than maxDequeueCount times goes to the poison queue without running.
 - Deleting or updating a message the function already deleted or updated itself (its pop receipt
   changed) is not an error.
 """
@@ -30,24 +33,29 @@ from typing import Callable
 
 import azure.functions.queue as func_queue
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
-from azure.storage.queue import LinearRetry, QueueClient, QueueMessage, StorageErrorCode
+from azure.storage.queue import LinearRetry, QueueClient
 
 from shared.storage.queue import queue_client, storage_credential
 from shared.storage.config import StorageConfig
 
 from local.funchost.app_loader import FunctionSpec
 from local.funchost.host_config import QueuesConfig
-from local.funchost.invoker import Invoker
+from local.funchost.invoker import FunctionTimeoutError, Invoker
+from local.funchost.message_lease import GONE, Lease, LeaseKeeper
 from local.funchost.telemetry import untraced, untraced_client
 
 logger = logging.getLogger(__name__)
 
 MIN_POLLING_INTERVAL = 0.1
-RECEIVE_LEASE_SECONDS = 600
+RECEIVE_LEASE_SECONDS = 60
 LEASE_OVERRIDE = "FUNCHOST_MESSAGE_LEASE_SECONDS"
-# Storage is a local emulator: a few quick retries rather than the SDK's ~80 s of backoff.
-_RETRY = {"retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0, retry_total=3)}
-_GONE = (StorageErrorCode.MESSAGE_NOT_FOUND, StorageErrorCode.POP_RECEIPT_MISMATCH)
+# Storage is a local emulator: a few quick retries rather than the SDK's ~80 s of backoff, and every
+# call bounded (the SDK waits a minute for an answer by default).
+_CLIENT_OPTIONS = {
+    "retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0, retry_total=3),
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
 
 
 class QueueListener:
@@ -59,15 +67,14 @@ class QueueListener:
         storage: StorageConfig,
         config: QueuesConfig,
         invoker: Invoker,
-        function_timeout: float | None,
     ) -> None:
         self._spec = spec
         self._config = config
         self._invoker = invoker
-        self._lease = _receive_lease(function_timeout)
         credential = storage_credential(storage)
-        self._queue = untraced_client(queue_client(storage, queue_name, credential, **_RETRY))
-        self._poison = untraced_client(queue_client(storage, f"{queue_name}-poison", credential, **_RETRY))
+        self._queue = untraced_client(queue_client(storage, queue_name, credential, **_CLIENT_OPTIONS))
+        self._poison = untraced_client(queue_client(storage, f"{queue_name}-poison", credential, **_CLIENT_OPTIONS))
+        self._leases = LeaseKeeper(self._queue, visibility_seconds=_receive_lease(), name=spec.name)
         self._pool = ThreadPoolExecutor(
             max_workers=config.batch_size + config.new_batch_threshold, thread_name_prefix=f"queue-{spec.name}"
         )
@@ -84,6 +91,7 @@ class QueueListener:
     def start(self) -> None:
         """Create the queue if missing and start polling. Raises AzureError when storage is unreachable."""
         _create_if_missing(self._queue)
+        self._leases.start()
         self._thread.start()
 
     def request_stop(self) -> None:
@@ -99,6 +107,7 @@ class QueueListener:
         with self._slots:
             drained = self._slots.wait_for(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._leases.stop()
         return drained
 
     def _poll_loop(self) -> None:
@@ -115,35 +124,41 @@ class QueueListener:
             except AzureError as exc:
                 logger.warning("receiving from %s failed: %s", self.queue_name, exc, extra={"queue": self.queue_name})
                 batch = []
-            for message in batch:
+            except Exception:  # anything else must not end polling for good: the queue would look stuck
+                logger.exception("receiving from %s failed", self.queue_name, extra={"queue": self.queue_name})
+                batch = []
+            for lease in batch:
                 with self._slots:
                     self._in_flight += 1
-                self._pool.submit(untraced(self._process), message)
+                self._pool.submit(untraced(self._process), lease)
             delay = MIN_POLLING_INTERVAL if batch else min(delay * 2, self._config.max_polling_interval)
             self._stopping.wait(delay)
 
-    def _receive(self) -> list[QueueMessage]:
+    def _receive(self) -> list[Lease]:
         pages = self._queue.receive_messages(
             messages_per_page=self._config.batch_size,
             max_messages=self._config.batch_size,
-            visibility_timeout=self._lease,
+            visibility_timeout=self._leases.visibility_seconds,
+            retry_total=0,
         ).by_page()
-        return list(next(pages, []))
+        return [self._leases.hold(message) for message in next(pages, [])]
 
-    def _process(self, message: QueueMessage) -> None:
+    def _process(self, lease: Lease) -> None:
         try:
-            self._handle(message)
+            self._handle(lease)
         except Exception:  # a storage failure must not kill the pool thread; the lease expires instead
-            logger.exception("handling message %s from %s failed", message.id, self.queue_name)
+            logger.exception("handling message %s from %s failed", lease.message.id, self.queue_name)
+            self._leases.settle(lease)
         finally:
             with self._slots:
                 self._in_flight -= 1
                 self._slots.notify_all()
 
-    def _handle(self, message: QueueMessage) -> None:
+    def _handle(self, lease: Lease) -> None:
+        message = lease.message
         context = {"queue": self.queue_name, "message_id": message.id, "dequeue_count": message.dequeue_count}
         if message.dequeue_count > self._config.max_dequeue_count:
-            self._to_poison(message, context)
+            self._to_poison(lease, context)
             return
         try:
             body = self._decode(message.content)
@@ -160,11 +175,16 @@ class QueueListener:
                 ),
                 reason=f"New queue message detected on '{self.queue_name}'.",
             )
+        except FunctionTimeoutError as exc:
+            logger.error("function %s timed out on message %s", self._spec.name, message.id, extra=context)
+            exc.finished.wait()  # the lease is renewed meanwhile: the message comes back only after this run
+            self._failed(lease, context)
         except Exception:
             logger.exception("function %s failed on message %s", self._spec.name, message.id, extra=context)
-            self._failed(message, context)
+            self._failed(lease, context)
         else:
-            self._ignoring_gone(lambda: self._queue.delete_message(message.id, message.pop_receipt), "delete", context)
+            receipt = self._leases.settle(lease)
+            self._ignoring_gone(lambda: self._queue.delete_message(message.id, receipt), "delete", context)
 
     def _decode(self, content: str) -> bytes:
         if self._config.message_encoding == "none":
@@ -174,42 +194,43 @@ class QueueListener:
         except (binascii.Error, ValueError) as exc:
             raise ValueError(f"message is not valid base64 (host.json messageEncoding is base64): {exc}") from exc
 
-    def _failed(self, message: QueueMessage, context: dict[str, object]) -> None:
-        if message.dequeue_count >= self._config.max_dequeue_count:
-            self._to_poison(message, context)
+    def _failed(self, lease: Lease, context: dict[str, object]) -> None:
+        if lease.message.dequeue_count >= self._config.max_dequeue_count:
+            self._to_poison(lease, context)
             return
+        receipt = self._leases.settle(lease)
         self._ignoring_gone(
             lambda: self._queue.update_message(
-                message.id, message.pop_receipt, visibility_timeout=int(self._config.visibility_timeout)
+                lease.message.id, receipt, visibility_timeout=int(self._config.visibility_timeout)
             ),
             "release",
             context,
         )
 
-    def _to_poison(self, message: QueueMessage, context: dict[str, object]) -> None:
+    def _to_poison(self, lease: Lease, context: dict[str, object]) -> None:
+        message = lease.message
         _create_if_missing(self._poison)
         self._poison.send_message(message.content)
         logger.warning(
             "message %s moved to %s after %s dequeues", message.id, self._poison.queue_name, message.dequeue_count,
             extra=context,
         )
-        self._ignoring_gone(lambda: self._queue.delete_message(message.id, message.pop_receipt), "delete", context)
+        receipt = self._leases.settle(lease)
+        self._ignoring_gone(lambda: self._queue.delete_message(message.id, receipt), "delete", context)
 
     def _ignoring_gone(self, action: Callable[[], object], what: str, context: dict[str, object]) -> None:
         try:
             action()
         except HttpResponseError as exc:
-            if exc.error_code not in _GONE:
+            if exc.error_code not in GONE:
                 raise
             logger.debug("%s of message %s skipped: the function changed it (%s)", what, context["message_id"],
                          exc.error_code, extra=context)
 
 
-def _receive_lease(function_timeout: float | None) -> int:
+def _receive_lease() -> int:
     override = os.environ.get(LEASE_OVERRIDE, "").strip()
-    if override:
-        return max(1, int(override))
-    return int(max(RECEIVE_LEASE_SECONDS, (function_timeout or 0) + 30))
+    return max(1, int(override)) if override else RECEIVE_LEASE_SECONDS
 
 
 def _create_if_missing(client: QueueClient) -> None:

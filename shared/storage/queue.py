@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ManagedIdentityCredential
-from azure.storage.queue import QueueClient
+from azure.storage.queue import LinearRetry, QueueClient
 
 from shared.model.errors import QueueUnavailable
 from shared.model.ports import ReceivedMessage
@@ -36,6 +36,15 @@ _MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
 # Storage expires a message after 7 days unless told otherwise: a lead waiting out a long outage,
 # or waiting in the poison queue for a replay, must not silently disappear.
 NEVER_EXPIRES = -1
+# Every storage call has a bounded worst case, so that a webhook post answers (a 503 at worst) well within
+# a minute when storage stalls, rather than after the SDK's default retries (four tries with 15, 18 and
+# 24 s of back-off between them: over 90 s per message): 5 s to connect, 10 s for an answer, one retry
+# after 0-2 s.
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 10
+_RETRY = LinearRetry(backoff=1, random_jitter_range=1, retry_total=1)
+# A batch of sends stops starting new ones after this, and does not wait for those under way.
+SEND_BUDGET_SECONDS = 20.0
 
 
 class LeadQueues:
@@ -64,7 +73,8 @@ class LeadQueues:
         self._ensured = True
 
     def send(self, texts: Sequence[str], *, delay_seconds: int = 0) -> None:
-        """Put wire texts on the lead queue. Raises QueueUnavailable; some may have been sent."""
+        """Put wire texts on the lead queue, within SEND_BUDGET_SECONDS and a few more for the sends
+        under way. Raises QueueUnavailable; some may have been sent, and some may still be sent after."""
         self.ensure()
         delay = min(max(int(delay_seconds), 0), _MAX_VISIBILITY_SECONDS) or None
 
@@ -75,11 +85,11 @@ class LeadQueues:
             if len(texts) == 1:
                 send_one(texts[0])
             else:
-                caller = contextvars.copy_context()  # each send stays in the caller's trace
-                with ThreadPoolExecutor(max_workers=min(_SEND_THREADS, len(texts))) as pool:
-                    list(pool.map(lambda text: caller.copy().run(send_one, text), texts))
+                _send_all(send_one, texts)
         except AzureError as exc:
             raise QueueUnavailable(f"cannot send to queue {self.main.queue_name}: {exc.message}") from exc
+        except TimeoutError as exc:
+            raise QueueUnavailable(f"cannot send to queue {self.main.queue_name}: {exc}") from exc
 
     def send_to_poison(self, text: str) -> None:
         self.ensure()
@@ -158,6 +168,22 @@ class LeadQueues:
         return counts
 
 
+def _send_all(send_one: Callable[[str], None], texts: Sequence[str]) -> None:
+    """`send_one` for each text on a few threads. Raises the first failure, or TimeoutError when the
+    budget is spent, without waiting for the sends still under way."""
+    caller = contextvars.copy_context()  # each send stays in the caller's trace
+    pool = ThreadPoolExecutor(max_workers=min(_SEND_THREADS, len(texts)))
+    try:
+        futures = [pool.submit(caller.copy().run, send_one, text) for text in texts]
+        done, pending = wait(futures, timeout=SEND_BUDGET_SECONDS, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()
+        if pending:
+            raise TimeoutError(f"{len(pending)} of {len(texts)} messages not sent within {SEND_BUDGET_SECONDS:g} s")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def storage_credential(storage: StorageConfig) -> TokenCredential | None:
     """The managed identity an identity-based connection signs in with; None for a connection string.
 
@@ -180,7 +206,10 @@ def _client(storage: StorageConfig, name: str, credential: TokenCredential | Non
         storage,
         name,
         credential,
-        transport=RequestsTransport(session=_pooled_session(), connection_timeout=5, read_timeout=10),
+        transport=RequestsTransport(
+            session=_pooled_session(), connection_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS
+        ),
+        retry_policy=_RETRY,
     )
 
 

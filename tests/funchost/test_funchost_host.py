@@ -1,6 +1,8 @@
 """The local Functions host as a subprocess serving tests/funchost/sample_app against real Azurite.
 
-The sample app's host.json: visibilityTimeout 1 s, maxDequeueCount 3, maxPollingInterval 1 s.
+The sample app's host.json: visibilityTimeout 1 s, maxDequeueCount 3, maxPollingInterval 1 s,
+functionTimeout 5 s. The hosts here hold a received message for 2 s (FUNCHOST_MESSAGE_LEASE_SECONDS)
+and renew that while its function runs.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from local.funchost import LocalHost
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_APP = Path(__file__).resolve().parent / "sample_app"
 MAX_DEQUEUE_COUNT = 3  # sample_app/host.json
+LEASE_SECONDS = 2
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> object:
@@ -96,6 +99,9 @@ def host_env(storage: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "AzureWebJobsStorage": storage,
         "SampleStorage": storage,
         "ECHO_QUEUE": "echo-in",
+        "HANG_QUEUE": "hangs-unused",
+        "BYSTANDER_QUEUE": "bystander-unused",
+        "FUNCHOST_MESSAGE_LEASE_SECONDS": str(LEASE_SECONDS),
         "RECORD_DIR": str(tmp_path_factory.mktemp("records")),
     }
 
@@ -210,6 +216,70 @@ def test_non_base64_message_ends_in_poison_without_reaching_function(host: Runni
     assert not host.received("echo", raw)
 
 
+def test_a_function_running_past_its_lease_keeps_its_message_and_runs_once(host: RunningHost, storage: str) -> None:
+    text = f"long {uuid.uuid4()}"
+    queue(storage, "outlives-lease").send_message(b64(text))
+
+    wait_for(lambda: host.received("outlives_lease", text))
+    wait_for(lambda: not peek_all(queue(storage, "outlives-lease")) and not _invisible(storage, "outlives-lease"))
+
+    assert [r["dequeue_count"] for r in host.received("outlives_lease", text)] == [1]
+
+
+def test_a_queue_function_that_returns_a_value_fails_as_in_the_worker(host: RunningHost, storage: str) -> None:
+    text = f"returns {uuid.uuid4()}"
+    queue(storage, "returns-value").send_message(b64(text))
+
+    wait_for(lambda: b64(text) in peek_all(queue(storage, "returns-value-poison")))
+
+    assert [r["dequeue_count"] for r in host.received("returns_value", text)] == list(range(1, MAX_DEQUEUE_COUNT + 1))
+    assert "without a $return binding returned a non-None value" in host.stderr_path.read_text()
+
+
+def test_a_function_timeout_restarts_the_worker_and_fails_every_invocation_in_flight(
+    host_env: dict[str, str], storage: str, tmp_path: Path
+) -> None:
+    # given: a host of its own (it restarts), with one function hanging and another running beside it
+    names = {"HANG_QUEUE": f"hangs-{uuid.uuid4().hex[:8]}", "BYSTANDER_QUEUE": f"bystander-{uuid.uuid4().hex[:8]}"}
+    process, stderr_path = start_host({**host_env, **names}, tmp_path)
+    records = RunningHost(url="", record_dir=Path(host_env["RECORD_DIR"]), stderr_path=stderr_path)
+    try:
+        url = read_ready(process)
+        hang, beside = f"hang {uuid.uuid4()}", f"beside {uuid.uuid4()}"
+        queue(storage, names["HANG_QUEUE"]).send_message(b64(hang))
+        first = wait_for(lambda: records.received("hangs", hang), timeout=30)[0]
+        queue(storage, names["BYSTANDER_QUEUE"]).send_message(b64(beside))
+
+        # when: the hanging one runs past functionTimeout (5 s)
+        try:
+            again = {function: wait_for(lambda f=function, t=text: _delivery(records, f, t, 2), timeout=45)
+                     for function, text in (("hangs", hang), ("bystander", beside))}
+        except AssertionError:
+            pytest.fail(f"not delivered again: {records.records('hangs')} {records.records('bystander')}\n"
+                        f"{stderr_path.read_text()[-3000:]}")
+
+        # then: both came back once the worker was gone, and neither first run went on
+        assert {r["worker"] for r in again.values()} == {again["hangs"]["worker"]} != {first["worker"]}
+        assert _delivery(records, "bystander", beside, 1)["worker"] == first["worker"]
+        finished_first = [r for f, t in (("hangs", hang), ("bystander", beside)) for r in records.received(f, t)
+                          if r["event"] == "finish" and r["dequeue_count"] == 1]
+        assert finished_first == []
+        assert "A function timeout has occurred. Restarting the worker process" in records.stderr_path.read_text()
+        assert process.poll() is None
+        assert requests.get(f"{url}/api/items/3", timeout=10).status_code == 200
+    finally:
+        stop(process)
+
+
+def _delivery(host: RunningHost, function: str, body: str, dequeue_count: int) -> dict | None:
+    return next((r for r in host.received(function, body)
+                 if r["dequeue_count"] == dequeue_count and r["event"] == "start"), None)
+
+
+def _invisible(storage: str, name: str) -> int:
+    return queue(storage, name).get_queue_properties().approximate_message_count or 0
+
+
 # --- timer and lifecycle ------------------------------------------------------------------------------
 
 
@@ -262,3 +332,31 @@ def test_local_host_runs_in_process(host_env: dict[str, str], monkeypatch: pytes
         local_host.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{local_host.url}/api/items/5", timeout=2)
+
+
+def test_in_process_a_timed_out_message_comes_back_only_after_its_first_run_ended(
+    host_env: dict[str, str], storage: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: an in-process host, which cannot restart its worker
+    name = f"hangs-{uuid.uuid4().hex[:8]}"
+    for key, value in {**host_env, "HANG_QUEUE": name}.items():
+        monkeypatch.setenv(key, value)
+    records = RunningHost(url="", record_dir=Path(host_env["RECORD_DIR"]), stderr_path=Path(os.devnull))
+    local_host = LocalHost(SAMPLE_APP).start()
+    try:
+        text = f"hang {uuid.uuid4()}"
+        queue(storage, name).send_message(b64(text))
+        wait_for(lambda: _delivery(records, "hangs", text, 1))
+        wait_for(lambda: "exceeded by function 'Functions.hangs'" in caplog.text, timeout=15)
+
+        # when: the first run goes on for longer than the lease and the visibilityTimeout, then ends
+        time.sleep(3 * LEASE_SECONDS)
+        (Path(host_env["RECORD_DIR"]) / f"release-{text}").touch()
+
+        # then: the second delivery started after the first run had finished
+        second = wait_for(lambda: _delivery(records, "hangs", text, 2), timeout=30)
+        finished = next(r for r in records.received("hangs", text) if r["event"] == "finish")
+        assert finished["dequeue_count"] == 1
+        assert finished["at"] <= second["at"]
+    finally:
+        local_host.stop()

@@ -109,8 +109,11 @@ def test_host_json_rejects(tmp_path: Path, queues: dict[str, object]) -> None:
         load_host_config(tmp_path)
 
 
-def _spec(user_function: Callable[..., object]) -> FunctionSpec:
-    return FunctionSpec(name=user_function.__name__, trigger=HttpTrigger(name="req"), user_function=user_function)
+def _spec(user_function: Callable[..., object], *, has_return: bool = True) -> FunctionSpec:
+    """An HTTP function (it has a $return binding, its response), or with has_return=False one like a
+    queue or timer function."""
+    return FunctionSpec(name=user_function.__name__, trigger=HttpTrigger(name="req"), user_function=user_function,
+                        has_return=has_return)
 
 
 def test_invoker_runs_sync_and_async_functions() -> None:
@@ -132,11 +135,30 @@ def test_invoker_raises_the_function_error_and_enforces_function_timeout() -> No
     def hang(req: threading.Event) -> None:
         req.wait(5)
 
-    invoker = Invoker(function_timeout=0.2)
+    timed_out: list[str] = []
+    invoker = Invoker(function_timeout=0.2, on_timeout=lambda spec: timed_out.append(spec.name))
     with pytest.raises(KeyError):
         invoker.invoke(_spec(fail), None, reason="test")
     release = threading.Event()
-    with pytest.raises(FunctionTimeoutError):
+    with pytest.raises(FunctionTimeoutError) as error:
         invoker.invoke(_spec(hang), release, reason="test")
+    assert timed_out == ["hang"]
+    assert not error.value.finished.is_set()
     release.set()
+    assert error.value.finished.wait(5)
     assert invoker.wait_idle(0.1)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_invoker_fails_a_function_without_return_binding_that_returns_a_value(asynchronous: bool) -> None:
+    def returns(req: object) -> str:
+        return "a value"
+
+    async def returns_async(req: object) -> str:
+        return "a value"
+
+    spec = _spec(returns_async if asynchronous else returns, has_return=False)
+    for invoker in (Invoker(function_timeout=5.0), Invoker(function_timeout=None)):
+        with pytest.raises(RuntimeError, match="without a \\$return binding returned a non-None value"):
+            invoker.invoke(spec, None, reason="test")
+    assert Invoker(function_timeout=5.0).invoke(_spec(lambda req: None, has_return=False), None, reason="t") is None

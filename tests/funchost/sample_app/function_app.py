@@ -9,12 +9,14 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import azure.functions as func
 from azure.storage.queue import QueueClient
 
 RECORD_DIR = Path(os.environ["RECORD_DIR"])
+WORKER = uuid.uuid4().hex  # a new one after the host restarts its worker
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -24,9 +26,19 @@ def record(function: str, **fields: object) -> None:
         sink.write(json.dumps(fields) + "\n")
 
 
-def record_message(function: str, msg: func.QueueMessage) -> None:
+def record_message(function: str, msg: func.QueueMessage, **fields: object) -> None:
     record(function, id=msg.id, body=msg.get_body().decode(), dequeue_count=msg.dequeue_count,
-           has_pop_receipt=bool(msg.pop_receipt))
+           has_pop_receipt=bool(msg.pop_receipt), worker=WORKER, at=time.time(), **fields)
+
+
+def hang_on_first_delivery(function: str, msg: func.QueueMessage) -> None:
+    """The first delivery waits (at most a minute) for the file RECORD_DIR/release-<body>; later ones return."""
+    record_message(function, msg, event="start")
+    release = RECORD_DIR / f"release-{msg.get_body().decode()}"
+    deadline = time.monotonic() + 60
+    while msg.dequeue_count == 1 and not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record_message(function, msg, event="finish")
 
 
 @app.route(route="items/{item_id:int}", methods=["GET", "POST"])
@@ -72,6 +84,29 @@ def self_delay(msg: func.QueueMessage) -> None:
         queue = QueueClient.from_connection_string(os.environ["AzureWebJobsStorage"], "self-delay")
         queue.update_message(msg.id, msg.pop_receipt, visibility_timeout=2)
         raise RuntimeError("throttled; retry later")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%HANG_QUEUE%", connection="")
+def hangs(msg: func.QueueMessage) -> None:
+    hang_on_first_delivery("hangs", msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%BYSTANDER_QUEUE%", connection="")
+def bystander(msg: func.QueueMessage) -> None:
+    hang_on_first_delivery("bystander", msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="outlives-lease", connection="")
+def outlives_lease(msg: func.QueueMessage) -> None:
+    """Runs for twice the lease the tests give the host (FUNCHOST_MESSAGE_LEASE_SECONDS=2)."""
+    record_message("outlives_lease", msg)
+    time.sleep(4)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="returns-value", connection="")
+def returns_value(msg: func.QueueMessage) -> str:
+    record_message("returns_value", msg)
+    return "a queue function has no $return binding"
 
 
 @app.timer_trigger(schedule="* * * * * *", arg_name="timer", run_on_startup=False)
