@@ -6,12 +6,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from d365.config import DEFAULT_MATCH_COLUMNS, DataverseConfig
 from d365.metadata import LeadSchema
 from d365.schema_cache import SchemaCache
 from d365.throttle import ThrottleGate
 from shared.model.crm import ClosedLeads, DeletedLeads
+from shared.model.ports import LeadTable
 from shared.runtime.container import Clock, Container, Overrides, shared_throttle_gate
 from shared.runtime.settings import QueueRuntime, Settings
 from shared.storage.config import ConnectionStringStorage
@@ -48,15 +50,15 @@ def throttle_gate(store: FakeLeadStore, clock: FakeClock, rng: random.Random | N
 class _SchemaFrom:
     """The fake Dataverse, with its metadata read by `loader` instead."""
 
-    def __init__(self, dataverse: FakeDataverse, loader: Callable[[], LeadSchema]) -> None:
+    def __init__(self, dataverse: LeadTable, loader: Callable[[], LeadSchema]) -> None:
         self._dataverse = dataverse
         self.read_lead_schema = loader
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._dataverse, name)
 
 
-def build_pusher(*, store: FakeLeadStore, dataverse: FakeDataverse, clock: FakeClock,
+def build_pusher(*, store: FakeLeadStore, dataverse: LeadTable, clock: FakeClock,
                  throttle: ThrottleGate | None = None, schema_loader: Callable[[], LeadSchema] | None = None,
                  alternate_key: str | None = None, match_columns: Sequence[str] = DEFAULT_MATCH_COLUMNS,
                  lease_seconds: float = LEASE_SECONDS, rng: random.Random | None = None,

@@ -18,7 +18,7 @@ from tests.app.helpers import attempts, lead, queue_length, sync_rows, wait_for
 from tests.failure_modes.support import identity_control, lead_status, post, wait_statuses
 
 PROBE_SECONDS = 5
-OUTAGE_SECONDS = 15
+OUTAGE_SECONDS = 45
 FIRST, LATER = 10, 5
 
 

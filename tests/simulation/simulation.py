@@ -341,7 +341,7 @@ class Simulation:
         throttle: ThrottleGate = throttle_gate(self.store, self.clock, random.Random(self.rng.random()))
         # A process's own client (its locks and caches), over the one Dataverse every worker shares.
         dataverse = self.dataverse.connect(rng=random.Random(self.rng.random()))
-        pusher, _ = build_pusher(store=self.store, dataverse=dataverse, clock=self.clock,  # type: ignore[arg-type]
+        pusher, _ = build_pusher(store=self.store, dataverse=dataverse, clock=self.clock,
                                  throttle=throttle, rng=random.Random(self.rng.random()), bulk_size=self.plan.bulk_size)
         return pusher
 
@@ -357,7 +357,7 @@ class Simulation:
             return
         delivery = Delivery(message.text.encode(), message.id, message.pop_receipt, message.dequeue_count)
         try:
-            result = handle_delivery(delivery, pusher=pusher, queues=self.queues, store=self.store,  # type: ignore[arg-type]
+            result = handle_delivery(delivery, pusher=pusher, queues=self.queues, store=self.store,
                                      backoff_base_seconds=VISIBILITY_TIMEOUT_SECONDS,
                                      max_dequeue_count=MAX_DEQUEUE_COUNT)
         except RetryLater as retry:
@@ -413,8 +413,8 @@ class Simulation:
 
     def _post(self, request: Request) -> None:
         try:
-            answer = accept_leads([p.lead for p in request.posts], store=self.store,  # type: ignore[arg-type]
-                                  queues=self.queues, received_at=self.clock.now(),  # type: ignore[arg-type]
+            answer = accept_leads([p.lead for p in request.posts], store=self.store,
+                                  queues=self.queues, received_at=self.clock.now(),
                                   delivery_id=request.delivery_id, body_sha256=request.body_sha256)
         except TransientError as exc:
             self._log(f"webhook 503 for {request.label}: {exc}; Hunter posts it again")
@@ -431,7 +431,7 @@ class Simulation:
 
     def _sweep(self) -> None:
         try:
-            count = requeue_stuck_leads(store=self.store, queues=self.queues,  # type: ignore[arg-type]
+            count = requeue_stuck_leads(store=self.store, queues=self.queues,
                                         age_seconds=STUCK_AFTER_SECONDS)
         except TransientError:
             return
@@ -651,13 +651,13 @@ def simulated_time(clock_of: Any) -> Iterator[None]:
     """The push's deadline on the simulation's clock (the pusher does not pass it one), the
     delivery back-off jitter seeded, and logging off while schedules run."""
     original = shared.usecases.push.pusher.deadline
-    shared.usecases.push.pusher.deadline = lambda seconds, **_: d365.deadline.deadline(seconds, clock=clock_of())  # type: ignore[assignment]
+    shared.usecases.push.pusher.deadline = lambda seconds, **_: d365.deadline.deadline(seconds, clock=clock_of())
     previous_level = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        shared.usecases.push.pusher.deadline = original  # type: ignore[assignment]
+        shared.usecases.push.pusher.deadline = original
         logging.disable(previous_level)
 
 
