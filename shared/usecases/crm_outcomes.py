@@ -5,7 +5,9 @@ One instance reads at a time (a lease in the store); the watermark moves to a pa
 `modifiedon` only once that page is stored, so a failed run loses nothing and the next run reads
 that page again (`ge`: the boundary rows twice, harmlessly). A lead closed in the CRM and open again
 is due: its newest version is sent to the queue again. Works with or without `hnt_companyid`: a
-record is matched by the id the store holds.
+record is matched by the id the store holds. A lead whose record was merged into one no other lead
+holds follows it; the masters of a page are then read (one `In` query, along a chain of merges at
+most `MAX_MERGE_HOPS` deep), so the lead shows its master's state, not its merged record's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from shared.model.crm import CrmOutcome
 from shared.model.messages import LeadRef
 from shared.model.ports import LeadQueuePort, LeadTable, SyncStore
+from shared.writes.known_record import MAX_MERGE_HOPS
 from shared.writes.ownership import crm_outcome, merged_into
 
 logger = logging.getLogger(__name__)
@@ -48,21 +51,7 @@ def read_crm_outcomes(
     try:
         for page in dataverse.changed_leads(_odata_time(since), select=READ_COLUMNS, page_size=page_size):
             pages, records = pages + 1, records + len(page)
-            for record in page:
-                outcome = crm_outcome(record)
-                if outcome is None:
-                    continue
-                master = merged_into(record)
-                if master is not None:
-                    outcome = replace(outcome, merged_into=master)
-                held = store.record_crm_outcome(str(record["leadid"]), outcome)
-                if held is None:  # not a lead of ours
-                    continue
-                stored += 1
-                company_id, reopened = held
-                _log_outcome(company_id, outcome)
-                if reopened is not None:
-                    due.append(reopened)
+            stored += _store_page(page, dataverse=dataverse, store=store, due=due)
             if page and not store.advance_outcome_reader(token, _parse_time(page[-1]["modifiedon"])):
                 break  # the lease ran out: another instance goes on from the last page stored
         if due:
@@ -78,6 +67,36 @@ def read_crm_outcomes(
         extra={"pages": pages, "records": records, "reopened": len(due)},
     )
     return OutcomeRead(pages, records, stored, len(due))
+
+
+def _store_page(page: list[dict], *, dataverse: LeadTable, store: SyncStore, due: list[LeadRef]) -> int:
+    """Each record's outcome on the lead that holds it, then the outcome of the masters our merged
+    records point to: a lead that followed its merge shows the master's state (docs/found-by-simulation.md
+    #8). Returns how many outcomes were stored."""
+    stored = 0
+    for _ in range(MAX_MERGE_HOPS + 1):
+        masters: set[str] = set()
+        for record in page:
+            outcome = crm_outcome(record)
+            if outcome is None:
+                continue
+            master = merged_into(record)
+            if master is not None:
+                outcome = replace(outcome, merged_into=master)
+            held = store.record_crm_outcome(str(record["leadid"]), outcome)
+            if held is None:  # not a lead of ours
+                continue
+            stored += 1
+            company_id, reopened = held
+            _log_outcome(company_id, outcome)
+            if reopened is not None:
+                due.append(reopened)
+            if master is not None:
+                masters.add(master)
+        if not masters:
+            break
+        page = dataverse.find_leads_in_any({"leadid": sorted(masters)}, select=READ_COLUMNS)
+    return stored
 
 
 def _log_outcome(company_id: int, outcome: CrmOutcome) -> None:

@@ -52,8 +52,8 @@ class BatchCrm:
     def decide(self, lead: KnownRecord, payload: Mapping[str, Any], records: Mapping[str, dict]) -> Verdict:
         if lead.lead_id is None:
             return Verdict(Route.BULK, payload, memory=ColumnMemory(dict(payload)))
-        if self._left_alone_unread(lead):
-            return Verdict(Route.LEFT_ALONE, payload, crm=CrmOutcome(lead.crm_state) if lead.crm_state else None)
+        if self._left_alone_unread(lead):  # nothing read, nothing new seen: the stored outcome stays
+            return Verdict(Route.LEFT_ALONE, payload)
         record = records.get(lead.lead_id.lower())
         if record is None:  # deleted in the CRM
             if lead.force or self._policy.deleted is DeletedLeads.RECREATE:

@@ -76,6 +76,11 @@ class KnownRecordWriter:
             return KnownWrite(lead_id, etag, 0, CrmOutcome(known_state) if known_state else None, left_alone=True)
         if known_state in CLOSED and not force:
             payload = self._ownership.hunters_only(payload)
+        if etag is None and not force:
+            # The version of our last write is unknown (UpsertMultiple answers none; the outcome reader
+            # followed a merge): `If-Match: *` would overwrite what people did since. Read first.
+            # docs/found-by-simulation.md #6
+            return self._after_change(lead_id, payload, memory, force, reserve, requests=0)
         sent = self._ownership.sendable(payload, memory.people)
         try:
             new_etag, answer = self._client.update_lead_returning(lead_id, sent, etag=etag, select=CRM_COLUMNS)
@@ -92,6 +97,22 @@ class KnownRecordWriter:
             return self._policy.deleted is DeletedLeads.LEAVE
         return state is CrmState.MERGED
 
+    def write_found(
+        self,
+        lead_id: str,
+        record: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        *,
+        force: bool,
+        reserve: Callable[[str], bool],
+        requests: int,
+    ) -> KnownWrite:
+        """A record the store remembers no write to, as `record` (with its ETag and state) shows it: one
+        the lookup found, or our own whose create answered 412. Decided as after a 412, every column
+        still Hunter's: closed left alone, merged followed (docs/found-by-simulation.md #8). Raises
+        D365NotFoundError when it is gone by the write (the caller creates it), D365Error."""
+        return self._decide(lead_id, record, payload, ColumnMemory(), force, reserve, requests=requests, found=True)
+
     def _after_change(
         self,
         lead_id: str,
@@ -104,13 +125,26 @@ class KnownRecordWriter:
     ) -> KnownWrite:
         """The record changed since our last write: read it once, then decide."""
         try:
-            record = self._read(lead_id, payload)
+            record = self.read(lead_id, payload)
         except D365NotFoundError:
             return self._deleted(lead_id, force, requests=requests + 1)
-        requests += 1
+        return self._decide(lead_id, record, payload, memory, force, reserve, requests=requests + 1, found=False)
+
+    def _decide(
+        self,
+        lead_id: str,
+        record: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        memory: ColumnMemory,
+        force: bool,
+        reserve: Callable[[str], bool],
+        *,
+        requests: int,
+        found: bool,
+    ) -> KnownWrite:
         master = merged_into(record)
         if master is not None:
-            return self._follow(lead_id, master, payload, reserve, requests=requests)
+            return self._follow(lead_id, master, payload, reserve, force=force, requests=requests)
         seen = crm_outcome(record)
         if seen is not None and seen.state in CLOSED and not force:
             if self._policy.closed is ClosedLeads.LEAVE:
@@ -123,37 +157,57 @@ class KnownRecordWriter:
                 lead_id, sent, etag=record.get("@odata.etag"), select=CRM_COLUMNS
             )
         except D365NotFoundError:  # deleted between the read and the write
+            if found:
+                raise
             return self._deleted(lead_id, force, requests=requests + 1)
         return KnownWrite(lead_id, new_etag, requests + 1, crm_outcome(answer) or seen, remember(sent, memory, people))
 
     def _follow(
-        self, lead_id: str, master: str, payload: Mapping[str, Any], reserve: Callable[[str], bool], *, requests: int
+        self,
+        lead_id: str,
+        master: str,
+        payload: Mapping[str, Any],
+        reserve: Callable[[str], bool],
+        *,
+        force: bool,
+        requests: int,
     ) -> KnownWrite:
         """Hunter's columns to the record the lead was merged into, following a chain of merges. A
         master another Hunter company holds is left alone: two companies never share one record."""
         for _ in range(MAX_MERGE_HOPS):
             if not reserve(master):
                 return _merged_away(lead_id, master, requests)
-            record = self._read(master, payload)
+            record = self.read(master, payload)
             requests += 1
             onward = merged_into(record)
             if onward is None:
-                sent = self._ownership.hunters_only(payload)
-                people = frozenset(column for column in payload if not self._ownership.hunter_owns(column))
-                etag, answer = self._client.update_lead_returning(
-                    master, sent, etag=record.get("@odata.etag"), select=CRM_COLUMNS
-                )
-                memory = remember(sent, ColumnMemory(), people)
-                return KnownWrite(master, etag, requests + 1, crm_outcome(answer) or crm_outcome(record), memory)
+                return self._to_master(master, record, payload, force=force, requests=requests)
             master = onward
         return _merged_away(lead_id, master, requests)
+
+    def _to_master(
+        self, master: str, record: Mapping[str, Any], payload: Mapping[str, Any], *, force: bool, requests: int
+    ) -> KnownWrite:
+        """Hunter's columns to the master read as `record`, unless it is closed (left alone, as any
+        closed lead: docs/found-by-simulation.md #7)."""
+        seen = crm_outcome(record)
+        if seen is not None and seen.state in CLOSED and not force and self._policy.closed is ClosedLeads.LEAVE:
+            return KnownWrite(master, record.get("@odata.etag"), requests, seen, left_alone=True)
+        sent = self._ownership.hunters_only(payload)
+        people = frozenset(column for column in payload if not self._ownership.hunter_owns(column))
+        etag, answer = self._client.update_lead_returning(
+            master, sent, etag=record.get("@odata.etag"), select=CRM_COLUMNS
+        )
+        memory = remember(sent, ColumnMemory(), people)
+        return KnownWrite(master, etag, requests + 1, crm_outcome(answer) or seen, memory)
 
     def _deleted(self, lead_id: str, force: bool, *, requests: int) -> KnownWrite:
         if force or self._policy.deleted is DeletedLeads.RECREATE:
             raise RecordDeleted(lead_id, requests)
         return KnownWrite(lead_id, None, requests, CrmOutcome(CrmState.DELETED), left_alone=True)
 
-    def _read(self, lead_id: str, payload: Mapping[str, Any]) -> dict:
+    def read(self, lead_id: str, payload: Mapping[str, Any]) -> dict:
+        """The record's mapped columns and CRM state. Raises D365NotFoundError, D365Error."""
         return self._client.get_lead(lead_id, select=[*payload, *CRM_COLUMNS])
 
 

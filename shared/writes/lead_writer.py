@@ -21,8 +21,8 @@ from typing import Any
 from d365.errors import D365DuplicateError, D365NotFoundError
 from shared.model.crm import ColumnMemory, CrmOutcome, CrmState
 from shared.model.ports import LeadTable
-from shared.writes.known_record import CrmPolicy, KnownRecordWriter, RecordDeleted
-from shared.writes.ownership import ColumnOwnership
+from shared.writes.known_record import CrmPolicy, KnownRecordWriter, KnownWrite, RecordDeleted
+from shared.writes.ownership import CRM_COLUMNS, ColumnOwnership
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +114,15 @@ class LeadWriter:
             return WriteResult(lead_id, new_etag, created=created, requests=counter.n, memory=_first(payload))
 
         found = self._find(company_id, payload, counter, reserve)
-        if found:
+        if found is not None:
             try:
-                counter.n += 1
-                new_etag = self._client.update_lead(found, payload)
-                return WriteResult(found, new_etag, created=False, requests=counter.n, memory=_first(payload))
+                written = self._known.write_found(
+                    str(found["leadid"]), found, payload, force=known.force, reserve=reserve, requests=counter.n
+                )
+                return _result(written)
             except D365NotFoundError:  # deleted between the lookup and the write
-                pass
-        return self._create(company_id, payload, counter)
+                counter.n += 1
+        return self._create(company_id, payload, counter, force=known.force, reserve=reserve)
 
     def _write_known(
         self, known: KnownRecord, payload: Mapping[str, Any], reserve: Callable[[str], bool]
@@ -136,33 +137,33 @@ class LeadWriter:
             force=known.force,
             reserve=reserve,
         )
-        return WriteResult(
-            written.lead_id,
-            written.etag,
-            created=False,
-            requests=written.requests,
-            crm=written.crm,
-            memory=written.memory,
-            left_alone=written.left_alone,
-        )
+        return _result(written)
 
     def _find(
         self, company_id: int, payload: Mapping[str, Any], counter: _Counter, reserve: Callable[[str], bool]
-    ) -> str | None:
+    ) -> Mapping[str, Any] | None:
+        """The record to adopt (reserved), as the lookup shows it: its ETag and CRM state too."""
         matches = [(column, payload[column]) for column in self._match_columns if payload.get(column)]
         if not matches:
             return None
-        select = [COMPANY_COLUMN] if COMPANY_COLUMN in payload else []
+        select = [*([COMPANY_COLUMN] if COMPANY_COLUMN in payload else []), *CRM_COLUMNS]
         counter.n += 1
         found = self._client.find_leads(matches, select=select)
         own_id = deterministic_lead_id(company_id)
         for record in rank_matches(found, matches, own_id):
-            lead_id = str(record["leadid"])
-            if adoptable(record, company_id, own_id) and reserve(lead_id):
-                return lead_id
+            if adoptable(record, company_id, own_id) and reserve(str(record["leadid"])):
+                return record
         return None
 
-    def _create(self, company_id: int, payload: Mapping[str, Any], counter: _Counter) -> WriteResult:
+    def _create(
+        self,
+        company_id: int,
+        payload: Mapping[str, Any],
+        counter: _Counter,
+        *,
+        force: bool,
+        reserve: Callable[[str], bool],
+    ) -> WriteResult:
         lead_id = deterministic_lead_id(company_id)
         try:
             counter.n += 1
@@ -177,14 +178,29 @@ class LeadWriter:
                 lead_id, new_etag, created=True, requests=counter.n, crm=NEW_LEAD, memory=_first(payload)
             )
         except D365DuplicateError as duplicate:
-            # Our own earlier create whose answer was lost; or a unique key held by another record,
-            # in which case the update below finds nothing and the duplicate error stands.
+            # Our own earlier create whose answer was lost: read it, as people may have closed, merged or
+            # edited it since (docs/found-by-simulation.md #8); or a unique key held by another record, in
+            # which case the read finds nothing and the duplicate error stands.
             try:
                 counter.n += 1
-                new_etag = self._client.update_lead(lead_id, payload)
+                record = self._known.read(lead_id, payload)
+                return _result(
+                    self._known.write_found(lead_id, record, payload, force=force, reserve=reserve, requests=counter.n)
+                )
             except D365NotFoundError:
                 raise duplicate from None
-            return WriteResult(lead_id, new_etag, created=False, requests=counter.n, memory=_first(payload))
+
+
+def _result(written: KnownWrite) -> WriteResult:
+    return WriteResult(
+        written.lead_id,
+        written.etag,
+        created=False,
+        requests=written.requests,
+        crm=written.crm,
+        memory=written.memory,
+        left_alone=written.left_alone,
+    )
 
 
 def _first(payload: Mapping[str, Any]) -> ColumnMemory:

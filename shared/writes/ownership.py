@@ -38,7 +38,9 @@ class ColumnOwnership:
         self, payload: Mapping[str, Any], memory: ColumnMemory, record: Mapping[str, Any]
     ) -> frozenset[str]:
         """The columns people took over: those they had, and those whose CRM value is no longer the
-        value our last write sent. A column we never wrote is not theirs yet."""
+        value our last write sent. A column we never wrote is not theirs yet; nor is one that already
+        holds the value we send: our own write whose answer was lost, or a person who agrees
+        (docs/found-by-simulation.md #12)."""
         changed = {
             column
             for column in payload
@@ -46,6 +48,7 @@ class ColumnOwnership:
             and column in memory.written
             and column in record
             and not _same(record[column], memory.written[column])
+            and not _same(record[column], payload[column])
         }
         return memory.people | changed
 

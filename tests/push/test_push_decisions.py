@@ -585,9 +585,9 @@ ROWS: dict[str, Row] = {
     "write: a new lead is created with its company's deterministic id": Row(
         lambda w: w.accept(), Action.DONE, "created", "synced", ["created"], CREATED_NEW,
         then=holds(own_id, hnt_infrasummary="version 0")),
-    "write: 412 on create (our record, answer lost) -> update": Row(
+    "write: 412 on create (our record, answer lost) -> read (people may have closed or merged it) -> update": Row(
         our_record_unknown_to_the_store, Action.DONE, "updated", "synced", ["updated"],
-        {"find_leads": 1, "create_lead": 1, "update_lead": 1}, then=holds(own_id, emailaddress1=EMAIL)),
+        {"find_leads": 1, "create_lead": 1, "get_lead": 1, "update_lead": 1}, then=holds(own_id, emailaddress1=EMAIL)),
     "write: 412 on the etag update (edited in the CRM) -> etag read again -> update": Row(
         edited_in_the_crm, Action.DONE, "updated", "synced", ["created", "updated"],
         {"update_lead": 2, "get_lead": 1}, then=holds(own_id, hnt_provider="Google", jobtitle="CTO")),

@@ -1,6 +1,7 @@
 """The schedules the simulation found breaking the push protocol's promises (docs/found-by-simulation.md), each
 pinned as one short deterministic scenario over the fakes: delivery after delivery through
-`handle_delivery`, as the Functions runtime runs them (fixed in 2ff8e79; kept as regression tests)."""
+`handle_delivery`, as the Functions runtime runs them (#1 to #5), or one push at a
+time in a CRM where a person works the leads (#6 to #12, issue 16); kept as regression tests."""
 from __future__ import annotations
 
 import contextlib
@@ -11,13 +12,14 @@ import pytest
 
 from shared.model.messages import LeadRef
 from shared.model.pause import PauseReason
+from shared.usecases.crm_outcomes import read_crm_outcomes
 from shared.usecases.delivery import Delivery, RetryLater, handle_delivery
 from shared.usecases.push import PushResult
 from shared.writes.lead_writer import deterministic_lead_id
 from tests.fakes.faults import COMMIT_THEN_DROP, DROP_BEFORE, Fault, unavailable
 from tests.fakes.queues import FakeLeadQueues
-from tests.fakes.wiring import MAX_DEQUEUE_COUNT
-from tests.push.test_push_decisions import C, World
+from tests.fakes.wiring import MAX_DEQUEUE_COUNT, build_pusher
+from tests.push.test_push_decisions import C, OTHER, World
 
 REFUSED = Fault(400, "0x80040265", "Plug-in rejected the record")
 
@@ -202,3 +204,194 @@ def test_bug_5_a_probe_that_passed_leaves_no_pause_open(cause: str) -> None:
     # then: the lead is settled, and the pause is lifted: no lead is left to probe it again
     assert world.store.rows[C].status == ("failed" if refused else "synced")
     assert world.store.paused is None, f"paused with nothing left to probe: docs/found-by-simulation.md #5 ({cause})"
+
+
+# --- a CRM where people work (issue 16): found by the simulation's sales rep ---------------------------
+
+
+def bulk_world(*, bulk_supported: bool) -> World:
+    """A world whose pusher writes a backlog two leads a request (UpsertMultiple, or a $batch)."""
+    world = World()
+    world.dv.bulk_supported = bulk_supported
+    world.pusher, world.schema = build_pusher(store=world.store, dataverse=world.dv, clock=world.clock,
+                                              throttle=world.throttle, bulk_size=2)
+    world.schema.get()
+    return world
+
+
+def hand_typed(world: World, lead_id: str | None = None) -> str:
+    return world.dv.add_record({"subject": "the rep's own lead", "lastname": "Master", "companyname": "kept"},
+                               lead_id=lead_id)
+
+
+@pytest.mark.parametrize("person", ["edits the company name", "qualifies the lead"])
+def test_bug_6_a_record_written_by_upsert_multiple_is_read_before_the_next_single_write(person: str) -> None:
+    # given: the lead was created in an UpsertMultiple request (which answers no row version), then a rep works it
+    world = bulk_world(bulk_supported=True)
+    world.accept(0, company=OTHER)
+    lead_id = world.push(world.accept(0)).d365_lead_id or ""
+    assert world.store.rows[C].d365_etag is None
+    if person == "edits the company name":
+        world.dv.edit(lead_id, {"companyname": "typed by a rep"})
+    else:
+        world.dv.qualify(lead_id)
+
+    # when: Hunter's next version is written alone
+    world.push(world.accept(1, provider="Google"))
+
+    # then: not with `If-Match: *` over the rep's work
+    record = world.record(lead_id)
+    if person == "edits the company name":
+        assert (record["companyname"], record["hnt_provider"]) == ("typed by a rep", "Google"), \
+            "a rep's value overwritten: docs/found-by-simulation.md #6"
+    else:
+        assert record["hnt_provider"] == "M365", "a qualified lead written: docs/found-by-simulation.md #6"
+        assert world.store.rows[C].crm_state == "qualified"
+
+
+def test_bug_7_a_lead_merged_into_a_qualified_record_leaves_it_alone() -> None:
+    # given: the lead's record is merged into a record the rep had qualified
+    world = World()
+    lead_id = world.synced(0)
+    master = hand_typed(world)
+    world.dv.qualify(master)
+    world.dv.merge(lead_id, into=master)
+
+    # when: Hunter's next version is pushed
+    result = world.push(world.accept(1, provider="Google"))
+
+    # then: the lead follows the master, and leaves it alone as any qualified lead
+    assert world.record(master).get("hnt_provider") is None, "a closed master written: docs/found-by-simulation.md #7"
+    assert result.outcome == "skipped"
+    assert (world.store.rows[C].d365_lead_id, world.store.rows[C].crm_state) == (master, "qualified")
+
+
+@pytest.mark.parametrize("how", ["its create's answer was lost", "the lookup finds it"])
+def test_bug_8_a_record_the_store_never_wrote_is_read_before_it_is_written(how: str) -> None:
+    # given: a record the store knows nothing of, which a rep qualified: our own create whose answer
+    # was lost (the rep also changed its address, so the lookup misses it), or one typed by hand
+    world = World()
+    if how == "its create's answer was lost":
+        world.dv.fail_next(COMMIT_THEN_DROP, kind="create_lead")
+        assert world.push(world.accept(0)).outcome == "error"
+        lead_id = deterministic_lead_id(C)
+        world.dv.edit(lead_id, {"emailaddress1": "typed@by-a-rep.example"})
+    else:
+        lead_id = world.hand_made()
+    world.dv.qualify(lead_id)
+
+    # when: Hunter's next version is pushed
+    result = world.push(world.accept(1, provider="Google"))
+
+    # then: the record is the lead's, and left alone as qualified
+    assert world.record(lead_id).get("hnt_provider") != "Google", \
+        "a qualified lead written: docs/found-by-simulation.md #8"
+    assert result.outcome == "skipped"
+    assert (world.store.rows[C].d365_lead_id, world.store.rows[C].crm_state) == (lead_id, "qualified")
+
+
+def test_bug_9_a_lead_that_followed_its_merge_shows_the_masters_state() -> None:
+    # given: the lead's record is merged into a record nobody holds, which the rep qualified; the
+    # master comes first in the reader's page (modifiedon, then leadid)
+    world = World()
+    lead_id = world.synced(0)
+    master = hand_typed(world, "00000000-0000-4000-8000-000000000001")
+    world.dv.qualify(master)
+    world.dv.merge(lead_id, into=master)
+
+    # when: the outcome reader runs
+    read_crm_outcomes(dataverse=world.dv, store=world.store, queues=FakeLeadQueues(world.clock))
+
+    # then: the lead follows the master, and shows the master's state, not its merged record's
+    state = world.store.lead_state(C)
+    assert state is not None
+    assert (state["d365_lead_id"], state["crm_state"], state["crm_status_code"]) == (master, "qualified", 3), \
+        "docs/found-by-simulation.md #9"
+
+
+def test_bug_9_a_chain_of_merges_is_followed_to_its_end() -> None:
+    # given: the lead's record is merged into another company's record, itself merged into a record
+    # nobody holds; the other company's record comes first in the reader's page
+    world = World()
+    ours, theirs = world.synced(0), world.push(world.accept(0, company=OTHER)).d365_lead_id or ""
+    master = hand_typed(world, "ffffffff-ffff-4fff-bfff-ffffffffffff")
+    world.dv.merge(ours, into=theirs)
+    world.dv.merge(theirs, into=master)
+
+    # when: the outcome reader runs
+    read_crm_outcomes(dataverse=world.dv, store=world.store, queues=FakeLeadQueues(world.clock))
+
+    # then: the other company follows to the master; ours is left alone, merged (two companies never share one record)
+    other, state = world.store.lead_state(OTHER), world.store.lead_state(C)
+    assert other is not None and state is not None
+    assert (other["d365_lead_id"], other["crm_state"]) == (master, "open")
+    assert state["crm_state"] == "merged", f"{state['crm_state']} on {state['d365_lead_id']}: docs/found-by-simulation.md #9"
+
+
+def test_bug_10_a_batch_write_that_meets_a_change_does_not_write_over_it() -> None:
+    # given: two synced leads written in $batch requests; a rep edits ours between the batch's read and its write
+    world = bulk_world(bulk_supported=False)
+    world.accept(0, company=OTHER)
+    lead_id = world.push(world.accept(0)).d365_lead_id or ""
+    world.accept(1, company=OTHER, provider="Google")
+    world.dv.step = once("dataverse.batch", None,
+                         before=lambda: world.dv.edit(lead_id, {"companyname": "typed by a rep"}))
+
+    # when: Hunter's next versions are pushed together
+    world.push(world.accept(1, provider="Google"))
+
+    # then: the 412 is not answered by writing again at a re-read version
+    record = world.record(lead_id)
+    assert record["companyname"] == "typed by a rep", "a rep's value overwritten: docs/found-by-simulation.md #10"
+    assert record["hnt_provider"] == "Google"
+
+
+def test_bug_10_a_bulk_write_leaves_our_own_qualified_record_alone() -> None:
+    # given: an UpsertMultiple of two new leads lands but its answer is lost; a rep qualifies ours
+    world = bulk_world(bulk_supported=True)
+    world.accept(0, company=OTHER)
+    world.dv.fail_next(COMMIT_THEN_DROP, kind="upsert_multiple")
+    assert world.push(world.accept(0)).outcome == "error"
+    lead_id = deterministic_lead_id(C)
+    world.dv.qualify(lead_id)
+
+    # when: Hunter's next version is pushed with the other lead, in bulk
+    result = world.push(world.accept(1, provider="Google"))
+
+    # then: our record is found, and left alone as qualified
+    assert world.record(lead_id)["hnt_provider"] == "M365", "a qualified lead written: docs/found-by-simulation.md #10"
+    assert result.outcome == "skipped" and world.store.rows[C].crm_state == "qualified"
+
+
+def test_bug_11_a_lead_left_alone_without_a_request_keeps_its_status_code() -> None:
+    # given: a rep disqualified the lead (Cannot Contact), and a push saw it
+    world = World()
+    world.dv.disqualify(world.synced(0), status=5)
+    assert world.push(world.accept(1, provider="Google")).outcome == "skipped"
+
+    # when: the next version is left alone from the state the store knows, without a request
+    calls = sum(world.dv.calls.values())
+    world.push(world.accept(2, provider="Microsoft"))
+    assert sum(world.dv.calls.values()) == calls
+
+    # then: the status still says why
+    state = world.store.lead_state(C)
+    assert state is not None
+    assert (state["crm_state"], state["crm_status_code"]) == ("disqualified", 5), "docs/found-by-simulation.md #11"
+
+
+def test_bug_12_our_own_write_whose_answer_was_lost_does_not_make_a_column_the_peoples() -> None:
+    # given: Hunter renames the company, and the answer of that update is lost
+    world = World()
+    lead_id = world.synced(0)
+    renamed = world.accept(1, canonical_name="renamed once")
+    world.dv.fail_next(COMMIT_THEN_DROP, kind="update_lead")
+    assert world.push(renamed).outcome == "error"
+    assert world.push(renamed).outcome == "updated"  # 412 at the stored version, read, written
+
+    # when: Hunter renames it again
+    world.push(world.accept(2, canonical_name="renamed twice"))
+
+    # then: nobody but the app changed the name, so it takes Hunter's newest
+    assert world.record(lead_id)["companyname"] == "renamed twice", "docs/found-by-simulation.md #12"
+    assert world.store.rows[C].people_columns == []

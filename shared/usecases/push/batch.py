@@ -4,7 +4,7 @@ outcome is recorded here; their own queue messages later find nothing left to do
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from d365.mapping import payload_fingerprint
@@ -84,12 +84,16 @@ class BatchPush:
                 lift_pause(self._store, context, written=True)  # before any of them is recorded
             for outcome in written:
                 cid = outcome.lead.company_id
-                if cid == company_id:
+                if outcome.single:  # closed, merged or changed since read: the single writer decides
+                    items[cid] = _reserved(items[cid], outcome.lead_id)
+                    if cid != company_id:
+                        outcomes.append(self._apart(token, items[cid], Verdict(Route.SINGLE, items[cid].payload)))
+                elif cid == company_id:
                     own_outcome = outcome
                 else:
                     outcomes.append(self._finish_other(token, items[cid], outcome, verdicts[cid]))
             reads += requests
-        return BatchResult(own_outcome, own, reads, tuple(outcomes), verdicts[company_id])
+        return BatchResult(own_outcome, items[company_id], reads, tuple(outcomes), verdicts[company_id])
 
     def _verdicts(self, items: dict[int, MappedItem]) -> tuple[dict[int, Verdict], int]:
         """Each lead's route, from one read of the batch's known records (none when none is known)."""
@@ -228,6 +232,14 @@ class BatchPush:
             final=not failure.transient,
             context=context,
         )
+
+
+def _reserved(item: MappedItem, lead_id: str | None) -> MappedItem:
+    """The item as the store now knows it: with the record the lookup reserved for it, at a version
+    not known (the single writer reads it first)."""
+    if lead_id is None or lead_id == item.state.d365_lead_id:
+        return item
+    return replace(item, state=replace(item.state, d365_lead_id=lead_id, d365_etag=None))
 
 
 def _known(state: LeadState) -> KnownRecord:

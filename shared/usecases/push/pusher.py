@@ -196,7 +196,10 @@ class LeadPusher:
         state, crm = own.state, written.crm
         row = attempt(Outcome.SKIPPED, d365_lead_id=written.lead_id, dataverse_requests=written.requests)
         kept = replace(own, fingerprint=state.synced_fingerprint or "", warnings=[])
-        self._finish(company_id, token, kept, row, etag=state.d365_etag, synced=Synced(crm=crm))
+        # Left alone from the state the store knew (no request): nothing new seen, so the stored
+        # outcome (its status code, when it was seen) stays (docs/found-by-simulation.md #11).
+        seen = crm if written.requests else None
+        self._finish(company_id, token, kept, row, etag=state.d365_etag, synced=Synced(crm=seen))
         _log_left_alone(company_id, written, context)
         return PushResult(Action.DONE, Outcome.SKIPPED, d365_lead_id=written.lead_id)
 
