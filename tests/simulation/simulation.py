@@ -56,6 +56,7 @@ from tests.fakes.queues import Dequeued, FakeLeadQueues
 from tests.fakes.store import FakeLeadStore
 from tests.fakes.wiring import LEASE_SECONDS, MAX_DEQUEUE_COUNT, build_pusher, throttle_gate
 from tests.simulation.outages import DATABASE, OutagePlan, Outages, OutageTokens, draw_outages
+from tests.simulation.people import SalesRep
 from tests.simulation.scheduler import Crash, Job, Scheduler
 
 MESSAGE_LEASE_SECONDS = 330.0      # the runtime hides a message it runs for functionTimeout + 30 s
@@ -142,7 +143,9 @@ class Plan:
                     fields["contact_emails"] = [SHARED_EMAIL]
                 if rng.random() < 0.1:
                     fields["provider"] = REJECTED
-                posts.append(Post(company, minutes, hunter_lead(company, minutes, **fields)))
+                # Hunter renames the company in each version: a column people own until they change it
+                posts.append(Post(company, minutes, hunter_lead(company, minutes, canonical_name=_name(company, minutes),
+                                                                **fields)))
         rng.shuffle(posts)
         requests, rest = [], list(posts)
         while rest:  # Hunter sends one to three leads per call
@@ -209,6 +212,7 @@ class Simulation:
         self.used_up: set[int] = set()
         self.audited = 0
         self.pauses_opened: list[str] = []
+        self.people = SalesRep.draw(self)  # a sales rep working the leads in the CRM, on some seeds
         if self.plan.hand_made:
             self.hand_made_id = self.dataverse.add_record({"subject": "typed by hand", "lastname": "Someone",
                                                            "emailaddress1": SHARED_EMAIL.upper()})
@@ -220,11 +224,17 @@ class Simulation:
         self.scheduler.decide = self._decide
         self.scheduler.keep_turn = lambda job, kind: self.rng.random() < 0.5
         try:
+            if self.people is not None:
+                self.people.start()
             for action in range(self.plan.chaos_actions):
                 self._begin_outages(action)
                 self._chaos_action()
+                if self.people is not None:
+                    self.people.check_step()
             self.chaos = False
             self._settle()
+            if self.people is not None:
+                self.people.finish()
             self._check_end()
         finally:
             self.scheduler.abort()
@@ -246,7 +256,8 @@ class Simulation:
                 f"hand_made={p.hand_made} retries={p.dataverse_retries} bulk={p.bulk_size}"
                 f"{'' if p.bulk_supported else ' ($batch)'} faults(store={p.p_store_fault}, "
                 f"dataverse={p.p_dataverse_fault}, queue={p.p_queue_fault}, crash={p.p_crash})"
-                + "".join(f" outage({o.text})" for o in p.outages))
+                + "".join(f" outage({o.text})" for o in p.outages)
+                + (f" {self.people.summary()}" if self.people is not None else ""))
 
     def _log(self, text: str) -> None:
         self.events.append(Event(self.clock() - self.started, text))
@@ -265,6 +276,8 @@ class Simulation:
             choices.append((0.3, "edit"))
         if self.plan.column_removed and "hnt_provider" in self.dataverse.schema.columns:
             choices.append((0.1, "remove column"))
+        if self.people is not None and not any(job.name == "outcome reader" for job in running):
+            choices.append((0.15, "read outcomes"))
         action = _weighted(self.rng, choices)
         if action == "resume":
             self._resume(self.rng.choice(running))
@@ -281,6 +294,8 @@ class Simulation:
         elif action == "remove column":  # an admin deletes a column the app writes
             self.dataverse.remove_column("hnt_provider")
             self._log("CRM admin removes column hnt_provider")
+        elif action == "read outcomes" and self.people is not None:
+            self.people.start_reader()
         else:
             self._start_sweep()
 
@@ -445,6 +460,10 @@ class Simulation:
     # --- the scheduler's choices at each port call ------------------------------------------------------
 
     def _decide(self, job: Job, kind: str) -> Fault | None:
+        if self.people is not None:
+            self.people.on_call(job, kind)
+        if kind.startswith("person."):  # the sales rep's turns meet no fault
+            return None
         fault = self._chaos_fault(job, kind) if self.chaos else None
         return self._outage_fault(job, kind) or fault
 
@@ -514,6 +533,10 @@ class Simulation:
         version = _version_of(write.values)
         self._log(f"{job.name if job else 'main'} wrote {write.kind} {write.lead_id[:8]} company={company} "
                   f"v={version}")
+        if self.people is not None:
+            self.people.on_write(write, job)
+            if self.people.acting:
+                return
         if job is None:
             return  # a hand edit by the test itself
         token = job.tokens.get(company) if isinstance(company, int) else None
@@ -572,17 +595,31 @@ class Simulation:
             if _minutes(row.queued_version) != newest:
                 self.violations.append(f"{where}: the store's newest version is {_minutes(row.queued_version)}, "
                                        f"Hunter's newest accepted is {newest}")
+            if row.lease_until is not None and row.lease_until > self.clock.now():
+                self.violations.append(f"{where}: still leased at the end")
+            allowed = self.people.people_may_own(company) if self.people is not None else set()
+            if allowed is not None and set(row.people_columns) - allowed:
+                self.violations.append(f"{where}: the store says people took over {sorted(row.people_columns)}, "
+                                       f"but no person changed {sorted(set(row.people_columns) - allowed)}")
+            if self.people is not None and self.people.worked(company, row) and row.status in ("synced", "failed"):
+                self.people.check_company(company, row, newest, _version_of)
+                if row.status == "failed" and (not row.last_error or company not in poisoned):
+                    self.violations.append(f"{where}: failed ({row.last_error}), and no message of it is poisoned")
+                if row.status == "failed" and (company, newest) not in refused and company not in self.used_up:
+                    self.violations.append(f"{where}: failed ({row.last_error}), but Dataverse did not refuse its "
+                                           f"newest version {newest}, and no message of it used up its deliveries")
+                continue
             if len(mine) > 1:
                 self.violations.append(f"{where}: {len(mine)} Dataverse records")
             holds_newest = len(mine) == 1 and _version_of(mine[0]) == newest
-            if row.lease_until is not None and row.lease_until > self.clock.now():
-                self.violations.append(f"{where}: still leased at the end")
             if row.status == "synced":
                 if not holds_newest:
                     self.violations.append(f"{where}: synced, but its record holds version "
                                            f"{_version_of(mine[0]) if mine else None}, not {newest}")
                 elif row.d365_lead_id != mine[0]["leadid"]:
                     self.violations.append(f"{where}: synced to {row.d365_lead_id}, its record is {mine[0]['leadid']}")
+                else:
+                    self._check_hunters_name(company, mine[0])
             elif row.status == "failed":
                 if not row.last_error:
                     self.violations.append(f"{where}: failed without a reason")
@@ -599,9 +636,24 @@ class Simulation:
         if self.plan.hand_made:
             owner = records[self.hand_made_id].get("hnt_companyid") if self.hand_made_id in records else None
             sharing = {p.company_id for p in self.plan.posts if p.lead["contact_emails"] == [SHARED_EMAIL]}
-            if owner is not None and owner not in sharing:
+            if owner is not None and owner not in sharing and self.hand_made_id not in self._masters():
                 self.violations.append(f"the hand-made record was adopted by company {owner}, which does not share "
                                        "its address")
+
+        if self.people is not None:
+            self.people.check_outcomes()
+
+    def _check_hunters_name(self, company: int, record: dict[str, Any]) -> None:
+        """A column people own, which nobody but the app changed, holds Hunter's newest value."""
+        if self.people is not None and self.people.kept(record, "companyname", company):
+            return
+        wanted = _name(company, self.newest[company])
+        if record.get("companyname") != wanted:
+            self.violations.append(f"company {company}: its record's companyname is {record.get('companyname')!r}, "
+                                   f"not Hunter's newest {wanted!r}, and no person changed it")
+
+    def _masters(self) -> set[str]:
+        return set(self.people.masters) if self.people is not None else set()
 
     def _poisoned_companies(self) -> set[int]:
         companies = set()
@@ -619,6 +671,10 @@ def _weighted(rng: random.Random, choices: list[tuple[float, str]]) -> str:
         if draw < 0:
             return name
     return choices[-1][1]
+
+
+def _name(company: int, minutes: int) -> str:
+    return f"company{company} v{minutes}"
 
 
 def _version_of(values: Any) -> int | None:
