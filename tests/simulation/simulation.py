@@ -7,7 +7,9 @@ Actors, all on the fakes of tests/fakes and one fake clock:
   one message at a time off the queue and run `handle_delivery` as the Functions runtime does
   (maxDequeueCount 5 then the poison queue, visibilityTimeout after a failure, a stale pop receipt
   tolerated); a crashed process loses its work in flight and restarts empty;
-- the sweeper (`requeue_stuck_leads`) runs from time to time.
+- the sweeper (`requeue_stuck_leads`) runs from time to time;
+- on some seeds a sales rep works the leads in the CRM, and the outcome reader runs from time to time
+  (tests/simulation/people.py, which states their invariants).
 
 Phase one is chaos: at every port call the scheduler may switch job, move the clock (a little, or
 past a lease), crash the caller, or answer a fault (429, 503, a dropped connection before or after
@@ -21,9 +23,10 @@ one), no write puts an older version over a newer one, no record changes company
 to the poison queue only when Dataverse refused its lead itself, or when deliveries that met no
 outage used it up; no attempt is counted against a lead by a delivery that met an outage, and
 while paused no lead is marked failed but one Dataverse refused. At the end: one record per company
-holding its newest accepted version when the store says synced, and only then; failed only with a
-reason and a poison message, and only when Dataverse refused its newest version (or chaos used up
-a message's deliveries); nothing left queued, processing or in error; the pause closed.
+holding its newest accepted version when the store says synced, and only then (and Hunter's newest
+company name, unless a person changed it); failed only with a reason and a poison message, and only
+when Dataverse refused its newest version (or chaos used up a message's deliveries); nothing left
+queued, processing or in error; the pause closed; people took over only the columns a person changed.
 """
 from __future__ import annotations
 

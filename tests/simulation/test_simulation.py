@@ -21,6 +21,10 @@ import shared.usecases.push.batch
 import shared.usecases.push.pause
 import shared.usecases.push.pusher
 import shared.usecases.push.recorder
+import shared.writes.bulk_crm
+import shared.writes.bulk_writer
+import shared.writes.known_record
+import shared.writes.ownership
 import tests.simulation.simulation as simulation
 from d365 import deadline
 from shared.model.messages import LeadRef
@@ -142,3 +146,26 @@ def test_the_simulation_catches_an_outage_that_burns_leads(mutant: str, monkeypa
     for owner, name in targets:
         monkeypatch.setattr(owner, name, replacement)
     assert _first_caught(violation) is not None, f"300 schedules where {mutant}, and no '{violation}' was caught"
+
+
+def _everything_sent(self: object, payload: dict, people: object) -> dict:
+    return dict(payload)
+
+
+PEOPLE_MUTANTS: dict[str, tuple[list[tuple[object, str]], object, str]] = {
+    # A push that sends the columns people took over.
+    "people's columns sent anyway": ([(shared.writes.ownership.ColumnOwnership, "sendable")], _everything_sent,
+                                     "from the rep's"),
+    # A push that does not know a lead can be closed.
+    "closed leads written": ([(shared.writes.known_record, "CLOSED"), (shared.writes.bulk_crm, "CLOSED"),
+                              (shared.writes.bulk_writer, "CLOSED")], frozenset(), "closed in the CRM"),
+}
+
+
+@pytest.mark.parametrize("mutant", PEOPLE_MUTANTS)
+def test_the_simulation_catches_a_push_that_undoes_peoples_work(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sales rep's invariants are only worth their runs if a push that ignores people breaks them.
+    targets, replacement, violation = PEOPLE_MUTANTS[mutant]
+    for owner, name in targets:
+        monkeypatch.setattr(owner, name, replacement)
+    assert _first_caught(violation, seeds=500) is not None, f"500 schedules where {mutant}, and no '{violation}'"
