@@ -173,15 +173,21 @@ class KnownRecordWriter:
         requests: int,
     ) -> KnownWrite:
         """Hunter's columns to the record the lead was merged into, following a chain of merges. A
-        master another Hunter company holds is left alone: two companies never share one record."""
+        master another Hunter company holds is left alone: two companies never share one record. A
+        master deleted since the merge is a deleted lead (docs/found-by-simulation.md #13)."""
         for _ in range(MAX_MERGE_HOPS):
             if not reserve(master):
                 return _merged_away(lead_id, master, requests)
-            record = self.read(master, payload)
+            try:
+                record = self.read(master, payload)
+                onward = merged_into(record)
+                if onward is None:
+                    return self._to_master(master, record, payload, force=force, requests=requests + 1)
+            except D365NotFoundError:
+                if force or self._policy.deleted is DeletedLeads.RECREATE:
+                    raise
+                return KnownWrite(master, None, requests + 1, CrmOutcome(CrmState.DELETED), left_alone=True)
             requests += 1
-            onward = merged_into(record)
-            if onward is None:
-                return self._to_master(master, record, payload, force=force, requests=requests)
             master = onward
         return _merged_away(lead_id, master, requests)
 

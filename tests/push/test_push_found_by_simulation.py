@@ -1,7 +1,7 @@
 """The schedules the simulation found breaking the push protocol's promises (docs/found-by-simulation.md), each
 pinned as one short deterministic scenario over the fakes: delivery after delivery through
 `handle_delivery`, as the Functions runtime runs them (#1 to #5), or one push at a
-time in a CRM where a person works the leads (#6 to #12, issue 16); kept as regression tests."""
+time in a CRM where a person works the leads (#6 to #13, issue 16); kept as regression tests."""
 from __future__ import annotations
 
 import contextlib
@@ -395,3 +395,20 @@ def test_bug_12_our_own_write_whose_answer_was_lost_does_not_make_a_column_the_p
     # then: nobody but the app changed the name, so it takes Hunter's newest
     assert world.record(lead_id)["companyname"] == "renamed twice", "docs/found-by-simulation.md #12"
     assert world.store.rows[C].people_columns == []
+
+
+def test_bug_13_a_lead_whose_merge_master_was_deleted_is_left_alone_as_deleted() -> None:
+    # given: the lead's record was merged into a record nobody holds, which a rep then deleted
+    world = World()
+    lead_id = world.synced(0)
+    master = hand_typed(world)
+    world.dv.merge(lead_id, into=master)
+    world.dv.delete(master)
+
+    # when: Hunter's next version is pushed
+    result = world.push(world.accept(1, provider="Google"))
+
+    # then: a deleted lead, left alone, not a failure
+    assert (result.action.value, result.outcome) == ("done", "skipped"), \
+        f"{result.outcome} ({result.reason}): docs/found-by-simulation.md #13"
+    assert world.store.rows[C].crm_state == "deleted" and master not in world.dv.records
