@@ -219,7 +219,7 @@ class SalesRep:
     def _read(self) -> None:
         client = self.sim.dataverse.connect(rng=random.Random(self.rng.random()))
         try:
-            read = read_crm_outcomes(dataverse=client, store=self.sim.store, queues=self.sim.queues,  # type: ignore[arg-type]
+            read = read_crm_outcomes(dataverse=client, store=self.sim.store, queues=self.sim.queues,
                                      page_size=READER_PAGE_SIZE)
         except (D365Error, TransientError) as exc:
             self.sim._log(f"outcome reader failed: {type(exc).__name__}")
@@ -283,8 +283,8 @@ class SalesRep:
     def finish(self) -> None:
         """Read the outcomes until nothing is reopened, the push settling after each read."""
         for _ in range(5):
-            read = read_crm_outcomes(dataverse=self.sim.dataverse, store=self.sim.store,  # type: ignore[arg-type]
-                                     queues=self.sim.queues, page_size=READER_PAGE_SIZE)  # type: ignore[arg-type]
+            read = read_crm_outcomes(dataverse=self.sim.dataverse, store=self.sim.store,
+                                     queues=self.sim.queues, page_size=READER_PAGE_SIZE)
             if not read.read:  # a crashed reader's lease: wait it out
                 self.sim.clock.advance(READER_LEASE_SECONDS + 1)
                 continue
